@@ -135,7 +135,9 @@ def register_architecture(
         ArchitectureSpec(...)
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"`name` must be a non-empty string (a config.model_type or class name), got {name!r}")
+        raise ValueError(
+            f"`name` must be a non-empty string (a config.model_type or class name), got {name!r}"
+        )
     if name in _REGISTRY and not overwrite:
         raise ValueError(
             f"Architecture {name!r} is already registered; pass overwrite=True to replace it."
@@ -148,11 +150,18 @@ def register_architecture(
             return tuple(value)
         raise ValueError(f"`{arg}` must be a dotted attribute path or a list of them, got {value!r}")
 
+    def _pre_unembed_paths(value: str | Sequence[str]) -> tuple[str, ...]:
+        if isinstance(value, str):  # one path, not a sequence of one-letter paths
+            value = (value,)
+        if isinstance(value, Sequence) and all(isinstance(v, str) and v for v in value):
+            return tuple(value)
+        raise ValueError(f"`pre_unembed` must be a dotted attribute path or a list of them, got {value!r}")
+
     spec = ArchitectureSpec(
         blocks=_paths(blocks, "blocks"),
         unembed=_paths(unembed, "unembed"),
         final_norm=None if final_norm is None else _paths(final_norm, "final_norm"),
-        pre_unembed=tuple(pre_unembed),
+        pre_unembed=_pre_unembed_paths(pre_unembed),
         logit_transform=logit_transform,
     )
     _REGISTRY[name] = spec
@@ -195,6 +204,20 @@ def _get_path(root: nn.Module, path: str | tuple[str, ...]) -> tuple[object, str
         else:
             return obj, candidate
     return None
+
+
+def _declared_none(root: nn.Module, path: str | tuple[str, ...]) -> bool:
+    """Whether one alternative of ``path`` exists on ``root`` and is set to ``None`` on purpose.
+
+    Some configurations drop an optional module that way (OPT with ``do_layer_norm_before=False``, e.g.
+    ``facebook/opt-350m``, sets ``final_layer_norm = None``).
+    """
+    for candidate in (path,) if isinstance(path, str) else path:
+        parent_path, _, attr = candidate.rpartition(".")
+        parent = _get_path(root, parent_path) if parent_path else (root, "")
+        if parent is not None and hasattr(parent[0], attr) and getattr(parent[0], attr) is None:
+            return True
+    return False
 
 
 @dataclass
@@ -299,7 +322,9 @@ def resolve_layout(model: nn.Module) -> DecoderLayout:
             "non-empty ModuleList of decoder blocks."
         )
     unembed = need(spec.unembed, "unembedding")
-    final_norm = None if spec.final_norm is None else need(spec.final_norm, "final norm")
+    final_norm = None
+    if spec.final_norm is not None and not _declared_none(bare, spec.final_norm):
+        final_norm = need(spec.final_norm, "final norm")
     pre = [m for p in spec.pre_unembed if (f := _get_path(bare, p)) is not None for m in [f[0]]]
     for name, module in (("unembed", unembed), ("final_norm", final_norm)):
         if module is not None and not callable(module):

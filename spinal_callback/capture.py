@@ -133,9 +133,8 @@ class LayerCapture:
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> None:
         self.remove()
-        return False
 
     def attach(self) -> None:
         """Register the (read-only) forward hooks. Calling it twice is harmless."""

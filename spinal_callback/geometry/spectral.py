@@ -39,6 +39,10 @@ def centered_spectrum(hidden: torch.Tensor) -> torch.Tensor:
     x = hidden.detach().to(torch.float64)
     if not bool(torch.isfinite(x).all()):
         return torch.full((min(n, d),), _NAN, dtype=torch.float64, device=hidden.device)
+    if bool((x == x[:1]).all()):
+        # Identical rows centre to exactly zero; ``x - mean`` would leave ~1e-16 rounding noise that the
+        # metrics would read as one direction (effective rank 1 instead of NaN).
+        return torch.zeros(min(n, d), dtype=torch.float64, device=hidden.device)
     x = x - x.mean(dim=0, keepdim=True)
     gram = x @ x.T if n <= d else x.T @ x
     eig = torch.linalg.eigvalsh(gram)  # ascending

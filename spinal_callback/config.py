@@ -1,0 +1,231 @@
+"""``SpinalConfig``: the one validated configuration shared by the Lightning and TRL callbacks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["ALERT_ACTIONS", "SpinalConfig"]
+
+#: Named actions ``on_alert`` accepts (callables are accepted too).
+ALERT_ACTIONS = ("log", "stop", "rollback")
+_PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+def _positive_int(name: str, value: object, allow_zero: bool = False) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        what = "a non-negative integer" if allow_zero else "a positive integer"
+        raise ValueError(f"`{name}` must be {what}, got {value!r}")
+
+
+def _fraction_pair(name: str, value: object, strict_order: bool) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a pair of fractions (a, b), got {value!r}") from None
+    if not (0.0 <= a < b <= 1.0) or (strict_order and not 0.0 < a < b < 1.0):
+        bounds = "0 < a < b < 1" if strict_order else "0 <= a < b <= 1"
+        raise ValueError(f"`{name}` must satisfy {bounds}, got {value!r}")
+    return a, b
+
+
+def _check_writable(name: str, directory: str) -> None:
+    """Refuse a directory that cannot be created or written, without creating anything."""
+    probe = directory
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise ValueError(f"`{name}` {directory!r} cannot be created: {probe!r} exists and is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ValueError(f"`{name}` {directory!r} is not writable ({probe!r}: {exc.strerror})") from None
+
+
+@dataclass
+class SpinalConfig:
+    """Configuration of the geometry monitor; both callbacks take one.
+
+    Every field is validated on construction; a bad value raises ``ValueError`` naming the field,
+    what is allowed and what was given.
+    """
+
+    interval: int = field(
+        default=50,
+        metadata={"help": "Run the geometry probe every `interval` optimizer steps (plus step 0, the baseline)."},
+    )
+    num_probe_pairs: int = field(
+        default=16,
+        metadata={"help": "Number K of preference pairs in the fixed probe set, taken from the start of the "
+                  "training data when `probe_pairs` is not given."},
+    )
+    probe_pairs: list[dict[str, str]] | None = field(
+        default=None,
+        metadata={"help": "Explicit probe set: a list of {'prompt', 'chosen', 'rejected'} text dicts, tokenized "
+                  "once with the trainer's tokenizer. Overrides `num_probe_pairs`."},
+    )
+    max_tokens: int = field(
+        default=512,
+        metadata={"help": "Cap on measured token positions per probe pass (deterministic subsample of the "
+                  "completion tokens)."},
+    )
+    max_length: int = field(
+        default=256,
+        metadata={"help": "Length cap (tokens) of a tokenized probe sequence, prompt + completion; the prompt is "
+                  "cut from the left when needed."},
+    )
+    patch_interval: int = field(
+        default=0,
+        metadata={"help": "Run the activation-patching probe every N steps; 0 turns it off. Patching probes are "
+                  "not part of this release yet, so only 0 is accepted."},
+    )
+    log_dir: str | None = field(
+        default=None,
+        metadata={"help": "TensorBoard directory used when the host trainer has none (Lightning without a "
+                  "TensorBoardLogger; HF Trainer without report_to='tensorboard')."},
+    )
+    trace_path: str | None = field(
+        default=None,
+        metadata={"help": "JSON-lines trace file; default: `spinal_trace.jsonl` inside the TensorBoard directory."},
+    )
+    on_alert: tuple[str | Callable[..., Any], ...] = field(
+        default=("log",),
+        metadata={"help": "What an early-warning alert does: any of 'log', 'stop', 'rollback', or callables "
+                  "taking the Alert. (The detector that raises alerts is not part of this release yet.)"},
+    )
+    strict: bool = field(
+        default=False,
+        metadata={"help": "True: a failing probe raises. False (default): it becomes a warning plus a counter "
+                  "(`spinal/probe/failures`) and training goes on."},
+    )
+    probe_at_start: bool = field(
+        default=True,
+        metadata={"help": "Probe at step 0 (before the first optimizer step) as the baseline."},
+    )
+    tail: tuple[float, float] = field(
+        default=(0.1, 0.9),
+        metadata={"help": "Tail window (a, b) of the contraction fit, as fractions of r = min(n, d)."},
+    )
+    rtol: float = field(
+        default=1e-6,
+        metadata={"help": "Singular values below rtol·σ_1 are left out of the contraction fit."},
+    )
+    bands: tuple[float, float] = field(
+        default=(1 / 3, 2 / 3),
+        metadata={"help": "Early/mid and mid/late boundaries as fractions of depth."},
+    )
+    chunk_size: int = field(
+        default=64,
+        metadata={"help": "Tokens per logit-lens chunk: bounds lens memory at 2 × chunk_size × vocab floats."},
+    )
+    seed: int = field(
+        default=0,
+        metadata={"help": "Seed of the deterministic max_tokens subsample."},
+    )
+    heatmaps: bool = field(
+        default=True,
+        metadata={"help": "Write a layer × step heatmap image per metric at every probe."},
+    )
+
+    def __post_init__(self) -> None:
+        _positive_int("interval", self.interval)
+        _positive_int("num_probe_pairs", self.num_probe_pairs)
+        _positive_int("max_tokens", self.max_tokens)
+        _positive_int("max_length", self.max_length)
+        _positive_int("chunk_size", self.chunk_size)
+        _positive_int("patch_interval", self.patch_interval, allow_zero=True)
+        if self.patch_interval != 0:
+            raise ValueError(
+                f"`patch_interval` must be 0 in this release (activation-patching probes are not available "
+                f"yet), got {self.patch_interval!r}"
+            )
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"`seed` must be an integer, got {self.seed!r}")
+        if not isinstance(self.strict, bool):
+            raise ValueError(f"`strict` must be True or False, got {self.strict!r}")
+        self.tail = _fraction_pair("tail", self.tail, strict_order=False)
+        self.bands = _fraction_pair("bands", self.bands, strict_order=True)
+        if not isinstance(self.rtol, (int, float)) or not (0.0 <= float(self.rtol) < 1.0) or math.isnan(self.rtol):
+            raise ValueError(f"`rtol` must be a float in [0, 1), got {self.rtol!r}")
+        self.on_alert = self._check_actions(self.on_alert)
+        if self.probe_pairs is not None:
+            self.probe_pairs = self._check_pairs(self.probe_pairs)
+        for name in ("log_dir", "trace_path"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, (str, os.PathLike)):
+                raise ValueError(f"`{name}` must be a path (str or os.PathLike) or None, got {value!r}")
+            value = os.path.abspath(os.path.expanduser(os.fspath(value)))
+            if name == "trace_path" and os.path.isdir(value):
+                raise ValueError(f"`trace_path` must be a file path, got the directory {value!r}")
+            _check_writable(name, value if name == "log_dir" else os.path.dirname(value))
+            setattr(self, name, value)
+
+    @staticmethod
+    def _check_actions(actions: object) -> tuple[str | Callable[..., Any], ...]:
+        if isinstance(actions, str) or callable(actions):
+            actions = (actions,)
+        if not isinstance(actions, Sequence):
+            raise ValueError(f"`on_alert` must be a list of {ALERT_ACTIONS} or callables, got {actions!r}")
+        for action in actions:
+            if callable(action):
+                continue
+            if action not in ALERT_ACTIONS:
+                raise ValueError(
+                    f"`on_alert` entries must be one of {', '.join(ALERT_ACTIONS)} or a callable, got {action!r}"
+                )
+        return tuple(actions)
+
+    @staticmethod
+    def _check_pairs(pairs: object) -> list[dict[str, str]]:
+        if not isinstance(pairs, Sequence) or isinstance(pairs, (str, bytes)) or len(pairs) == 0:
+            raise ValueError(
+                "`probe_pairs` must be a non-empty list of {'prompt', 'chosen', 'rejected'} dicts, "
+                f"got {pairs!r:.80}"
+            )
+        checked = []
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, Mapping):
+                raise ValueError(f"`probe_pairs[{i}]` must be a dict with keys {_PAIR_FIELDS}, got {pair!r:.80}")
+            missing = [k for k in _PAIR_FIELDS if k not in pair]
+            if missing:
+                raise ValueError(f"`probe_pairs[{i}]` is missing {', '.join(missing)} (needs {_PAIR_FIELDS})")
+            for key in _PAIR_FIELDS:
+                if not isinstance(pair[key], str):
+                    raise ValueError(f"`probe_pairs[{i}]['{key}']` must be a string, got {pair[key]!r:.80}")
+            for key in ("chosen", "rejected"):
+                if not pair[key].strip():
+                    raise ValueError(f"`probe_pairs[{i}]['{key}']` is an empty completion; give it text to score")
+            checked.append({k: pair[k] for k in _PAIR_FIELDS})
+        return checked
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able view (callables shown by name)."""
+        data = asdict(self)
+        data["on_alert"] = [a if isinstance(a, str) else getattr(a, "__name__", repr(a)) for a in self.on_alert]
+        return data
+
+    def fingerprint(self) -> str:
+        """Short stable hash of the fields that define what is measured (used in ``state_key``)."""
+        keys = ("interval", "num_probe_pairs", "max_tokens", "max_length", "tail", "rtol", "bands", "seed")
+        payload = {k: getattr(self, k) for k in keys}
+        payload["probe_pairs"] = self.probe_pairs
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha1(blob).hexdigest()[:10]
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Field name → help text (used by the docs)."""
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}

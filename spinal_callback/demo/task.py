@@ -1,0 +1,222 @@
+"""The demo task: two-number addition, generated locally and checked exactly.
+
+A prompt is ``"23+48="`` and its answer ``"71"``. Preference pairs put the correct answer as
+``chosen`` and a *plausible* wrong one as ``rejected`` — the carry forgotten, a digit off by one,
+the tens off by ten — which are the mistakes a half-trained model actually makes, so DPO has a
+real signal to push on. Everything is deterministic given a seed and needs no network: the
+tokenizer is a character-level :class:`transformers.PreTrainedTokenizerFast` built in memory.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = [
+    "SPECIAL_TOKENS",
+    "AdditionTask",
+    "Problem",
+    "build_tokenizer",
+    "greedy_accuracy",
+    "wrong_answers",
+]
+
+#: Special tokens of the demo tokenizer, in id order (pad is 0).
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One addition problem ``a + b``."""
+
+    a: int
+    b: int
+
+    @property
+    def prompt(self) -> str:
+        """The text the model is given, e.g. ``"23+48="``."""
+        return f"{self.a}+{self.b}="
+
+    @property
+    def answer(self) -> str:
+        """The correct completion, e.g. ``"71"``."""
+        return str(self.a + self.b)
+
+
+def build_tokenizer(model_max_length: int = 64) -> Any:
+    """A character-level tokenizer over printable ASCII, built locally (no download).
+
+    Every printable ASCII character is one token; ``<pad>``, ``<bos>``, ``<eos>`` and ``<unk>`` are
+    special tokens, and ``<bos>`` is prepended to every encoded text, so a prompt's ids are always a
+    prefix of the prompt + completion ids (what TRL's tokenization expects). It round-trips through
+    ``save_pretrained`` / ``AutoTokenizer.from_pretrained``.
+
+    Args:
+        model_max_length: the tokenizer's ``model_max_length``.
+
+    Returns:
+        A ``transformers.PreTrainedTokenizerFast``.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(SPECIAL_TOKENS.values())
+    chars = [c for c in string.printable if c.isprintable()]  # drops \t\n\r\x0b\x0c, keeps " "
+    vocab = {token: i for i, token in enumerate(specials + chars)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    bos = SPECIAL_TOKENS["bos_token"]
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, vocab[bos])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, model_max_length=model_max_length, padding_side="right", **SPECIAL_TOKENS
+    )
+
+
+def wrong_answers(problem: Problem) -> list[str]:
+    """Plausible wrong answers to ``problem``, most plausible first, none equal to the answer.
+
+    Candidates: the sum with every carry dropped (``27+48 → 65``), the last digit off by one, the
+    tens off by ten, and the two last digits swapped.
+    """
+    a, b, total = problem.a, problem.b, problem.a + problem.b
+    no_carry, place = 0, 1
+    x, y = a, b
+    while x or y:
+        no_carry += ((x % 10 + y % 10) % 10) * place
+        x, y, place = x // 10, y // 10, place * 10
+    candidates = [no_carry, total + 1, total - 1, total + 10, total - 10]
+    digits = str(total)
+    if len(digits) >= 2 and digits[-1] != digits[-2]:
+        candidates.append(int(digits[:-2] + digits[-1] + digits[-2]))
+    out: list[str] = []
+    for value in candidates:
+        text = str(value)
+        if value >= 0 and value != total and text not in out:
+            out.append(text)
+    return out
+
+
+class AdditionTask:
+    """Deterministic generator of addition problems, SFT examples and preference pairs.
+
+    Train and eval problems are disjoint: a problem is in the eval split when a hash of ``(a, b)``
+    falls in the held-out fraction, independent of the seed.
+
+    Args:
+        max_operand: operands are drawn from ``0..max_operand``.
+        seed: seed of every draw made by this task.
+        eval_fraction: share of all ``(a, b)`` problems held out for evaluation.
+    """
+
+    def __init__(self, max_operand: int = 99, seed: int = 0, eval_fraction: float = 0.2) -> None:
+        if not isinstance(max_operand, int) or max_operand < 9:
+            raise ValueError(f"`max_operand` must be an integer >= 9, got {max_operand!r}")
+        if not 0.0 < eval_fraction < 1.0:
+            raise ValueError(f"`eval_fraction` must be in (0, 1), got {eval_fraction!r}")
+        self.max_operand = max_operand
+        self.seed = seed
+        self.eval_fraction = eval_fraction
+        everything = [Problem(a, b) for a in range(max_operand + 1) for b in range(max_operand + 1)]
+        held_out = [p for p in everything if self._is_eval(p)]
+        self._eval = held_out
+        self._train = [p for p in everything if not self._is_eval(p)]
+
+    def _is_eval(self, problem: Problem) -> bool:
+        # Knuth multiplicative hash: a fixed, seed-independent split.
+        key = (problem.a * 1009 + problem.b) * 2654435761 % 2**32
+        return key / 2**32 < self.eval_fraction
+
+    def _rng(self, purpose: str) -> random.Random:
+        return random.Random(f"{self.seed}:{purpose}")
+
+    def train_problems(self, n: int) -> list[Problem]:
+        """``n`` training problems (with repetition when ``n`` exceeds the split)."""
+        rng = self._rng("train")
+        return [rng.choice(self._train) for _ in range(n)]
+
+    def eval_problems(self, n: int = 200) -> list[Problem]:
+        """``n`` held-out problems, never seen in training (fewer if the split is smaller)."""
+        rng = self._rng("eval")
+        return rng.sample(self._eval, min(n, len(self._eval)))
+
+    def sft_stream(self) -> Iterator[Problem]:
+        """An endless stream of training problems for supervised pre-training."""
+        rng = self._rng("sft")
+        while True:
+            yield rng.choice(self._train)
+
+    def preference_pairs(self, n: int) -> list[dict[str, str]]:
+        """``n`` text preference pairs ``{"prompt", "chosen", "rejected"}`` from training problems.
+
+        ``chosen`` is the correct answer; ``rejected`` a wrong answer drawn from
+        :func:`wrong_answers`, weighted towards the most plausible (the forgotten carry).
+        """
+        rng = self._rng("pairs")
+        pairs = []
+        for problem in self.train_problems(n):
+            wrong = wrong_answers(problem)
+            weights = [2.0 ** -i for i in range(len(wrong))]
+            rejected = rng.choices(wrong, weights=weights, k=1)[0]
+            pairs.append({"prompt": problem.prompt, "chosen": problem.answer, "rejected": rejected})
+        return pairs
+
+
+@torch.no_grad()
+def greedy_accuracy(
+    model: Any,
+    tokenizer: Any,
+    problems: Sequence[Problem],
+    batch_size: int = 128,
+    max_new_tokens: int = 5,
+) -> float:
+    """Share of ``problems`` the model answers exactly right with greedy decoding.
+
+    The completion is decoded up to the first EOS (special tokens skipped, whitespace stripped) and
+    compared with :attr:`Problem.answer`. The model's train/eval mode is restored afterwards.
+
+    Args:
+        model: a Hugging Face causal LM (PEFT-wrapped too).
+        tokenizer: its tokenizer (needs a pad or EOS token).
+        problems: the problems to score.
+        batch_size: prompts per ``generate`` call.
+        max_new_tokens: generation budget per prompt (answers have at most 4 characters + EOS).
+
+    Returns:
+        Accuracy in ``[0, 1]``; ``0.0`` for an empty problem list.
+    """
+    if not problems:
+        return 0.0
+    was_training = model.training
+    model.eval()
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    correct = 0
+    try:
+        for start in range(0, len(problems), batch_size):
+            chunk = problems[start : start + batch_size]
+            batch = tokenizer([p.prompt for p in chunk], return_tensors="pt", padding=True).to(device)
+            out = model.generate(
+                **batch, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=False)
+            for problem, text in zip(chunk, texts):
+                if tokenizer.eos_token:
+                    text = text.split(tokenizer.eos_token)[0]
+                for special in tokenizer.all_special_tokens:
+                    text = text.replace(special, "")
+                correct += text.strip() == problem.answer
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return correct / len(problems)

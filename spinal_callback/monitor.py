@@ -1,0 +1,269 @@
+"""``SpinalMonitor``: the framework-neutral orchestrator both callbacks delegate to.
+
+It owns the probe schedule, the fixed probe set, the depth-trace computation and the sinks. The
+adapters (``integrations/lightning.py``, ``integrations/transformers.py``) only translate hook
+arguments into :meth:`SpinalMonitor.setup`, :meth:`SpinalMonitor.maybe_probe` and
+:meth:`SpinalMonitor.close` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from .architectures import DecoderLayout, resolve_layout
+from .config import SpinalConfig
+from .geometry.trace import DepthTrace, capture_hidden, trace_from_hidden
+from .probe_set import collate_pairs, pairs_from_records, tokenize_pairs
+
+if TYPE_CHECKING:
+    from .sinks.jsonl import TraceWriter
+    from .sinks.tensorboard import TensorBoardSink
+
+__all__ = ["ProbeError", "SpinalMonitor"]
+
+log = logging.getLogger("spinal_callback")
+
+TRACE_FILENAME = "spinal_trace.jsonl"
+_STATE_VERSION = 1
+
+
+class ProbeError(RuntimeError):
+    """A probe pass produced no usable measurement (e.g. non-finite activations)."""
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for attr in ("pad_token_id", "eos_token_id"):
+        value = getattr(tokenizer, attr, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+class SpinalMonitor:
+    """Probe schedule, fixed probe set, depth traces and sinks — no training framework inside.
+
+    Typical use by an adapter::
+
+        monitor = SpinalMonitor(config)
+        monitor.setup(policy, records=train_dataset, tokenizer=tok, sink=sink, trace_writer=writer)
+        monitor.maybe_probe(0, policy)          # baseline
+        ...                                     # after every optimizer step:
+        monitor.maybe_probe(global_step, policy)
+        monitor.close()
+
+    Attributes:
+        config: the :class:`SpinalConfig`.
+        layout: the resolved decoder layout of the policy (after :meth:`setup`).
+        probe_batch: the tokenized probe set in TRL's ``(2K, T)`` layout (after :meth:`setup`).
+        last_trace: the most recent :class:`DepthTrace`, or ``None``.
+        probes_done / failures / last_probe_step: counters, saved by :meth:`state_dict`.
+    """
+
+    def __init__(self, config: SpinalConfig | None = None) -> None:
+        if config is None:
+            config = SpinalConfig()
+        if not isinstance(config, SpinalConfig):
+            raise TypeError(f"`config` must be a SpinalConfig, got {type(config).__name__}")
+        self.config = config
+        self.layout: DecoderLayout | None = None
+        self.probe_batch: dict[str, torch.Tensor] | None = None
+        self.sink: TensorBoardSink | None = None
+        self.trace_writer: TraceWriter | None = None
+        self.last_trace: DepthTrace | None = None
+        self.probes_done = 0
+        self.failures = 0
+        self.last_probe_step = -1
+        self.last_probe_seconds = math.nan
+
+    # -- setup -----------------------------------------------------------------------------------
+    def setup(
+        self,
+        policy: nn.Module,
+        *,
+        records: Iterable[Mapping[str, Any]] | None = None,
+        tokenizer: Any = None,
+        sink: TensorBoardSink | None = None,
+        trace_writer: TraceWriter | None = None,
+    ) -> None:
+        """Resolve the policy's layout and build the probe set. Misconfiguration raises here.
+
+        Args:
+            policy: the model being trained (wrappers allowed).
+            records: the training data (first ``num_probe_pairs`` records are used) when the config
+                has no explicit ``probe_pairs``.
+            tokenizer: tokenizes text pairs.
+            sink: TensorBoard output (rank zero only; ``None`` elsewhere).
+            trace_writer: JSON-lines output (rank zero only; ``None`` elsewhere).
+
+        Raises:
+            UnsupportedArchitectureError: the policy's architecture is not registered.
+            ValueError: no usable probe pair.
+        """
+        self.layout = resolve_layout(policy)
+        cfg = self.config
+        if cfg.probe_pairs is not None:
+            pairs = tokenize_pairs(cfg.probe_pairs, tokenizer)
+        elif records is not None:
+            pairs = pairs_from_records(records, cfg.num_probe_pairs, tokenizer)
+        else:
+            raise ValueError(
+                "No probe data: give SpinalConfig(probe_pairs=[...]) or train on a dataset of "
+                "prompt/chosen/rejected records the callback can read"
+            )
+        self.probe_batch = collate_pairs(pairs, pad_token_id=_pad_id(tokenizer), max_length=cfg.max_length)
+        self.sink = sink
+        self.trace_writer = trace_writer
+        if sink is not None:
+            sink.write_text("spinal/config", _config_markdown(cfg, self.layout, len(pairs)), 0)
+
+    # -- schedule --------------------------------------------------------------------------------
+    def should_probe(self, step: int) -> bool:
+        """True at step 0 (if ``probe_at_start``) and at every multiple of ``interval``, once each."""
+        if step <= self.last_probe_step:
+            return False
+        if step == 0:
+            return self.config.probe_at_start
+        return step % self.config.interval == 0
+
+    def maybe_probe(self, step: int, policy: nn.Module) -> DepthTrace | None:
+        """Probe if the schedule says so; returns the trace (or ``None``)."""
+        if not self.should_probe(step):
+            return None
+        return self.probe(step, policy)
+
+    # -- the probe -------------------------------------------------------------------------------
+    def probe(self, step: int, policy: nn.Module) -> DepthTrace | None:
+        """Run one geometry probe now and write it to the sinks.
+
+        A failure (non-finite activations, out of memory, …) becomes a ``RuntimeWarning``, a logged
+        warning and an increment of ``spinal/probe/failures`` — unless ``config.strict``.
+        """
+        if self.layout is None or self.probe_batch is None:
+            raise RuntimeError("SpinalMonitor.probe() called before setup()")
+        self.last_probe_step = step
+        started = time.perf_counter()
+        try:
+            trace = self._measure(policy)
+        except Exception as exc:
+            if self.config.strict:
+                raise
+            self.failures += 1
+            message = (
+                f"spinal: geometry probe at step {step} failed ({type(exc).__name__}: {exc}); training goes on "
+                f"({self.failures} failure(s) so far). Set SpinalConfig(strict=True) to raise instead."
+            )
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            log.warning(message)
+            if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self._safe_write(lambda s: s.write_scalars(step, {"spinal/probe/failures": float(self.failures)}))
+            return None
+        self.last_probe_seconds = time.perf_counter() - started
+        self.probes_done += 1
+        self.last_trace = trace
+        self._safe_write(lambda s: s.write_trace(step, trace))
+        self._safe_write(
+            lambda s: s.write_scalars(
+                step,
+                {"spinal/probe/seconds": self.last_probe_seconds, "spinal/probe/failures": float(self.failures)},
+            )
+        )
+        if self.trace_writer is not None:
+            from .sinks.jsonl import trace_record
+
+            self._guarded(lambda: self.trace_writer.write(trace_record(step, trace)))  # type: ignore[union-attr]
+        return trace
+
+    def _measure(self, policy: nn.Module) -> DepthTrace:
+        assert self.layout is not None and self.probe_batch is not None
+        cfg = self.config
+        hidden = capture_hidden(
+            policy,
+            self.probe_batch["input_ids"],
+            self.probe_batch["attention_mask"],
+            self.probe_batch["completion_mask"],
+            layout=self.layout,
+            max_tokens=cfg.max_tokens,
+            seed=cfg.seed,
+        )
+        bad = [i + 1 for i, h in enumerate(hidden) if not bool(torch.isfinite(h).all())]
+        if bad:
+            raise ProbeError(f"non-finite activations (NaN/inf) at layers {bad}")
+        return trace_from_hidden(
+            hidden, self.layout, tail=cfg.tail, rtol=cfg.rtol, bands=cfg.bands, chunk_size=cfg.chunk_size
+        )
+
+    def _safe_write(self, fn: Any) -> None:
+        if self.sink is not None:
+            self._guarded(lambda: fn(self.sink))
+
+    def _guarded(self, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            if self.config.strict:
+                raise
+            message = f"spinal: writing monitor output failed ({type(exc).__name__}: {exc}); training goes on"
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            log.warning(message)
+
+    # -- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-typed state: counters and the last probe step."""
+        return {
+            "version": _STATE_VERSION,
+            "probes_done": self.probes_done,
+            "failures": self.failures,
+            "last_probe_step": self.last_probe_step,
+            "config_fingerprint": self.config.fingerprint(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; unknown keys are ignored, missing ones keep defaults."""
+        fingerprint = state.get("config_fingerprint")
+        if fingerprint is not None and fingerprint != self.config.fingerprint():
+            warnings.warn(
+                "spinal: restoring monitor state saved with a different SpinalConfig (probe settings changed); "
+                "counters are restored, but traces before and after the resume are not comparable.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.probes_done = int(state.get("probes_done", self.probes_done))
+        self.failures = int(state.get("failures", self.failures))
+        self.last_probe_step = int(state.get("last_probe_step", self.last_probe_step))
+
+    def close(self) -> None:
+        """Flush and close the sinks (idempotent)."""
+        sink, self.sink = self.sink, None
+        writer, self.trace_writer = self.trace_writer, None
+        if sink is not None:
+            self._guarded(sink.flush)
+            self._guarded(sink.close)
+        if writer is not None:
+            self._guarded(writer.close)
+
+
+def _config_markdown(cfg: SpinalConfig, layout: DecoderLayout, num_pairs: int) -> str:
+    lines = [
+        f"**spinal-callback** monitoring `{type(layout.model).__name__}` ({layout.architecture}, "
+        f"{layout.num_layers} blocks, vocabulary {layout.vocab_size}) on {num_pairs} probe pairs.",
+        "",
+        "| field | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | `{v}` |" for k, v in cfg.to_dict().items() if k != "probe_pairs"]
+    return "\n".join(lines)
+
+
+def default_trace_path(config: SpinalConfig, tensorboard_dir: str) -> str:
+    """``config.trace_path`` or ``<tensorboard_dir>/spinal_trace.jsonl``."""
+    return config.trace_path or os.path.join(tensorboard_dir, TRACE_FILENAME)

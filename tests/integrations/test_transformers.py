@@ -1,0 +1,165 @@
+"""SpinalTrainerCallback inside TRL's DPOTrainer: schedule, TensorBoard tags, trace file, resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("trl")
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from spinal_callback import SpinalConfig, SpinalTrainerCallback, UnsupportedArchitectureError
+
+from .helpers import all_finite, images, pairs, scalars, tiny_llama, tokenizer
+
+
+def _trainer(tmp_path: Path, callback: SpinalTrainerCallback, *, max_steps: int = 6, peft: bool = False,
+             report_to: list[str] | None = None, **args: object) -> DPOTrainer:
+    tok = tokenizer()
+    model = tiny_llama(len(tok))
+    ref = None if peft else copy.deepcopy(model).eval().requires_grad_(False)
+    peft_config = None
+    if peft:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    args.setdefault("save_strategy", "no")
+    config = DPOConfig(
+        output_dir=str(tmp_path / "out"), max_steps=max_steps, per_device_train_batch_size=4,
+        learning_rate=1e-3, logging_steps=1, report_to=report_to if report_to is not None else ["tensorboard"],
+        use_cpu=True, max_length=32, **args,  # type: ignore[arg-type]
+    )
+    return DPOTrainer(
+        model=model, ref_model=ref, args=config, train_dataset=Dataset.from_list(pairs()),
+        processing_class=tok, callbacks=[callback], peft_config=peft_config,
+    )
+
+
+def _trace_records(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_dpo_run_logs_traces_at_the_scheduled_steps(tmp_path: Path) -> None:
+    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=4))
+    trainer = _trainer(tmp_path, callback, max_steps=5)
+    assert trainer.args.gradient_checkpointing  # TRL's default: recomputation must not disturb the probe
+    trainer.train()
+
+    hf_dirs = [d for d in (tmp_path / "out" / "runs").iterdir()]
+    assert [Path(callback.log_dir)] == hf_dirs  # same run directory as HF's TensorBoardCallback
+    records = _trace_records(callback.trace_path)
+    assert [r["step"] for r in records] == [0, 2, 4]
+    assert {r["type"] for r in records} == {"trace"}
+    assert len(records[0]["layers"]) == 6
+    tags = scalars(callback.log_dir)
+    for tag in ("spinal/contraction/L1", "spinal/transport/L5", "spinal/entropy/L6",
+                "spinal/band/late/transport", "spinal/band/early/contraction", "train/loss"):
+        assert tag in tags, tag
+    assert [s for s, _ in tags["spinal/contraction/L1"]] == [0, 2, 4]
+    assert all_finite(tags["spinal/band/late/transport"])
+    assert "spinal/heatmap/contraction" in images(callback.log_dir)
+    # the policy moved, so the geometry moved
+    first, last = records[0]["layers"][-1], records[-1]["layers"][-1]
+    assert first["entropy"] != last["entropy"]
+
+
+def test_without_tensorboard_reporting_uses_own_directory(tmp_path: Path) -> None:
+    log_dir = tmp_path / "spinal_tb"
+    callback = SpinalTrainerCallback(SpinalConfig(interval=3, num_probe_pairs=2, log_dir=str(log_dir)))
+    _trainer(tmp_path, callback, max_steps=3, report_to=[]).train()
+    assert Path(callback.log_dir) == log_dir
+    assert "spinal/transport/L1" in scalars(log_dir)
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_peft_policy_is_monitored_through_the_wrapper(tmp_path: Path) -> None:
+    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=2))
+    trainer = _trainer(tmp_path, callback, max_steps=2, peft=True)
+    trainer.train()
+    assert type(trainer.model).__name__.startswith("Peft")
+    assert [r["step"] for r in _trace_records(callback.trace_path)] == [0, 2]
+
+
+def test_explicit_probe_pairs_are_tokenized_with_the_processing_class(tmp_path: Path) -> None:
+    probe = [{"prompt": "2+2=", "chosen": "4", "rejected": "5"}]
+    callback = SpinalTrainerCallback(SpinalConfig(interval=10, probe_pairs=probe, max_tokens=4))
+    _trainer(tmp_path, callback, max_steps=1).train()
+    batch = callback.monitor.probe_batch
+    assert batch is not None and batch["input_ids"].shape[0] == 2
+    assert int(batch["completion_mask"].sum()) == 4  # "4<eos>" and "5<eos>"
+    assert _trace_records(callback.trace_path)[0]["num_tokens"] == 4
+
+
+def test_unsupported_model_fails_before_the_first_step(tmp_path: Path) -> None:
+    from spinal_callback import architectures
+
+    callback = SpinalTrainerCallback(SpinalConfig(interval=1, num_probe_pairs=2))
+    trainer = _trainer(tmp_path, callback, max_steps=2)
+    saved = architectures._REGISTRY.pop("llama")
+    try:
+        with pytest.raises(UnsupportedArchitectureError, match=r"LlamaForCausalLM.*register_architecture"):
+            trainer.train()
+    finally:
+        architectures._REGISTRY["llama"] = saved
+    assert trainer.state.global_step == 0
+
+
+def test_failing_probe_warns_and_training_goes_on(tmp_path: Path) -> None:
+    callback = SpinalTrainerCallback(SpinalConfig(interval=1, num_probe_pairs=2))
+    trainer = _trainer(tmp_path, callback, max_steps=3)
+    original = callback.monitor._measure
+    calls = {"n": 0}
+
+    def flaky(policy: torch.nn.Module):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise torch.OutOfMemoryError("simulated out of memory")
+        return original(policy)
+
+    callback.monitor._measure = flaky  # type: ignore[method-assign]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    assert trainer.state.global_step == 3
+    assert any("probe at step 1 failed" in str(w.message) for w in caught)
+    assert callback.monitor.failures == 1
+    assert [r["step"] for r in _trace_records(callback.trace_path)] == [0, 2, 3]
+    assert scalars(callback.log_dir)["spinal/probe/failures"][-1][1] == 1.0
+
+
+def test_strict_mode_raises(tmp_path: Path) -> None:
+    callback = SpinalTrainerCallback(SpinalConfig(interval=1, num_probe_pairs=2, strict=True))
+    trainer = _trainer(tmp_path, callback, max_steps=2)
+
+    def broken(policy: torch.nn.Module):
+        raise RuntimeError("boom")
+
+    callback.monitor._measure = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.train()
+
+
+def test_state_round_trips_through_trainer_state_json(tmp_path: Path) -> None:
+    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=2))
+    trainer = _trainer(tmp_path, callback, max_steps=4, save_strategy="steps", save_steps=4)
+    trainer.train()
+    state = json.loads((tmp_path / "out" / "checkpoint-4" / "trainer_state.json").read_text())
+    saved = state["stateful_callbacks"]["SpinalTrainerCallback"]
+    assert saved["attributes"]["_restored_state"]["last_probe_step"] == 4
+    assert saved["attributes"]["_restored_state"]["probes_done"] == 3
+    rebuilt = SpinalTrainerCallback(**saved["args"])
+    assert rebuilt.config == SpinalConfig(interval=2, num_probe_pairs=2)
+
+    # resume to step 6: the callback picks its counters up and does not re-probe step 4
+    resumed_cb = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=2))
+    resumed = _trainer(tmp_path, resumed_cb, max_steps=6)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    assert resumed_cb.monitor.probes_done == 4
+    steps = [r["step"] for r in _trace_records(resumed_cb.trace_path)]
+    assert steps == [6]
