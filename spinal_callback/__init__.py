@@ -8,15 +8,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .alerts import Alert, AlertReason
 from .architectures import UnsupportedArchitectureError, register_architecture, resolve_layout
 from .config import SpinalConfig
+from .detector_config import DetectorConfig
 from .geometry import DepthTrace, compute_depth_trace
 from .monitor import SpinalMonitor
+from .rollback import RollbackConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Alert",
+    "AlertReason",
     "DepthTrace",
+    "DetectorConfig",
+    "RollbackConfig",
     "SpinalConfig",
     "SpinalLightningCallback",
     "SpinalMonitor",

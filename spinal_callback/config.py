@@ -11,6 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .detector_config import DetectorConfig
+from .rollback import RollbackConfig
+
 __all__ = ["ALERT_ACTIONS", "SpinalConfig"]
 
 #: Named actions ``on_alert`` accepts (callables are accepted too).
@@ -34,6 +37,14 @@ def _fraction_pair(name: str, value: object, strict_order: bool) -> tuple[float,
         bounds = "0 < a < b < 1" if strict_order else "0 <= a < b <= 1"
         raise ValueError(f"`{name}` must satisfy {bounds}, got {value!r}")
     return a, b
+
+
+def _coerce(cls: type, name: str, value: object) -> Any:
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, Mapping):
+        return cls(**dict(value))
+    raise ValueError(f"`{name}` must be a {cls.__name__} or a dict of its fields, got {value!r:.80}")
 
 
 def _check_writable(name: str, directory: str) -> None:
@@ -101,8 +112,21 @@ class SpinalConfig:
     )
     on_alert: tuple[str | Callable[..., Any], ...] = field(
         default=("log",),
-        metadata={"help": "What an early-warning alert does: any of 'log', 'stop', 'rollback', or callables "
-                  "taking the Alert. (The detector that raises alerts is not part of this release yet.)"},
+        metadata={"help": "What an early-warning alert does: any of 'log' (TensorBoard text, trace record, "
+                  "Python logging warning), 'stop' (end training), 'rollback' (restore the newest known-good "
+                  "snapshot before the onset), or callables taking the Alert. Alerts are always written to the "
+                  "trace file and TensorBoard."},
+    )
+    detector: DetectorConfig = field(
+        default_factory=DetectorConfig,
+        metadata={"help": "Early-warning detector settings (signals and directions, warm-up, thresholds, "
+                  "hysteresis): a DetectorConfig or a dict of its fields."},
+    )
+    rollback: RollbackConfig = field(
+        default_factory=RollbackConfig,
+        metadata={"help": "Snapshot and rollback settings (snapshot_interval, keep, storage, snapshot_dir, "
+                  "lr_scale, max_rollbacks): a RollbackConfig or a dict of its fields. Snapshots are taken "
+                  "only when 'rollback' is in on_alert."},
     )
     strict: bool = field(
         default=False,
@@ -159,6 +183,13 @@ class SpinalConfig:
         if not isinstance(self.rtol, (int, float)) or not (0.0 <= float(self.rtol) < 1.0) or math.isnan(self.rtol):
             raise ValueError(f"`rtol` must be a float in [0, 1), got {self.rtol!r}")
         self.on_alert = self._check_actions(self.on_alert)
+        self.detector = _coerce(DetectorConfig, "detector", self.detector)
+        self.rollback = _coerce(RollbackConfig, "rollback", self.rollback)
+        if "rollback" in self.on_alert and not self.rollback.enabled:
+            raise ValueError(
+                "`on_alert` includes 'rollback' but snapshots are disabled (rollback.enabled=False); enable them "
+                "or remove 'rollback' from on_alert"
+            )
         if self.probe_pairs is not None:
             self.probe_pairs = self._check_pairs(self.probe_pairs)
         for name in ("log_dir", "trace_path"):

@@ -21,14 +21,17 @@ from torch import nn
 
 from .architectures import DecoderLayout, resolve_layout
 from .config import SpinalConfig
+from .detector import EarlyWarningDetector, signals_from_bands
 from .geometry.trace import DepthTrace, capture_hidden, trace_from_hidden
+from .guard import AlertGuard, GuardOutcome, Sync, TrainingHandles
 from .probe_set import collate_pairs, pairs_from_records, tokenize_pairs
+from .rollback import RollbackManager
 
 if TYPE_CHECKING:
     from .sinks.jsonl import TraceWriter
     from .sinks.tensorboard import TensorBoardSink
 
-__all__ = ["ProbeError", "SpinalMonitor"]
+__all__ = ["ProbeError", "SpinalMonitor", "TrainingHandles"]
 
 log = logging.getLogger("spinal_callback")
 
@@ -38,6 +41,10 @@ _STATE_VERSION = 1
 
 class ProbeError(RuntimeError):
     """A probe pass produced no usable measurement (e.g. non-finite activations)."""
+
+    def __init__(self, message: str, non_finite: bool = False) -> None:
+        super().__init__(message)
+        self.non_finite = non_finite
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -83,6 +90,15 @@ class SpinalMonitor:
         self.failures = 0
         self.last_probe_step = -1
         self.last_probe_seconds = math.nan
+        self._non_finite_at: int | None = None
+        self._metrics: dict[str, float] = {}
+        needs_rollback = "rollback" in config.on_alert
+        self.guard = AlertGuard(
+            EarlyWarningDetector(config.detector),
+            config.on_alert,
+            RollbackManager(config.rollback) if needs_rollback else None,
+            strict=config.strict,
+        )
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(
@@ -140,6 +156,79 @@ class SpinalMonitor:
             return None
         return self.probe(step, policy)
 
+    def observe_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """Remember the latest training metrics (e.g. TRL's ``rewards/chosen``) for the detector."""
+        for key, value in metrics.items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._metrics[key.removeprefix("train/")] = float(value)
+
+    def on_step(
+        self,
+        step: int,
+        policy: nn.Module,
+        handles: TrainingHandles | None = None,
+        sync: Sync | None = None,
+    ) -> GuardOutcome | None:
+        """Everything due after optimizer step ``step``: probe, early warning, snapshot, actions.
+
+        Off the probe and snapshot schedule this returns ``None`` at once (no hook, no forward, no
+        collective). ``sync`` broadcasts rank 0's decision to every rank (identity on one process).
+
+        Returns:
+            What the guard did, or ``None`` when nothing was due. The adapter stops training when
+            ``outcome.stop``.
+        """
+        probe_due = self.should_probe(step)
+        if not (probe_due or self.guard.wants_snapshot(step)):
+            return None
+        signals: dict[str, float] = {}
+        layers: dict[str, tuple[int, ...]] = {}
+        if probe_due:
+            self._non_finite_at = None
+            trace = self.probe(step, policy)
+            if trace is not None:
+                signals, layers = signals_from_bands(trace.bands)
+                signals.update(self._metrics)
+            elif self._non_finite_at == step and self.last_trace is not None:
+                geometry, layers = signals_from_bands(self.last_trace.bands)
+                signals = {name: math.nan for name in geometry}
+        decision = self.guard.decide(step, signals, layers)
+        if sync is not None:
+            decision = sync(decision)
+        outcome = self.guard.act(step, decision, handles)
+        self._report(step, outcome)
+        return outcome
+
+    def _report(self, step: int, outcome: GuardOutcome) -> None:
+        for alert in outcome.alerts:
+            if "log" in self.config.on_alert:
+                log.warning("spinal alert at step %d: %s", step, alert.message)
+            self._safe_write(lambda s, a=alert: s.write_text("spinal/alerts", _alert_markdown(a), step))
+            self._record({"type": "alert", "step": step, **alert.to_dict()})
+        if outcome.rollback is not None:
+            record = outcome.rollback
+            log.warning("spinal: %s", record.message)
+            self._safe_write(lambda s: s.write_text("spinal/rollbacks", record.message, step))
+            self._record({"type": "rollback", "step": step, **record.to_dict()})
+        if outcome.alerts or outcome.rollback is not None:
+            rollbacks = self.guard.rollback.rollbacks if self.guard.rollback is not None else 0
+            self._safe_write(lambda s: s.write_scalars(step, {
+                "spinal/alerts/total": float(self.guard.alerts_total),
+                "spinal/rollbacks/total": float(rollbacks),
+            }))
+        scores = self.guard.scores()
+        if scores:
+            self._safe_write(lambda s: s.write_scalars(step, scores))
+        if outcome.stop and outcome.message:
+            log.warning("%s", outcome.message)
+            self._safe_write(lambda s: s.write_text("spinal/alerts", outcome.message, step))
+
+    def _record(self, record: dict[str, Any]) -> None:
+        if self.trace_writer is not None:
+            self._guarded(lambda: self.trace_writer.write(record))  # type: ignore[union-attr]
+
     # -- the probe -------------------------------------------------------------------------------
     def probe(self, step: int, policy: nn.Module) -> DepthTrace | None:
         """Run one geometry probe now and write it to the sinks.
@@ -156,6 +245,8 @@ class SpinalMonitor:
         except Exception as exc:
             if self.config.strict:
                 raise
+            if isinstance(exc, ProbeError) and exc.non_finite:
+                self._non_finite_at = step
             self.failures += 1
             message = (
                 f"spinal: geometry probe at step {step} failed ({type(exc).__name__}: {exc}); training goes on "
@@ -177,10 +268,9 @@ class SpinalMonitor:
                 {"spinal/probe/seconds": self.last_probe_seconds, "spinal/probe/failures": float(self.failures)},
             )
         )
-        if self.trace_writer is not None:
-            from .sinks.jsonl import trace_record
+        from .sinks.jsonl import trace_record
 
-            self._guarded(lambda: self.trace_writer.write(trace_record(step, trace)))  # type: ignore[union-attr]
+        self._record(trace_record(step, trace))
         return trace
 
     def _measure(self, policy: nn.Module) -> DepthTrace:
@@ -197,7 +287,7 @@ class SpinalMonitor:
         )
         bad = [i + 1 for i, h in enumerate(hidden) if not bool(torch.isfinite(h).all())]
         if bad:
-            raise ProbeError(f"non-finite activations (NaN/inf) at layers {bad}")
+            raise ProbeError(f"non-finite activations (NaN/inf) at layers {bad}", non_finite=True)
         return trace_from_hidden(
             hidden, self.layout, tail=cfg.tail, rtol=cfg.rtol, bands=cfg.bands, chunk_size=cfg.chunk_size
         )
@@ -225,6 +315,7 @@ class SpinalMonitor:
             "failures": self.failures,
             "last_probe_step": self.last_probe_step,
             "config_fingerprint": self.config.fingerprint(),
+            "guard": self.guard.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -240,6 +331,8 @@ class SpinalMonitor:
         self.probes_done = int(state.get("probes_done", self.probes_done))
         self.failures = int(state.get("failures", self.failures))
         self.last_probe_step = int(state.get("last_probe_step", self.last_probe_step))
+        if state.get("guard"):
+            self.guard.load_state_dict(state["guard"])
 
     def close(self) -> None:
         """Flush and close the sinks (idempotent)."""
@@ -250,6 +343,15 @@ class SpinalMonitor:
             self._guarded(sink.close)
         if writer is not None:
             self._guarded(writer.close)
+
+
+def _alert_markdown(alert: Any) -> str:
+    layers = ", ".join(str(x) for x in alert.layers) or "-"
+    return (
+        f"**{alert.reason.value}** on `{alert.signal}` at step {alert.step} (onset ≈ step {alert.onset_step}; "
+        f"layers {layers}): value {alert.value:.4g} vs baseline {alert.baseline:.4g}, score {alert.score:.3g}.\n\n"
+        f"{alert.message}"
+    )
 
 
 def _config_markdown(cfg: SpinalConfig, layout: DecoderLayout, num_pairs: int) -> str:

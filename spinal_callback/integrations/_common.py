@@ -15,9 +15,23 @@ LOGGED_TAGS = """
     - ``spinal/band/<band>/<metric>`` — band mean; ``…/<metric>_min`` and ``…/<metric>_max`` — band range.
     - ``spinal/heatmap/<metric>`` — image: layer (rows, layer 1 at the bottom) × probe step (columns).
     - ``spinal/probe/seconds`` — wall time of the last probe; ``spinal/probe/failures`` — failed probes so far.
+    - ``spinal/detector/<signal>/<score>`` — the detector's latest z / cusum / variance_ratio per signal.
+    - ``spinal/alerts`` (text) and ``spinal/alerts/total`` — each alert, with its message; alerts so far.
+    - ``spinal/rollbacks`` (text) and ``spinal/rollbacks/total`` — each rollback; rollbacks so far.
     - ``spinal/config`` — text: the configuration and the monitored model.
     - Custom-scalars layout: one multi-line chart per metric over layers, one margin chart per band and metric.
 """
+
+
+def broadcast_from_rank_zero(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank under ``torch.distributed``; ``obj`` itself on one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def summary_writer(log_dir: str) -> Any:

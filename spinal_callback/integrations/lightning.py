@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - the standalone `pytorch_lightning` dis
         ) from exc
 
 from ..config import SpinalConfig
+from ..guard import TrainingHandles
 from ..monitor import SpinalMonitor, default_trace_path
 from ..sinks.jsonl import TraceWriter
 from ..sinks.tensorboard import TensorBoardSink
@@ -119,7 +120,7 @@ class SpinalLightningCallback(pl.Callback):
         # raised by setup() still stops the run before its first optimizer step.
         if self.monitor.layout is None:
             self._setup(trainer, pl_module)
-        self.monitor.maybe_probe(trainer.global_step, self.policy(pl_module))
+        self._step(trainer, pl_module)
 
     def _setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         sink = writer = None
@@ -142,7 +143,23 @@ class SpinalLightningCallback(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self.monitor.layout is not None:
-            self.monitor.maybe_probe(trainer.global_step, self.policy(pl_module))
+            self._step(trainer, pl_module)
+
+    def _step(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.monitor.observe_metrics(trainer.callback_metrics)
+        configs = trainer.lr_scheduler_configs
+        handles = TrainingHandles(
+            model=pl_module,
+            optimizer=trainer.optimizers[0] if trainer.optimizers else None,
+            scheduler=configs[0].scheduler if configs else None,
+            scaler=getattr(trainer.precision_plugin, "scaler", None),
+        )
+        outcome = self.monitor.on_step(
+            trainer.global_step, self.policy(pl_module), handles,
+            sync=lambda decision: trainer.strategy.broadcast(decision, src=0),
+        )
+        if outcome is not None and outcome.stop:
+            trainer.should_stop = True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.monitor.close()

@@ -13,10 +13,11 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler, ExportableState
 
 from ..config import SpinalConfig
+from ..guard import TrainingHandles
 from ..monitor import SpinalMonitor, default_trace_path
 from ..sinks.jsonl import TraceWriter
 from ..sinks.tensorboard import TensorBoardSink
-from ._common import LOGGED_TAGS, coerce_config, portable_config, summary_writer
+from ._common import LOGGED_TAGS, broadcast_from_rank_zero, coerce_config, portable_config, summary_writer
 
 __all__ = ["SpinalTrainerCallback"]
 
@@ -126,12 +127,28 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
                 if closable is not None:
                     closable.close()
             raise
-        self.monitor.maybe_probe(state.global_step, model)
+        self._step(state, control, kwargs)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        model = kwargs.get("model")
-        if model is not None and self.monitor.layout is not None:
-            self.monitor.maybe_probe(state.global_step, model)
+        if kwargs.get("model") is not None and self.monitor.layout is not None:
+            self._step(state, control, kwargs)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        if logs:
+            self.monitor.observe_metrics(logs)
+
+    def _step(self, state: Any, control: Any, kwargs: Mapping[str, Any]) -> None:
+        accelerator = getattr(self.trainer, "accelerator", None)
+        handles = TrainingHandles(
+            model=kwargs["model"],
+            optimizer=kwargs.get("optimizer"),
+            scheduler=kwargs.get("lr_scheduler"),
+            scaler=getattr(accelerator, "scaler", None),
+        )
+        outcome = self.monitor.on_step(state.global_step, kwargs["model"], handles, sync=broadcast_from_rank_zero)
+        if outcome is not None and outcome.stop:
+            control.should_training_stop = True
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.monitor.close()

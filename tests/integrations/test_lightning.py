@@ -47,8 +47,9 @@ def _fit(tmp_path: Path, callback: SpinalLightningCallback, module: Any = None, 
          logger: Any = True, ckpt_path: str | None = None, **kwargs: Any) -> L.Trainer:
     if logger is True:
         logger = TensorBoardLogger(str(tmp_path), name="tb")
+    extra = kwargs.pop("callbacks", [])
     trainer = L.Trainer(
-        max_steps=max_steps, accelerator="cpu", devices=1, logger=logger, callbacks=[callback],
+        max_steps=max_steps, accelerator="cpu", devices=1, logger=logger, callbacks=[callback, *extra],
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path), **kwargs,
     )
     trainer.fit(module or TinyPolicyModule(), ckpt_path=ckpt_path)
