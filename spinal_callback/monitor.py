@@ -14,6 +14,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -109,6 +110,7 @@ class SpinalMonitor:
         tokenizer: Any = None,
         sink: TensorBoardSink | None = None,
         trace_writer: TraceWriter | None = None,
+        rank_zero: bool = True,
     ) -> None:
         """Resolve the policy's layout and build the probe set. Misconfiguration raises here.
 
@@ -119,6 +121,8 @@ class SpinalMonitor:
             tokenizer: tokenizes text pairs.
             sink: TensorBoard output (rank zero only; ``None`` elsewhere).
             trace_writer: JSON-lines output (rank zero only; ``None`` elsewhere).
+            rank_zero: whether this process is global rank 0. Other ranks keep their rollback
+                snapshots in memory even with ``storage="disk"``: only rank 0 writes files.
 
         Raises:
             UnsupportedArchitectureError: the policy's architecture is not registered.
@@ -126,6 +130,8 @@ class SpinalMonitor:
         """
         self.layout = resolve_layout(policy)
         cfg = self.config
+        if not rank_zero and self.guard.rollback is not None and cfg.rollback.storage == "disk":
+            self.guard.rollback = RollbackManager(replace(cfg.rollback, storage="memory", snapshot_dir=None))
         if cfg.probe_pairs is not None:
             pairs = tokenize_pairs(cfg.probe_pairs, tokenizer)
         elif records is not None:

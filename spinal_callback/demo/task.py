@@ -1,10 +1,12 @@
 """The demo task: two-number addition, generated locally and checked exactly.
 
-A prompt is ``"23+48="`` and its answer ``"71"``. Preference pairs put the correct answer as
-``chosen`` and a *plausible* wrong one as ``rejected`` — the carry forgotten, a digit off by one,
-the tens off by ten — which are the mistakes a half-trained model actually makes, so DPO has a
-real signal to push on. Everything is deterministic given a seed and needs no network: the
-tokenizer is a character-level :class:`transformers.PreTrainedTokenizerFast` built in memory.
+A prompt is ``"23+48="`` and its answer ``"071"``: operands and answer are zero-padded to a fixed
+width (``"07+05=012"``), which lets a tiny model learn the carry within a few hundred steps.
+Preference pairs put the correct answer as ``chosen`` and a *plausible* wrong one as ``rejected``
+— the carry forgotten, a digit off by one, the tens off by ten — the mistakes a half-trained model
+actually makes, so DPO has a real signal to push on. Everything is deterministic given a seed and
+needs no network: the tokenizer is a character-level :class:`transformers.PreTrainedTokenizerFast`
+built in memory.
 """
 
 from __future__ import annotations
@@ -32,20 +34,25 @@ SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos
 
 @dataclass(frozen=True)
 class Problem:
-    """One addition problem ``a + b``."""
+    """One addition problem ``a + b`` with ``width``-digit operands."""
 
     a: int
     b: int
+    width: int = 2
 
     @property
     def prompt(self) -> str:
         """The text the model is given, e.g. ``"23+48="``."""
-        return f"{self.a}+{self.b}="
+        return f"{self.a:0{self.width}d}+{self.b:0{self.width}d}="
+
+    def format_answer(self, value: int) -> str:
+        """``value`` written as a completion: zero-padded to ``width + 1`` digits."""
+        return f"{value:0{self.width + 1}d}"
 
     @property
     def answer(self) -> str:
-        """The correct completion, e.g. ``"71"``."""
-        return str(self.a + self.b)
+        """The correct completion, e.g. ``"071"``."""
+        return self.format_answer(self.a + self.b)
 
 
 def build_tokenizer(model_max_length: int = 64) -> Any:
@@ -83,7 +90,7 @@ def build_tokenizer(model_max_length: int = 64) -> Any:
 def wrong_answers(problem: Problem) -> list[str]:
     """Plausible wrong answers to ``problem``, most plausible first, none equal to the answer.
 
-    Candidates: the sum with every carry dropped (``27+48 → 65``), the last digit off by one, the
+    Candidates: the sum with every carry dropped (``27+48 → 065``), the last digit off by one, the
     tens off by ten, and the two last digits swapped.
     """
     a, b, total = problem.a, problem.b, problem.a + problem.b
@@ -93,13 +100,13 @@ def wrong_answers(problem: Problem) -> list[str]:
         no_carry += ((x % 10 + y % 10) % 10) * place
         x, y, place = x // 10, y // 10, place * 10
     candidates = [no_carry, total + 1, total - 1, total + 10, total - 10]
-    digits = str(total)
-    if len(digits) >= 2 and digits[-1] != digits[-2]:
+    digits = problem.answer
+    if digits[-1] != digits[-2]:
         candidates.append(int(digits[:-2] + digits[-1] + digits[-2]))
     out: list[str] = []
     for value in candidates:
-        text = str(value)
-        if value >= 0 and value != total and text not in out:
+        text = problem.format_answer(value)
+        if 0 <= value < 10 ** (problem.width + 1) and value != total and text not in out:
             out.append(text)
     return out
 
@@ -124,7 +131,8 @@ class AdditionTask:
         self.max_operand = max_operand
         self.seed = seed
         self.eval_fraction = eval_fraction
-        everything = [Problem(a, b) for a in range(max_operand + 1) for b in range(max_operand + 1)]
+        width = len(str(max_operand))
+        everything = [Problem(a, b, width) for a in range(max_operand + 1) for b in range(max_operand + 1)]
         held_out = [p for p in everything if self._is_eval(p)]
         self._eval = held_out
         self._train = [p for p in everything if not self._is_eval(p)]
@@ -137,9 +145,9 @@ class AdditionTask:
     def _rng(self, purpose: str) -> random.Random:
         return random.Random(f"{self.seed}:{purpose}")
 
-    def train_problems(self, n: int) -> list[Problem]:
-        """``n`` training problems (with repetition when ``n`` exceeds the split)."""
-        rng = self._rng("train")
+    def train_problems(self, n: int, purpose: str = "train") -> list[Problem]:
+        """``n`` problems from the training split (with repetition), one fixed draw per ``purpose``."""
+        rng = self._rng(purpose)
         return [rng.choice(self._train) for _ in range(n)]
 
     def eval_problems(self, n: int = 200) -> list[Problem]:
@@ -156,15 +164,13 @@ class AdditionTask:
     def preference_pairs(self, n: int) -> list[dict[str, str]]:
         """``n`` text preference pairs ``{"prompt", "chosen", "rejected"}`` from training problems.
 
-        ``chosen`` is the correct answer; ``rejected`` a wrong answer drawn from
-        :func:`wrong_answers`, weighted towards the most plausible (the forgotten carry).
+        ``chosen`` is the correct answer; ``rejected`` one of :func:`wrong_answers`, drawn uniformly:
+        a skewed draw (say, mostly forgotten carries) teaches the opposite mistake (spurious carries).
         """
         rng = self._rng("pairs")
         pairs = []
         for problem in self.train_problems(n):
-            wrong = wrong_answers(problem)
-            weights = [2.0 ** -i for i in range(len(wrong))]
-            rejected = rng.choices(wrong, weights=weights, k=1)[0]
+            rejected = rng.choice(wrong_answers(problem))
             pairs.append({"prompt": problem.prompt, "chosen": problem.answer, "rejected": rejected})
         return pairs
 

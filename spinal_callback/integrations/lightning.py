@@ -133,6 +133,7 @@ class SpinalLightningCallback(pl.Callback):
             self.monitor.setup(
                 self.policy(pl_module), records=self._records(trainer), tokenizer=tokenizer,
                 sink=sink, trace_writer=writer,
+                rank_zero=bool(trainer.is_global_zero),
             )
         except BaseException:
             self.monitor.sink, self.monitor.trace_writer = sink, writer

@@ -120,7 +120,8 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # multimodal processors wrap a tokenizer
         try:
             self.monitor.setup(
-                model, records=self._records(kwargs), tokenizer=tokenizer, sink=sink, trace_writer=writer
+                model, records=self._records(kwargs), tokenizer=tokenizer, sink=sink, trace_writer=writer,
+                rank_zero=bool(state.is_world_process_zero),
             )
         except BaseException:
             for closable in (sink, writer):

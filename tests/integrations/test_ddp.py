@@ -1,0 +1,38 @@
+"""Distributed: two CPU (gloo) DDP ranks take the same decision and restore identical weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightning.pytorch")
+
+SCRIPT = Path(__file__).with_name("ddp_rollback_script.py")
+
+
+def test_two_ranks_roll_back_in_lockstep_and_only_rank_zero_writes(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["rollbacks"] == ranks[1]["rollbacks"] == 1
+    assert ranks[0]["history"] == ranks[1]["history"]
+    assert ranks[0]["alerts_total"] == ranks[1]["alerts_total"] >= 1
+    assert ranks[0]["digest"] == ranks[1]["digest"]  # identical weights after restore and more training
+    assert ranks[0]["global_step"] == ranks[1]["global_step"]
+    # files: one trace file (rank 0), and rank 1 never opened a writer
+    assert ranks[0]["trace_path"] and ranks[1]["trace_path"] is None and ranks[1]["log_dir"] is None
+    lines = (tmp_path / "trace.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert sum(r["type"] == "rollback" for r in records) == 1
+    steps = [r["step"] for r in records if r["type"] == "trace"]
+    assert steps == sorted(set(steps)) and steps[0] == 0  # one writer: each step once, in order
+    event_files = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert len(event_files) == 1, event_files
