@@ -18,8 +18,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from spinal_callback import SpinalConfig, SpinalLightningCallback  # noqa: E402
-from tests.integrations.test_lightning import TinyPolicyModule  # noqa: E402
+from spinal_callback import SpinalConfig, SpinalLightningCallback
+from tests.integrations.test_lightning import TinyPolicyModule
 
 FAULT_STEP = 8
 
@@ -48,7 +48,8 @@ def main(out: Path) -> None:
     callback = SpinalLightningCallback(config)
     module = TinyPolicyModule()
     trainer = L.Trainer(
-        max_steps=FAULT_STEP + 3, accelerator="cpu", devices=2, strategy="ddp", logger=TensorBoardLogger(str(out), name="tb"),
+        max_steps=FAULT_STEP + 3, accelerator="cpu", devices=2, strategy="ddp",
+        logger=TensorBoardLogger(str(out), name="tb"),
         callbacks=[callback, Fault()], enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, default_root_dir=str(out),
     )
