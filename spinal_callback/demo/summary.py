@@ -40,19 +40,21 @@ def write_summary(
     """Print the human summary and write ``<output_dir>/run_summary.json``.
 
     Args:
-        title: first line, e.g. ``"spinal demo — DPO with TRL"``.
+        title: first line, e.g. ``"spinal demo: DPO with TRL"``.
         inputs: the run's inputs (for the pre-training result).
         accuracy_before: greedy accuracy at the start of DPO (``None``: not measurable).
         accuracy_after: greedy accuracy at the end of DPO.
         dpo: DPO metric name → (first logged value, mean of the last quarter of logs).
-        log_dir: TensorBoard run directory.
-        trace_path: the spinal JSON-lines trace (``None`` with ``--no-spinal``).
+        log_dir: TensorBoard run directory (printed and saved as an absolute path).
+        trace_path: the spinal JSON-lines trace (``None`` with ``--no-spinal``; absolute like ``log_dir``).
         output_dir: where ``run_summary.json`` goes.
         seconds: wall time of the whole run.
 
     Returns:
         The summary as written to JSON.
     """
+    log_dir = os.path.abspath(log_dir) if log_dir else None
+    trace_path = os.path.abspath(trace_path) if trace_path else None
     lines = [f"== {title} =="]
     sft = inputs.sft
     if sft is not None:
