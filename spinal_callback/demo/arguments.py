@@ -34,7 +34,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_output_dir: st
                       help="Held-out addition problems for greedy accuracy (default: 500).")
 
     train = parser.add_argument_group("training")
-    train.add_argument("--max-steps", type=int, default=80, help="DPO optimizer steps (default: 80).")
+    train.add_argument("--max-steps", type=int, default=120, help="DPO optimizer steps (default: 120).")
     train.add_argument("--batch-size", type=int, default=16, help="Preference pairs per step (default: 16).")
     train.add_argument("--learning-rate", type=float, default=None,
                        help=f"DPO learning rate (default: {DEFAULT_LR_BUILTIN:g} for the built-in model, "
@@ -58,8 +58,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_output_dir: st
 
     spinal = parser.add_argument_group("spinal callback")
     spinal.add_argument("--no-spinal", action="store_true", help="Train without the spinal callback.")
-    spinal.add_argument("--interval", type=int, default=10,
-                        help="Geometry probe every N optimizer steps (default: 10).")
+    spinal.add_argument("--interval", type=int, default=5,
+                        help="Geometry probe every N optimizer steps (default: 5).")
     spinal.add_argument("--num-probe-pairs", type=int, default=16,
                         help="Preference pairs in the fixed probe set (default: 16).")
 

@@ -34,7 +34,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def demo_config(vocab_size: int, num_layers: int = 6, hidden_size: int = 96) -> Any:
+def demo_config(vocab_size: int, num_layers: int = 9, hidden_size: int = 96) -> Any:
     """A tiny Llama config: 6 decoder blocks, so the early/mid/late thirds have 2 blocks each.
 
     Args:
@@ -212,7 +212,7 @@ def pretrained_demo_model(
     cache_dir: str | os.PathLike[str],
     seed: int = 0,
     settings: SFTSettings | None = None,
-    num_layers: int = 6,
+    num_layers: int = 9,
     hidden_size: int = 96,
     eval_size: int = 500,
     progress: bool = False,

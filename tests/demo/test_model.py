@@ -14,9 +14,14 @@ from spinal_callback.demo.model import (
 from spinal_callback.demo.task import AdditionTask, build_tokenizer, greedy_accuracy
 
 
-def test_demo_config_has_two_blocks_per_band() -> None:
+def test_demo_config_has_late_band_transport_curvature() -> None:
+    """9 blocks: three per band, and the late band (7-9) holds κ^𝓛_7, the detector's first signal."""
+    from spinal_callback.geometry import band_slices
+
     config = demo_config(99)
-    assert config.num_hidden_layers == 6 and config.model_type == "llama"
+    assert config.num_hidden_layers == 9 and config.model_type == "llama"
+    late = band_slices(config.num_hidden_layers)["late"]
+    assert len(late) == 3 and (config.num_hidden_layers - 2) - 1 in late  # κ is defined up to layer L-2
     assert config.hidden_size % config.num_attention_heads == 0
 
 

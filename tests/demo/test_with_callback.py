@@ -29,7 +29,7 @@ def _check_run(output_dir: Path, framework_tag: str) -> None:
     assert trace_path and Path(trace_path).is_file(), result
     traces = [r for r in trace_records(trace_path) if r.get("type") == "trace"]
     assert {r["step"] for r in traces} == SCHEDULED
-    assert all(len(r["layers"]) == 6 and set(r["bands"]) == {"early", "mid", "late"} for r in traces)
+    assert all(len(r["layers"]) == 9 and set(r["bands"]) == {"early", "mid", "late"} for r in traces)
     tags = scalars(log_dir)
     assert framework_tag in tags  # the framework's own scalars share the directory
     for tag in SPINAL_TAGS:
