@@ -44,6 +44,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                      "The default learning rate is 10x higher.")
     trl.add_argument("--lora-r", type=int, default=8, help="LoRA rank with --peft (default: 8).")
     trl.add_argument("--logging-steps", type=int, default=5, help="HF logging interval in steps (default: 5).")
+    alerts = parser.add_argument_group("early warning")
+    alerts.add_argument("--on-alert", default="log",
+                        help="Comma-separated alert actions: log, stop, rollback (default: log).")
+    alerts.add_argument("--snapshot-interval", type=int, default=20,
+                        help="Known-good snapshot every N steps when rolling back (default: 20).")
+    alerts.add_argument("--lr-spike", metavar="STEP:FACTOR", default=None,
+                        help="Inject a fault: multiply the learning rate by FACTOR from STEP on (e.g. 60:30), "
+                        "to watch the early warning and the rollback.")
     return parser
 
 
@@ -97,10 +105,18 @@ def build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, Any
     callbacks: list[Any] = []
     callback = None
     if not args.no_spinal:
-        from spinal_callback import SpinalConfig, SpinalTrainerCallback
+        from spinal_callback import RollbackConfig, SpinalConfig, SpinalTrainerCallback
 
-        callback = SpinalTrainerCallback(SpinalConfig(interval=args.interval, num_probe_pairs=args.num_probe_pairs))
+        callback = SpinalTrainerCallback(SpinalConfig(
+            interval=args.interval, num_probe_pairs=args.num_probe_pairs,
+            on_alert=tuple(a.strip() for a in args.on_alert.split(",") if a.strip()),
+            rollback=RollbackConfig(snapshot_interval=args.snapshot_interval),
+        ))
         callbacks.append(callback)
+    if args.lr_spike:
+        from .faults import LearningRateSpike, parse_lr_spike
+
+        callbacks.append(LearningRateSpike(*parse_lr_spike(args.lr_spike)))
     trainer = DPOTrainer(
         model=inputs.model,
         ref_model=ref_model,
@@ -122,6 +138,18 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     check_common_arguments(parser, args)
     if args.lora_r <= 0 or args.logging_steps <= 0:
         parser.error(f"--lora-r and --logging-steps must be positive, got {args.lora_r} and {args.logging_steps}")
+    try:
+        if args.lr_spike:
+            from .faults import parse_lr_spike
+
+            parse_lr_spike(args.lr_spike)
+        if not args.no_spinal:
+            from spinal_callback import RollbackConfig, SpinalConfig
+
+            SpinalConfig(on_alert=tuple(a.strip() for a in args.on_alert.split(",") if a.strip()),
+                         rollback=RollbackConfig(snapshot_interval=args.snapshot_interval))
+    except ValueError as err:
+        parser.error(str(err))
     start = time.perf_counter()
     try:
         inputs = prepare_inputs(args)
