@@ -143,8 +143,9 @@ def patch_layers(
             ``"reference_to_policy"``.
         layers: 1-based layers to patch; ``None`` for all decoder blocks.
         max_rows_per_forward: cap on the replicated rows of one patched forward (memory bound: one
-            patched forward holds the activations of this many rows); ``None``: the rows are cut into
-            4 forwards with ``reuse_prefix`` (``len(layers) × 2K / 4`` rows each), else 1 forward.
+            patched forward holds the activations of this many rows); ``None``: two layers (4K rows)
+            per forward with ``reuse_prefix`` (near the compute floor, see
+            :mod:`~spinal_callback.probes.replicate`), else all ``len(layers) × 2K`` rows in one forward.
         reuse_prefix: skip the unpatched blocks below each patched forward's lowest layer.
         chunk_size: scored tokens per logit-head call.
 
