@@ -14,10 +14,12 @@ from typing import Any
 from .detector_config import DetectorConfig
 from .rollback import RollbackConfig
 
-__all__ = ["ALERT_ACTIONS", "SpinalConfig"]
+__all__ = ["ALERT_ACTIONS", "PATCH_DIRECTIONS", "SpinalConfig"]
 
 #: Named actions ``on_alert`` accepts (callables are accepted too).
 ALERT_ACTIONS = ("log", "stop", "rollback")
+#: Exact patching directions (as in :data:`spinal_callback.probes.DIRECTIONS`).
+PATCH_DIRECTIONS = ("policy_to_reference", "reference_to_policy")
 _PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
 
@@ -98,8 +100,34 @@ class SpinalConfig:
     )
     patch_interval: int = field(
         default=0,
-        metadata={"help": "Run the activation-patching probe every N steps; 0 turns it off. Patching probes are "
-                  "not part of this release yet, so only 0 is accepted."},
+        metadata={"help": "Run the activation-patching probe (policy vs reference on the probe set) every N "
+                  "optimizer steps, step 0 excluded; 0 turns it off. Needs a reference model (the trainer's "
+                  "ref_model, an explicit one, or a PEFT policy whose adapter-disabled base is the reference)."},
+    )
+    patch_directions: tuple[str, ...] = field(
+        default=("policy_to_reference", "reference_to_policy"),
+        metadata={"help": "Exact patching directions: 'policy_to_reference' (run the reference with one policy "
+                  "block output), 'reference_to_policy' (the reverse)."},
+    )
+    patch_low_rank_layers: int = field(
+        default=2,
+        metadata={"help": "Low-rank patching at this many layers with the largest |normalized effect| "
+                  "(policy_to_reference); 0 turns it off."},
+    )
+    patch_ranks: tuple[int, ...] | None = field(
+        default=None,
+        metadata={"help": "Numbers k of top singular directions for low-rank patching; default 1, 2, 4, 8, … "
+                  "up to the hidden size."},
+    )
+    patch_lasso: bool = field(
+        default=True,
+        metadata={"help": "Cross-validated LASSO of the per-pair margin gain on per-layer activation distances "
+                  "(scikit-learn; needs at least 3 probe pairs)."},
+    )
+    patch_attribution: bool = field(
+        default=True,
+        metadata={"help": "Attribution patching (one forward + one backward for all layers), reported with its "
+                  "Spearman agreement with the exact probe of the same step."},
     )
     log_dir: str | None = field(
         default=None,
@@ -169,11 +197,17 @@ class SpinalConfig:
         _positive_int("max_length", self.max_length)
         _positive_int("chunk_size", self.chunk_size)
         _positive_int("patch_interval", self.patch_interval, allow_zero=True)
-        if self.patch_interval != 0:
-            raise ValueError(
-                f"`patch_interval` must be 0 in this release (activation-patching probes are not available "
-                f"yet), got {self.patch_interval!r}"
-            )
+        _positive_int("patch_low_rank_layers", self.patch_low_rank_layers, allow_zero=True)
+        self.patch_directions = self._check_directions(self.patch_directions)
+        if self.patch_ranks is not None:
+            ranks = tuple(self.patch_ranks) if isinstance(self.patch_ranks, Sequence) else ()
+            if not ranks or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in ranks):
+                raise ValueError(f"`patch_ranks` must be None or a non-empty list of positive integers, "
+                                 f"got {self.patch_ranks!r}")
+            self.patch_ranks = tuple(sorted(set(ranks)))
+        for name in ("patch_lasso", "patch_attribution", "probe_at_start", "heatmaps"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"`seed` must be an integer, got {self.seed!r}")
         if not isinstance(self.strict, bool):
@@ -218,6 +252,19 @@ class SpinalConfig:
                     f"`on_alert` entries must be one of {', '.join(ALERT_ACTIONS)} or a callable, got {action!r}"
                 )
         return tuple(actions)
+
+    @staticmethod
+    def _check_directions(directions: object) -> tuple[str, ...]:
+        if isinstance(directions, str):
+            directions = (directions,)
+        if not isinstance(directions, Sequence) or not directions:
+            raise ValueError(f"`patch_directions` must be a non-empty list of {PATCH_DIRECTIONS}, got {directions!r}")
+        for direction in directions:
+            if direction not in PATCH_DIRECTIONS:
+                raise ValueError(
+                    f"`patch_directions` entries must be one of {', '.join(PATCH_DIRECTIONS)}, got {direction!r}"
+                )
+        return tuple(dict.fromkeys(directions))
 
     @staticmethod
     def _check_pairs(pairs: object) -> list[dict[str, str]]:

@@ -92,6 +92,9 @@ class SpinalMonitor:
         self.last_probe_step = -1
         self.last_probe_seconds = math.nan
         self._non_finite_at: int | None = None
+        self.last_patch_step = 0
+        self.patch_failures = 0
+        self.last_patch: Any = None
         self._metrics: dict[str, float] = {}
         needs_rollback = "rollback" in config.on_alert
         self.guard = AlertGuard(
@@ -111,6 +114,7 @@ class SpinalMonitor:
         sink: TensorBoardSink | None = None,
         trace_writer: TraceWriter | None = None,
         rank_zero: bool = True,
+        reference: nn.Module | None = None,
     ) -> None:
         """Resolve the policy's layout and build the probe set. Misconfiguration raises here.
 
@@ -121,6 +125,8 @@ class SpinalMonitor:
             tokenizer: tokenizes text pairs.
             sink: TensorBoard output (rank zero only; ``None`` elsewhere).
             trace_writer: JSON-lines output (rank zero only; ``None`` elsewhere).
+            reference: the reference model, checked here when patching probes are on (``None`` is
+                fine for a PEFT policy: its adapter-disabled base is the reference).
             rank_zero: whether this process is global rank 0. Other ranks keep their rollback
                 snapshots in memory even with ``storage="disk"``: only rank 0 writes files.
 
@@ -142,6 +148,8 @@ class SpinalMonitor:
                 "prompt/chosen/rejected records the callback can read"
             )
         self.probe_batch = collate_pairs(pairs, pad_token_id=_pad_id(tokenizer), max_length=cfg.max_length)
+        if cfg.patch_interval > 0:
+            self._check_reference(policy, reference)
         self.sink = sink
         self.trace_writer = trace_writer
         if sink is not None:
@@ -162,6 +170,79 @@ class SpinalMonitor:
             return None
         return self.probe(step, policy)
 
+    def should_patch(self, step: int) -> bool:
+        """True at every positive multiple of ``patch_interval`` (once each); never when it is 0."""
+        interval = self.config.patch_interval
+        return interval > 0 and step > self.last_patch_step and step % interval == 0
+
+    def patch(self, step: int, policy: nn.Module, reference: nn.Module | None) -> Any:
+        """Run the patching probe now; failures become a warning and ``spinal/patch/failures``."""
+        from .patching_probe import PatchingSettings, run_patching_probe
+
+        if self.probe_batch is None:
+            raise RuntimeError("SpinalMonitor.patch() called before setup()")
+        self.last_patch_step = step
+        cfg = self.config
+        settings = PatchingSettings(
+            directions=cfg.patch_directions, low_rank_layers=cfg.patch_low_rank_layers, ranks=cfg.patch_ranks,
+            lasso=cfg.patch_lasso, attribution=cfg.patch_attribution,
+        )
+        started = time.perf_counter()
+        try:
+            outcome = run_patching_probe(policy, reference, self.probe_batch, settings)
+        except Exception as exc:
+            if cfg.strict:
+                raise
+            self.patch_failures += 1
+            message = (f"spinal: patching probe at step {step} failed ({type(exc).__name__}: {exc}); training "
+                       f"goes on ({self.patch_failures} failure(s) so far)")
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            log.warning(message)
+            self._safe_write(lambda s: s.write_scalars(step, {"spinal/patch/failures": float(self.patch_failures)}))
+            return None
+        seconds = time.perf_counter() - started
+        self.last_patch = outcome
+        scalars = {**outcome.scalars, "spinal/patch/seconds": seconds,
+                   "spinal/patch/failures": float(self.patch_failures)}
+        self._safe_write(lambda s: s.write_scalars(step, scalars))
+        if outcome.normalized_effect:
+            self._safe_write(lambda s: s.write_heatmap(
+                "spinal/heatmap/patch_normalized_effect", step, outcome.normalized_effect))
+        for note in outcome.notes:
+            log.info("spinal: %s", note)
+        self._record({"type": "patch", "step": step, **outcome.record})
+        return outcome
+
+    def _check_reference(self, policy: nn.Module, reference: nn.Module | None) -> None:
+        from .architectures import unwrap_parallel
+
+        needs = [("sklearn", "patch_lasso")] if self.config.patch_lasso else []
+        needs += [("scipy", "patch_attribution")] if self.config.patch_attribution else []
+        for module, flag in needs:
+            try:
+                __import__(module)
+            except ImportError:
+                raise ImportError(
+                    f"{flag}=True needs {module}: pip install \"spinal-callback[probes]\" (or set {flag}=False)"
+                ) from None
+
+        if reference is None and not callable(getattr(unwrap_parallel(policy), "disable_adapter", None)):
+            raise ValueError(
+                f"patch_interval={self.config.patch_interval} needs a reference model: give the trainer a "
+                "ref_model and the callback the trainer (SpinalTrainerCallback(..., trainer=trainer) or "
+                ".set_trainer(trainer)), pass reference= to the callback, give the LightningModule a "
+                "`reference` attribute, or train a PEFT policy (its adapter-disabled base is the reference)"
+            )
+        if reference is not None:
+            ref_layout = resolve_layout(reference)
+            assert self.layout is not None
+            if (ref_layout.num_layers, ref_layout.vocab_size) != (self.layout.num_layers, self.layout.vocab_size):
+                raise ValueError(
+                    f"Policy and reference differ: {self.layout.num_layers} blocks / vocabulary "
+                    f"{self.layout.vocab_size} vs {ref_layout.num_layers} blocks / vocabulary "
+                    f"{ref_layout.vocab_size}; patching needs the same architecture"
+                )
+
     def observe_metrics(self, metrics: Mapping[str, Any]) -> None:
         """Remember the latest training metrics (e.g. TRL's ``rewards/chosen``) for the detector."""
         for key, value in metrics.items():
@@ -176,6 +257,7 @@ class SpinalMonitor:
         policy: nn.Module,
         handles: TrainingHandles | None = None,
         sync: Sync | None = None,
+        reference: nn.Module | None = None,
     ) -> GuardOutcome | None:
         """Everything due after optimizer step ``step``: probe, early warning, snapshot, actions.
 
@@ -187,6 +269,9 @@ class SpinalMonitor:
             ``outcome.stop``.
         """
         probe_due = self.should_probe(step)
+        patch_due = self.should_patch(step)
+        if patch_due:
+            self.patch(step, policy, reference)
         if not (probe_due or self.guard.wants_snapshot(step)):
             return None
         signals: dict[str, float] = {}
@@ -320,6 +405,8 @@ class SpinalMonitor:
             "probes_done": self.probes_done,
             "failures": self.failures,
             "last_probe_step": self.last_probe_step,
+            "last_patch_step": self.last_patch_step,
+            "patch_failures": self.patch_failures,
             "config_fingerprint": self.config.fingerprint(),
             "guard": self.guard.state_dict(),
         }
@@ -337,6 +424,8 @@ class SpinalMonitor:
         self.probes_done = int(state.get("probes_done", self.probes_done))
         self.failures = int(state.get("failures", self.failures))
         self.last_probe_step = int(state.get("last_probe_step", self.last_probe_step))
+        self.last_patch_step = int(state.get("last_patch_step", self.last_patch_step))
+        self.patch_failures = int(state.get("patch_failures", self.patch_failures))
         if state.get("guard"):
             self.guard.load_state_dict(state["guard"])
 

@@ -19,6 +19,10 @@ LOGGED_TAGS = """
     - ``spinal/alerts`` (text) and ``spinal/alerts/total`` — each alert, with its message; alerts so far.
     - ``spinal/rollbacks`` (text) and ``spinal/rollbacks/total`` — each rollback; rollbacks so far.
     - ``spinal/config`` — text: the configuration and the monitored model.
+    - ``spinal/patch/<direction>/effect/L<ℓ>``, ``…/normalized_effect/L<ℓ>``, ``spinal/patch/low_rank/L<ℓ>/k<k>``,
+      ``spinal/patch/lasso/L<ℓ>``, ``spinal/patch/lasso/r2``, ``spinal/patch/attribution/L<ℓ>``,
+      ``spinal/patch/attribution/spearman``, ``spinal/patch/seconds``, ``spinal/patch/failures`` and the image
+      ``spinal/heatmap/patch_normalized_effect`` — patching probes (``patch_interval > 0``).
     - Custom-scalars layout: one multi-line chart per metric over layers, one margin chart per band and metric.
 """
 

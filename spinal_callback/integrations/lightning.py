@@ -133,7 +133,7 @@ class SpinalLightningCallback(pl.Callback):
             self.monitor.setup(
                 self.policy(pl_module), records=self._records(trainer), tokenizer=tokenizer,
                 sink=sink, trace_writer=writer,
-                rank_zero=bool(trainer.is_global_zero),
+                rank_zero=bool(trainer.is_global_zero), reference=self.reference(pl_module),
             )
         except BaseException:
             self.monitor.sink, self.monitor.trace_writer = sink, writer
@@ -158,6 +158,7 @@ class SpinalLightningCallback(pl.Callback):
         outcome = self.monitor.on_step(
             trainer.global_step, self.policy(pl_module), handles,
             sync=lambda decision: trainer.strategy.broadcast(decision, src=0),
+            reference=self.reference(pl_module),
         )
         if outcome is not None and outcome.stop:
             trainer.should_stop = True

@@ -121,7 +121,7 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         try:
             self.monitor.setup(
                 model, records=self._records(kwargs), tokenizer=tokenizer, sink=sink, trace_writer=writer,
-                rank_zero=bool(state.is_world_process_zero),
+                rank_zero=bool(state.is_world_process_zero), reference=self.reference,
             )
         except BaseException:
             for closable in (sink, writer):
@@ -147,7 +147,9 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
             scheduler=kwargs.get("lr_scheduler"),
             scaler=getattr(accelerator, "scaler", None),
         )
-        outcome = self.monitor.on_step(state.global_step, kwargs["model"], handles, sync=broadcast_from_rank_zero)
+        outcome = self.monitor.on_step(
+            state.global_step, kwargs["model"], handles, sync=broadcast_from_rank_zero, reference=self.reference
+        )
         if outcome is not None and outcome.stop:
             control.should_training_stop = True
 

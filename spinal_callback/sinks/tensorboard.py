@@ -213,6 +213,7 @@ class TensorBoardSink:
         self.owns_writer = owns_writer
         self._layout_written = False
         self._history = HeatmapHistory(heatmap_max_steps)
+        self._extra_history: dict[str, HeatmapHistory] = {}
 
     def write_trace(self, step: int, trace: DepthTrace) -> dict[str, float]:
         """Write one depth trace: scalars, the layout (first call only) and the heatmaps.
@@ -234,6 +235,18 @@ class TensorBoardSink:
                 image = heatmap_image(matrix[k])
                 self.writer.add_image(f"spinal/heatmap/{metric}", image, step, dataformats="HWC")
         return scalars
+
+    def write_heatmap(self, tag: str, step: int, column: Sequence[float]) -> None:
+        """Append one per-layer column to the layer × step heatmap ``tag`` and write the image.
+
+        Used for quantities outside the depth trace (e.g. ``spinal/heatmap/patch_normalized_effect``);
+        the history is bounded by ``heatmap_max_steps`` like the trace heatmaps.
+        """
+        if not self.heatmaps or self.writer is None or len(column) == 0:
+            return
+        history = self._extra_history.setdefault(tag, HeatmapHistory(self.heatmap_max_steps))
+        history.add(np.asarray(column, dtype=np.float64)[None, :])
+        self.writer.add_image(tag, heatmap_image(history.matrix()[0]), step, dataformats="HWC")
 
     def write_scalars(self, step: int, values: Mapping[str, float]) -> None:
         """Write scalars at ``step``; non-finite values are skipped."""
