@@ -92,3 +92,33 @@ def test_stop_action_stops_the_run(tmp_path: Path) -> None:
     trainer = _fit(tmp_path, callback, max_steps=FAULT_STEP + 8, enable_checkpointing=False, callbacks=[Fault()])
     assert trainer.global_step == FAULT_STEP + 1  # stopped right after the first non-finite probe
     assert callback.monitor.guard.rollback is None  # no snapshots without 'rollback'
+
+
+def test_detector_state_snapshot_index_and_rollback_count_survive_a_checkpoint_resume(tmp_path: Path) -> None:
+    config = SpinalConfig(
+        interval=1, num_probe_pairs=4, on_alert=("log", "rollback"), detector={"warmup": 5},
+        rollback={"snapshot_interval": 2, "keep": 4, "storage": "disk", "snapshot_dir": str(tmp_path / "snaps")},
+    )
+    callback = SpinalLightningCallback(config)
+    fault = Fault()
+    trainer = _fit(tmp_path, callback, max_steps=FAULT_STEP + 2, callbacks=[fault])
+    guard = callback.monitor.guard
+    assert guard.rollback is not None and guard.rollback.rollbacks == 1
+    ckpt = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
+    saved = torch.load(ckpt, weights_only=False)["callbacks"][callback.state_key]["guard"]
+    assert saved["rollback"]["rollbacks"] == 1 and saved["rollback"]["store"]
+    assert saved["detector"] == guard.detector.state_dict()
+
+    # the disk index in the checkpoint is what a fresh monitor picks up (before it snapshots again)
+    fresh = SpinalLightningCallback(SpinalConfig(**{**config.to_dict(), "on_alert": ["log", "rollback"]}))
+    fresh.load_state_dict(torch.load(ckpt, weights_only=False)["callbacks"][callback.state_key])
+    assert fresh.monitor.guard.rollback is not None
+    assert fresh.monitor.guard.rollback.store.steps() == guard.rollback.store.steps()
+
+    resumed = SpinalLightningCallback(SpinalConfig(**{**config.to_dict(), "on_alert": ["log", "rollback"]}))
+    _fit(tmp_path / "resume", resumed, max_steps=FAULT_STEP + 4, ckpt_path=ckpt)
+    again = resumed.monitor.guard
+    assert again.rollback is not None
+    assert again.rollback.rollbacks == 1 and again.rollback.lr_factor == pytest.approx(0.5)
+    assert again.alerts_total == guard.alerts_total
+    assert again.detector.baseline("band/late/transport") is not None

@@ -147,6 +147,7 @@ def test_strict_mode_raises(tmp_path: Path) -> None:
 
 def test_state_round_trips_through_trainer_state_json(tmp_path: Path) -> None:
     callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=2))
+    callback.monitor.guard.alerts_total = 7  # stands for alerts raised earlier in the run
     trainer = _trainer(tmp_path, callback, max_steps=4, save_strategy="steps", save_steps=4)
     trainer.train()
     state = json.loads((tmp_path / "out" / "checkpoint-4" / "trainer_state.json").read_text())
@@ -155,11 +156,17 @@ def test_state_round_trips_through_trainer_state_json(tmp_path: Path) -> None:
     assert saved["attributes"]["_restored_state"]["probes_done"] == 3
     rebuilt = SpinalTrainerCallback(**saved["args"])
     assert rebuilt.config == SpinalConfig(interval=2, num_probe_pairs=2)
+    detector_state = saved["attributes"]["_restored_state"]["guard"]["detector"]
+    assert detector_state == callback.monitor.guard.detector.state_dict()
 
     # resume to step 6: the callback picks its counters up and does not re-probe step 4
     resumed_cb = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=2))
     resumed = _trainer(tmp_path, resumed_cb, max_steps=6)
     resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
     assert resumed_cb.monitor.probes_done == 4
+    assert resumed_cb.monitor.guard.alerts_total == 7
+    # the detector's baseline carried over: the 3 observations before the checkpoint plus step 6
+    signals = resumed_cb.monitor.guard.detector.state_dict()["signals"]
+    assert [s for s, _ in signals["band/late/transport"]["baseline"]] == [0, 2, 4, 6]
     steps = [r["step"] for r in _trace_records(resumed_cb.trace_path)]
     assert steps == [6]
