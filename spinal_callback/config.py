@@ -6,13 +6,13 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .detector_config import DetectorConfig
 from .rollback import RollbackConfig
+from .validation import check_int, check_writable_dir
 
 __all__ = ["ALERT_ACTIONS", "PATCH_DIRECTIONS", "SpinalConfig"]
 
@@ -21,13 +21,6 @@ ALERT_ACTIONS = ("log", "stop", "rollback")
 #: Exact patching directions (as in :data:`spinal_callback.probes.DIRECTIONS`).
 PATCH_DIRECTIONS = ("policy_to_reference", "reference_to_policy")
 _PAIR_FIELDS = ("prompt", "chosen", "rejected")
-
-
-def _positive_int(name: str, value: object, allow_zero: bool = False) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        what = "a non-negative integer" if allow_zero else "a positive integer"
-        raise ValueError(f"`{name}` must be {what}, got {value!r}")
 
 
 def _fraction_pair(name: str, value: object, strict_order: bool) -> tuple[float, float]:
@@ -47,23 +40,6 @@ def _coerce(cls: type, name: str, value: object) -> Any:
     if isinstance(value, Mapping):
         return cls(**dict(value))
     raise ValueError(f"`{name}` must be a {cls.__name__} or a dict of its fields, got {value!r:.80}")
-
-
-def _check_writable(name: str, directory: str) -> None:
-    """Refuse a directory that cannot be created or written, without creating anything."""
-    probe = directory
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise ValueError(f"`{name}` {directory!r} cannot be created: {probe!r} exists and is not a directory")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise ValueError(f"`{name}` {directory!r} is not writable ({probe!r}: {exc.strerror})") from None
 
 
 @dataclass
@@ -191,13 +167,13 @@ class SpinalConfig:
     )
 
     def __post_init__(self) -> None:
-        _positive_int("interval", self.interval)
-        _positive_int("num_probe_pairs", self.num_probe_pairs)
-        _positive_int("max_tokens", self.max_tokens)
-        _positive_int("max_length", self.max_length)
-        _positive_int("chunk_size", self.chunk_size)
-        _positive_int("patch_interval", self.patch_interval, allow_zero=True)
-        _positive_int("patch_low_rank_layers", self.patch_low_rank_layers, allow_zero=True)
+        check_int("interval", self.interval, 1)
+        check_int("num_probe_pairs", self.num_probe_pairs, 1)
+        check_int("max_tokens", self.max_tokens, 1)
+        check_int("max_length", self.max_length, 1)
+        check_int("chunk_size", self.chunk_size, 1)
+        check_int("patch_interval", self.patch_interval, 0)
+        check_int("patch_low_rank_layers", self.patch_low_rank_layers, 0)
         self.patch_directions = self._check_directions(self.patch_directions)
         if self.patch_ranks is not None:
             ranks = tuple(self.patch_ranks) if isinstance(self.patch_ranks, Sequence) else ()
@@ -235,7 +211,7 @@ class SpinalConfig:
             value = os.path.abspath(os.path.expanduser(os.fspath(value)))
             if name == "trace_path" and os.path.isdir(value):
                 raise ValueError(f"`trace_path` must be a file path, got the directory {value!r}")
-            _check_writable(name, value if name == "log_dir" else os.path.dirname(value))
+            check_writable_dir(name, value if name == "log_dir" else os.path.dirname(value))
             setattr(self, name, value)
 
     @staticmethod

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from .validation import check_int
+
 __all__ = ["CHECKS", "DEFAULT_SIGNALS", "DIRECTIONS", "DetectorConfig"]
 
 #: Directions a signal can go bad in.
@@ -32,11 +34,6 @@ DEFAULT_SIGNALS: dict[str, str] = {
     "logps/chosen": "down",
     "rewards/accuracies": "down",
 }
-
-
-def _int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
 
 
 def _float(name: str, value: object, low: float, high: float = math.inf, *, open_low: bool = False,
@@ -155,8 +152,8 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         self.signals = self._check_signals(self.signals)
-        _int("warmup", self.warmup, 3)
-        _int("baseline_window", self.baseline_window, 3)
+        check_int("warmup", self.warmup, 3)
+        check_int("baseline_window", self.baseline_window, 3)
         if self.baseline_window < self.warmup:
             raise ValueError(
                 f"`baseline_window` must be >= `warmup` ({self.warmup}), got {self.baseline_window!r}"
@@ -172,12 +169,12 @@ class DetectorConfig:
         self.z_threshold = _float("z_threshold", self.z_threshold, 0.0, open_low=True)
         self.cusum_k = _float("cusum_k", self.cusum_k, 0.0)
         self.cusum_h = _float("cusum_h", self.cusum_h, 0.0, open_low=True)
-        _int("variance_window", self.variance_window, 3)
+        check_int("variance_window", self.variance_window, 3)
         self.variance_ratio = _float("variance_ratio", self.variance_ratio, 1.0, open_low=True)
-        _int("min_consecutive", self.min_consecutive, 1)
+        check_int("min_consecutive", self.min_consecutive, 1)
         self.release_fraction = _float("release_fraction", self.release_fraction, 0.0, 1.0, open_low=True,
                                        open_high=True)
-        _int("release_after", self.release_after, 1)
+        check_int("release_after", self.release_after, 1)
         self.min_scale = _float("min_scale", self.min_scale, 0.0, open_low=True)
         self.min_scale_rel = _float("min_scale_rel", self.min_scale_rel, 0.0)
         if self.non_finite not in ("alert", "skip"):

@@ -30,6 +30,7 @@ from torch import nn
 
 from .snapshots import SnapshotStore, SnapshotWriteError, check_snapshot_dir
 from .training_state import SnapshotMismatchError, capture_state, restore_state
+from .validation import check_int
 
 __all__ = [
     "NoSnapshotError",
@@ -51,11 +52,6 @@ class RollbackLimitReached(RuntimeError):
 
 class NoSnapshotError(RuntimeError):
     """No snapshot was taken before the estimated onset of the instability."""
-
-
-def _int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
 
 
 @dataclass
@@ -110,9 +106,9 @@ class RollbackConfig:
         for name in ("enabled", "trainable_only"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
-        _int("snapshot_interval", self.snapshot_interval, 1)
-        _int("keep", self.keep, 1)
-        _int("max_rollbacks", self.max_rollbacks, 1)
+        check_int("snapshot_interval", self.snapshot_interval, 1)
+        check_int("keep", self.keep, 1)
+        check_int("max_rollbacks", self.max_rollbacks, 1)
         if self.storage not in ("memory", "disk"):
             raise ValueError(f"`storage` must be one of memory, disk, got {self.storage!r}")
         lr = self.lr_scale

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 import torch
 
+from .validation import check_writable_dir
+
 __all__ = ["SnapshotStore", "SnapshotWriteError", "check_snapshot_dir"]
 
 _PREFIX = "spinal-snapshot-step"
@@ -52,19 +54,7 @@ def check_snapshot_dir(name: str, directory: object) -> str:
             f"`{name}` {path!r} lies inside a 'checkpoint-<N>' folder, which the trainer's checkpoint rotation "
             "deletes; put snapshots in a folder of their own (e.g. <output_dir>/spinal_snapshots)"
         )
-    probe = path
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise ValueError(f"`{name}` {path!r} cannot be created: {probe!r} exists and is not a directory")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise ValueError(f"`{name}` {path!r} is not writable ({probe!r}: {exc.strerror})") from None
+    check_writable_dir(name, path)
     return path
 
 

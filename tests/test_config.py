@@ -19,7 +19,7 @@ def test_defaults_are_valid() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"interval": 0}, "`interval` must be a positive integer, got 0"),
+        ({"interval": 0}, "`interval` must be an integer >= 1, got 0"),
         ({"interval": -3}, "`interval`"),
         ({"interval": 2.5}, "`interval`"),
         ({"interval": True}, "`interval`"),
