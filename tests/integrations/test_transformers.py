@@ -161,7 +161,7 @@ def test_state_round_trips_through_trainer_state_json(tmp_path: Path) -> None:
 
     # resume to step 6: the callback picks its counters up and does not re-probe step 4
     resumed_cb = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=2))
-    resumed = _trainer(tmp_path, resumed_cb, max_steps=6)
+    resumed = _trainer(tmp_path / "resumed", resumed_cb, max_steps=6)  # own run dir, whatever the clock says
     resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
     assert resumed_cb.monitor.probes_done == 4
     assert resumed_cb.monitor.guard.alerts_total == 7
