@@ -170,3 +170,20 @@ def test_state_round_trips_through_trainer_state_json(tmp_path: Path) -> None:
     assert [s for s, _ in signals["band/late/transport"]["baseline"]] == [0, 2, 4, 6]
     steps = [r["step"] for r in _trace_records(resumed_cb.trace_path)]
     assert steps == [6]
+
+
+def test_bf16_policy_is_monitored(tmp_path: Path) -> None:
+    tok = tokenizer()
+    model = tiny_llama(len(tok)).to(torch.bfloat16)
+    ref = copy.deepcopy(model).eval().requires_grad_(False)
+    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=4))
+    config = DPOConfig(
+        output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4, learning_rate=1e-3,
+        report_to=[], bf16=True, use_cpu=True, max_length=32, save_strategy="no",
+    )
+    DPOTrainer(model=model, ref_model=ref, args=config, train_dataset=Dataset.from_list(pairs()),
+               processing_class=tok, callbacks=[callback]).train()
+    records = _trace_records(callback.trace_path)
+    assert [r["step"] for r in records] == [0, 2]
+    for row in records[-1]["layers"]:
+        assert row["contraction"] is not None and row["entropy"] is not None  # spectra in float64, lens in float32
