@@ -1,0 +1,823 @@
+"""Benchmark the geometry probe: what one depth trace costs, and what idle monitoring costs a step.
+
+Two measurements, each taken side by side in one process (repetitions interleaved, medians after
+warm-up) so that the ratios they print are robust to a machine that speeds up or slows down:
+
+1. **Depth trace vs forward.** One :func:`spinal_callback.geometry.compute_depth_trace` (default
+   options, ``max_tokens=512``) against one plain no-grad forward of the same batch (whole model,
+   LM head included, ``use_cache=False``), over model sizes from tiny to ~100M parameters (and
+   0.5B-1B configs on a GPU). A breakdown times the capture forward
+   (:func:`~spinal_callback.geometry.trace.capture_hidden`) and the spectral metrics directly; the
+   logit-lens part is the remainder. Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on
+   the CPU a dispatch-mode counter of the bytes of tensors allocated (and still alive) during the
+   call (tensor storages only: allocator slack and kernel scratch space are not seen), next to the
+   analytic sizes of the lens buffers and the captured activations.
+2. **Idle monitoring vs none in a training step.** Forward + backward + AdamW on a small llama config,
+   with a :class:`spinal_callback.capture.LayerCapture` attached to every block but never armed, in
+   ABAB... order against the same model with no hook. This is an upper bound: the callbacks attach
+   no hook at all off the probe interval.
+
+Models are built from configs with random weights (no network). Usage::
+
+    python scripts/bench_geometry.py --quick                 # smoke run, < 1 min on 2 CPU cores
+    python scripts/bench_geometry.py --json bench.json       # full run, < 8 min on 2 CPU cores
+    python scripts/bench_geometry.py --device cuda --dtype bfloat16   # adds 0.5B and 1B configs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+try:
+    import spinal_callback  # noqa: F401
+except ModuleNotFoundError:  # a checkout without `pip install -e .`: use the repository's package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spinal_callback.architectures import DecoderLayout, resolve_layout
+from spinal_callback.capture import LayerCapture, select_positions
+from spinal_callback.geometry.curvature import hidden_curvature
+from spinal_callback.geometry.spectral import (
+    centered_spectrum,
+    contraction_from_spectrum,
+    effective_rank_from_spectrum,
+)
+from spinal_callback.geometry.trace import capture_hidden, compute_depth_trace, trace_from_hidden
+
+MAX_TOKENS = 512  # compute_depth_trace's default
+CHUNK_SIZE = 64  # trace_from_hidden's default
+MiB = 1024 * 1024
+
+
+# ---------------------------------------------------------------------------------------------------
+# Model configurations
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A decoder-only config built from scratch (random weights)."""
+
+    name: str
+    hidden: int
+    layers: int
+    vocab: int
+    heads: int
+    intermediate: int
+    kv_heads: int | None = None
+    model_type: str = "llama"
+    tied: bool = False
+
+    def build(self, device: torch.device, dtype: torch.dtype, seed: int = 0) -> nn.Module:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.for_model(
+            self.model_type,
+            hidden_size=self.hidden,
+            num_hidden_layers=self.layers,
+            vocab_size=self.vocab,
+            num_attention_heads=self.heads,
+            num_key_value_heads=self.kv_heads or self.heads,
+            intermediate_size=self.intermediate,
+            max_position_embeddings=4096,
+            tie_word_embeddings=self.tied,
+            use_cache=False,
+        )
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+        return model.to(device=device, dtype=dtype)
+
+
+SIZES: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec("tiny", hidden=64, layers=4, vocab=1_000, heads=4, intermediate=176),
+        ModelSpec("small-8k", hidden=128, layers=4, vocab=8_192, heads=4, intermediate=352),
+        ModelSpec("h256-L8-V32k", hidden=256, layers=8, vocab=32_000, heads=4, intermediate=704),
+        ModelSpec("h512-L12-V50k", hidden=512, layers=12, vocab=50_257, heads=8, intermediate=1_408),
+        ModelSpec("h256-L6-V152k", hidden=256, layers=6, vocab=151_936, heads=4, intermediate=704),
+        # GPU-sized configs shaped like Qwen2.5-0.5B and Llama-3.2-1B (random weights).
+        ModelSpec(
+            "qwen0.5b-like", hidden=896, layers=24, vocab=151_936, heads=14, intermediate=4_864,
+            kv_heads=2, model_type="qwen2", tied=True,
+        ),
+        ModelSpec(
+            "llama1b-like", hidden=2048, layers=16, vocab=128_256, heads=32, intermediate=8_192,
+            kv_heads=8, tied=True,
+        ),
+        # Training-step configs.
+        ModelSpec("train-17m", hidden=384, layers=6, vocab=8_192, heads=6, intermediate=1_024),
+        ModelSpec("train-tiny", hidden=128, layers=4, vocab=2_048, heads=4, intermediate=352),
+    )
+}
+TRACE_PRESETS = {
+    "quick": ["tiny", "small-8k"],
+    "cpu": ["tiny", "h256-L8-V32k", "h512-L12-V50k", "h256-L6-V152k"],
+    "gpu": ["tiny", "h256-L8-V32k", "h512-L12-V50k", "h256-L6-V152k", "qwen0.5b-like", "llama1b-like"],
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Timing and memory helpers
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one call, with the device synchronised on both sides."""
+    _sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    _sync(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], reps: int, device: torch.device
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Run every function once per repetition, rotating the order; wall and CPU seconds of each."""
+    names = list(fns)
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(reps):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
+            w, c = _timed(fns[name], device)
+            wall[name].append(w)
+            cpu[name].append(c)
+    return wall, cpu
+
+
+def _storages(obj: object) -> Iterable[torch.UntypedStorage]:
+    if isinstance(obj, torch.Tensor):
+        yield obj.untyped_storage()
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _storages(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _storages(item)
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Peak bytes of tensor storages allocated inside the context and still alive (any device).
+
+    Every storage an ATen op returns that is not one of its inputs' storages (so not a view or an
+    in-place result) is counted until it is freed. Allocator rounding, caching slack and scratch
+    space inside kernels (oneDNN/MKL workspaces) are not seen; storages alive before the context
+    are not counted.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._seen: set[int] = set()
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self.live -= nbytes
+        self._seen.discard(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs = {id(s) for s in _storages((args, kwargs))}
+        for storage in _storages(out):
+            key = id(storage)
+            if key in inputs or key in self._seen:
+                continue
+            nbytes = storage.nbytes()
+            self._seen.add(key)
+            self.live += nbytes
+            weakref.finalize(storage, self._free, key, nbytes)
+        self.peak = max(self.peak, self.live)
+        return out
+
+
+def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> tuple[int, str]:
+    """Peak bytes allocated by ``fn`` above what was allocated before it, and how it was measured."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - base, "cuda.max_memory_allocated"
+    with LiveTensorBytes() as counter:
+        fn()
+    return counter.peak, "live tensor storages (dispatch mode)"
+
+
+def _median_ms(values: Sequence[float]) -> float:
+    return 1e3 * statistics.median(values)
+
+
+def _num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _fmt_params(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. Depth trace vs forward
+
+
+@dataclass
+class TraceResult:
+    """Part 1 for one model. Times are medians in ms; ``*_derived`` are differences of medians."""
+
+    model: str
+    params: int
+    layers: int
+    vocab: int
+    hidden: int
+    tokens_forward: int
+    tokens_traced: int
+    reps: int
+    forward_ms: float
+    trace_ms: float
+    ratio: float
+    ratio_of_mins: float
+    ratio_cpu_time: float
+    capture_ms: float
+    spectral_ms: float
+    unembed_ms: float
+    lens_ms_derived: float
+    lens_stats_ms_derived: float
+    cpu_share: float
+    forward_peak_mib: float
+    capture_peak_mib: float
+    analysis_peak_mib: float
+    analytic_lens_buffers_mib: float
+    analytic_captured_mib: float
+    analytic_forward_logits_mib: float
+    memory_method: str
+    raw_s: dict[str, list[float]] = field(default_factory=dict)
+    raw_cpu_s: dict[str, list[float]] = field(default_factory=dict)
+
+
+def spectral_part(hidden: Sequence[torch.Tensor]) -> None:
+    """The non-lens work of ``trace_from_hidden``: spectra, α, effective rank, hidden curvature."""
+    for h in hidden:
+        sigma = centered_spectrum(h)
+        float(contraction_from_spectrum(sigma))
+        float(effective_rank_from_spectrum(sigma))
+    hidden_curvature(hidden)
+
+
+def unembed_part(hidden: Sequence[torch.Tensor], layout: DecoderLayout) -> None:
+    """The unembedding matmuls of the logit lens alone (``W_U·norm(h)``, same chunks as the trace)."""
+    with torch.no_grad():
+        for start in range(0, int(hidden[0].shape[0]), CHUNK_SIZE):
+            for h in hidden:
+                layout.lens_logits(h[start : start + CHUNK_SIZE])
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_trace(
+    spec: ModelSpec,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch: int,
+    seq: int,
+    reps: int | None,
+    budget_s: float,
+    max_reps: int,
+) -> TraceResult:
+    model = spec.build(device, dtype).eval()
+    layout: DecoderLayout = resolve_layout(model)
+    gen = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(0, spec.vocab, (batch, seq), generator=gen).to(device)
+    attention_mask = torch.ones_like(input_ids)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+
+    def trace() -> None:
+        compute_depth_trace(model, input_ids, attention_mask, max_tokens=MAX_TOKENS)
+
+    def capture() -> None:
+        capture_hidden(model, input_ids, attention_mask, layout=layout, max_tokens=MAX_TOKENS)
+
+    # Warm-up, untimed, doubling as the memory pass: a forward, then a trace in its two parts.
+    warm_start = time.perf_counter()
+    fwd_peak, method = peak_extra_bytes(forward, device)
+    holder: list[list[torch.Tensor]] = []
+    cap_peak, _ = peak_extra_bytes(
+        lambda: holder.append(
+            capture_hidden(model, input_ids, attention_mask, layout=layout, max_tokens=MAX_TOKENS)
+        ),
+        device,
+    )
+    hidden = holder.pop()
+    ana_peak, _ = peak_extra_bytes(lambda: trace_from_hidden(hidden, layout), device)
+    unembed_part(hidden, layout)
+    warm_s = time.perf_counter() - warm_start
+
+    if reps is None:  # one rep costs about a warm-up plus one more trace; at least 3 reps
+        reps = max(3, min(max_reps, int(budget_s / max(1.5 * warm_s, 1e-6))))
+    fns: dict[str, Callable[[], object]] = {
+        "forward": forward,
+        "trace": trace,
+        "capture": capture,
+        "spectral": lambda: spectral_part(hidden),
+        "unembed": lambda: unembed_part(hidden, layout),
+    }
+    wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+    times, cpu_times = interleaved(fns, reps, device)
+    cpu_share = (_cpu_seconds() - cpu0) / ((time.perf_counter() - wall0) * torch.get_num_threads())
+    med = {k: _median_ms(v) for k, v in times.items()}
+    lens = med["trace"] - med["capture"] - med["spectral"]
+
+    n = int(hidden[0].shape[0])
+    d = int(hidden[0].shape[1])
+    element = torch.empty((), dtype=dtype).element_size()
+    return TraceResult(
+        model=spec.name,
+        params=_num_params(model),
+        layers=spec.layers,
+        vocab=spec.vocab,
+        hidden=spec.hidden,
+        tokens_forward=batch * seq,
+        tokens_traced=n,
+        reps=reps,
+        forward_ms=med["forward"],
+        trace_ms=med["trace"],
+        ratio=med["trace"] / med["forward"],
+        ratio_of_mins=min(times["trace"]) / min(times["forward"]),
+        ratio_cpu_time=statistics.median(cpu_times["trace"]) / statistics.median(cpu_times["forward"]),
+        capture_ms=med["capture"],
+        spectral_ms=med["spectral"],
+        unembed_ms=med["unembed"],
+        lens_ms_derived=lens,
+        lens_stats_ms_derived=lens - med["unembed"],
+        cpu_share=cpu_share,
+        forward_peak_mib=fwd_peak / MiB,
+        capture_peak_mib=cap_peak / MiB,
+        analysis_peak_mib=ana_peak / MiB,
+        analytic_lens_buffers_mib=2 * min(CHUNK_SIZE, n) * spec.vocab * 8 / MiB,
+        analytic_captured_mib=spec.layers * n * d * element / MiB,
+        analytic_forward_logits_mib=batch * seq * spec.vocab * 4 / MiB,
+        memory_method=method,
+        raw_s={k: [round(x, 6) for x in v] for k, v in times.items()},
+        raw_cpu_s={k: [round(x, 6) for x in v] for k, v in cpu_times.items()},
+    )
+
+
+def print_trace_results(results: Sequence[TraceResult]) -> None:
+    print(
+        f"\n## 1. One depth trace vs one forward (median over reps, interleaved; "
+        f"max_tokens={MAX_TOKENS}, chunk_size={CHUNK_SIZE})"
+    )
+    rows = [
+        [
+            r.model, _fmt_params(r.params), r.layers, r.vocab, f"{r.tokens_forward}/{r.tokens_traced}",
+            r.reps, f"{r.forward_ms:.1f}", f"{r.trace_ms:.1f}", f"{r.ratio:.2f}x", f"{r.ratio_of_mins:.2f}x",
+            f"{r.ratio_cpu_time:.2f}x",
+            f"{r.capture_ms:.1f}", f"{r.spectral_ms:.1f}", f"{r.lens_ms_derived:.1f}", f"{r.unembed_ms:.1f}",
+            f"{r.lens_stats_ms_derived:.1f}", f"{100 * r.cpu_share:.0f}%",
+        ]
+        for r in results
+    ]
+    header = [
+        "model", "params", "layers", "vocab", "tokens fwd/traced", "reps", "forward ms", "trace ms",
+        "trace/fwd", "(of mins)", "(cpu time)", "capture ms", "spectral ms", "lens ms*", "unembed ms",
+        "lens stats ms*", "cpu",
+    ]
+    print(_table(header, rows))
+    print(
+        "  trace = compute_depth_trace; trace/fwd = ratio of the medians, (of mins) = ratio of the\n"
+        "  fastest reps, (cpu time) = ratio of the median process CPU times (both less sensitive to a\n"
+        "  shared CPU). Parts of the trace: capture = capture_hidden\n"
+        "  (forward up to the last block, no LM head); spectral = spectra, α, erank, hidden curvature;\n"
+        "  lens* = trace - capture - spectral (derived): the logit lens of every layer, of which\n"
+        "  unembed = the W_U·norm(h) matmuls alone (measured) and lens stats* = lens* - unembed (derived:\n"
+        "  log-softmax, entropy, Fisher-Rao in float64). cpu = process CPU time / (wall time x threads)\n"
+        "  during the reps (well under 100%: the CPU was shared with other work)."
+    )
+    method = results[0].memory_method if results else ""
+    print(f"\n   Peak extra memory, MiB (measured: {method}; analytic: formula)")
+    rows = [
+        [
+            r.model, f"{r.forward_peak_mib:.1f}", f"{r.capture_peak_mib:.1f}", f"{r.analysis_peak_mib:.1f}",
+            f"{r.analytic_forward_logits_mib:.1f}", f"{r.analytic_captured_mib:.1f}",
+            f"{r.analytic_lens_buffers_mib:.1f}",
+        ]
+        for r in results
+    ]
+    header = [
+        "model", "forward (meas.)", "trace: capture (meas.)", "trace: lens+spectral (meas.)",
+        "fwd logits BxTxVx4", "captured LxNxd", "lens 2xchunkxVx8",
+    ]
+    print(_table(header, rows))
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. Training step with idle monitoring vs none
+
+
+@dataclass
+class ABStats:
+    """Idle hooks (B) vs none (A) over interleaved pairs, on one clock.
+
+    ``overhead_pct`` = median(B) / median(A) - 1 with a 95% CI from a circular block bootstrap over
+    the pairs (blocks of consecutive pairs keep the machine's drift together, so the interval is not
+    falsely narrow when the load changes during the run); ``paired_median_pct`` = median_i(B_i/A_i) - 1;
+    the pairs are cut into consecutive blocks: ``min_of_block_medians_pct`` = min_k median_k(B) /
+    min_k median_k(A) - 1, ``block_overheads_pct`` = the overhead within each block.
+    """
+
+    base_ms: float
+    idle_ms: float
+    overhead_pct: float
+    ci95_pct: tuple[float, float]
+    paired_median_pct: float
+    min_of_block_medians_pct: float
+    block_overheads_pct: list[float]
+
+
+def _overhead(base: np.ndarray, idle: np.ndarray) -> float:
+    return 100.0 * (float(np.median(idle)) / float(np.median(base)) - 1.0)
+
+
+def ab_stats(base: Sequence[float], idle: Sequence[float], blocks: int = 5, seed: int = 0) -> ABStats:
+    a, b = np.asarray(base, dtype=float), np.asarray(idle, dtype=float)
+    pairs = len(a)
+    rng = np.random.default_rng(seed)
+    length = max(1, min(5, pairs // 4))
+    starts = rng.integers(0, pairs, size=(2000, -(-pairs // length)))
+    idx = ((starts[:, :, None] + np.arange(length)) % pairs).reshape(2000, -1)[:, :pairs]
+    boot = 100.0 * (np.median(b[idx], axis=1) / np.median(a[idx], axis=1) - 1.0)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    size = max(1, pairs // blocks)
+    spans = [slice(s, s + size) for s in range(0, size * (pairs // size), size)]
+    min_b = min(float(np.median(b[sp])) for sp in spans)
+    min_a = min(float(np.median(a[sp])) for sp in spans)
+    return ABStats(
+        base_ms=1e3 * float(np.median(a)),
+        idle_ms=1e3 * float(np.median(b)),
+        overhead_pct=_overhead(a, b),
+        ci95_pct=(float(lo), float(hi)),
+        paired_median_pct=100.0 * float(np.median(b / a - 1.0)),
+        min_of_block_medians_pct=100.0 * (min_b / min_a - 1.0),
+        block_overheads_pct=[round(_overhead(a[sp], b[sp]), 3) for sp in spans],
+    )
+
+
+@dataclass
+class StepResult:
+    """Part 2: the same training step with and without idle hooks, on the wall clock and on the
+    process CPU-time clock (the latter is far less sensitive to other processes sharing the CPU)."""
+
+    model: str
+    params: int
+    layers: int
+    batch: int
+    seq: int
+    pairs: int
+    wall: ABStats
+    cpu_time: ABStats
+    cpu_share: float
+    hook_us_per_call: float
+    predicted_pct: float
+    hook_calls_per_step: float
+    raw_base_s: list[float] = field(default_factory=list)
+    raw_idle_s: list[float] = field(default_factory=list)
+    raw_base_cpu_s: list[float] = field(default_factory=list)
+    raw_idle_cpu_s: list[float] = field(default_factory=list)
+
+
+def hook_call_cost(device: torch.device, calls: int = 20_000) -> float:
+    """Microseconds one idle LayerCapture hook adds to one module call (measured on nn.Identity)."""
+    x = torch.zeros(1, 2, 8, device=device)
+    modules = [nn.Identity() for _ in range(4)]
+    rows = cols = torch.zeros(1, dtype=torch.long)
+
+    def run() -> None:
+        for _ in range(calls // len(modules)):
+            for module in modules:
+                module(x)
+
+    plain: list[float] = []
+    hooked: list[float] = []
+    capture = LayerCapture(modules, rows, cols)
+    for rep in range(6):
+        for with_hook in ((False, True) if rep % 2 == 0 else (True, False)):
+            if with_hook:
+                capture.attach()
+            start = time.perf_counter()
+            run()
+            (hooked if with_hook else plain).append(time.perf_counter() - start)
+            capture.remove()
+    return 1e6 * (statistics.median(hooked) - statistics.median(plain)) / calls
+
+
+def bench_step(
+    spec: ModelSpec,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch: int,
+    seq: int,
+    pairs: int,
+    warmup: int,
+) -> StepResult:
+    model = spec.build(device, dtype).train()
+    layout = resolve_layout(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(2)
+    input_ids = torch.randint(0, spec.vocab, (batch, seq), generator=gen).to(device)
+    attention_mask = torch.ones_like(input_ids)
+    rows, cols = select_positions(attention_mask.cpu(), max_tokens=MAX_TOKENS)
+    capture = LayerCapture(layout.blocks, rows, cols)  # attached for the "idle" steps, never armed
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, labels=input_ids, use_cache=False)
+        out.loss.backward()
+        optimizer.step()
+
+    def run(idle: bool) -> tuple[float, float]:
+        if idle:
+            capture.attach()  # outside the timed region, like the removal
+        try:
+            return _timed(step, device)
+        finally:
+            capture.remove()
+
+    for i in range(warmup):
+        run(idle=i % 2 == 1)
+    calls_before = sum(capture.calls)
+    wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+    base: list[tuple[float, float]] = []
+    idle: list[tuple[float, float]] = []
+    for i in range(pairs):  # AB BA AB BA ...: neither variant always runs first
+        for is_idle in ((False, True) if i % 2 == 0 else (True, False)):
+            (idle if is_idle else base).append(run(is_idle))
+    cpu_share = (_cpu_seconds() - cpu0) / ((time.perf_counter() - wall0) * torch.get_num_threads())
+    calls = (sum(capture.calls) - calls_before) / pairs
+    if capture.hidden:
+        raise RuntimeError("the idle LayerCapture recorded activations: it was armed")
+
+    wall = ab_stats([w for w, _ in base], [w for w, _ in idle])
+    cpu = ab_stats([c for _, c in base], [c for _, c in idle])
+    hook_us = hook_call_cost(device)
+    return StepResult(
+        model=spec.name,
+        params=_num_params(model),
+        layers=spec.layers,
+        batch=batch,
+        seq=seq,
+        pairs=pairs,
+        wall=wall,
+        cpu_time=cpu,
+        cpu_share=cpu_share,
+        hook_us_per_call=hook_us,
+        predicted_pct=100.0 * hook_us * 1e-3 * calls / wall.base_ms,
+        hook_calls_per_step=calls,
+        raw_base_s=[round(w, 6) for w, _ in base],
+        raw_idle_s=[round(w, 6) for w, _ in idle],
+        raw_base_cpu_s=[round(c, 6) for _, c in base],
+        raw_idle_cpu_s=[round(c, 6) for _, c in idle],
+    )
+
+
+def print_step_result(r: StepResult) -> None:
+    print(
+        f"\n## 2. Training step (forward + backward + AdamW), idle LayerCapture on every block vs none; "
+        f"{r.model} ({_fmt_params(r.params)} params, {r.layers} layers), batch {r.batch}x{r.seq}, "
+        f"{r.pairs} interleaved pairs"
+    )
+    header = [
+        "clock", "no hooks ms", "idle hooks ms", "overhead", "95% CI (block bootstrap)", "paired median",
+        "min of block medians", "per-block overheads",
+    ]
+    rows = []
+    for clock, s in (("wall", r.wall), ("process CPU", r.cpu_time)):
+        blocks = ", ".join(f"{x:+.2f}" for x in s.block_overheads_pct)
+        rows.append([
+            clock, f"{s.base_ms:.1f}", f"{s.idle_ms:.1f}", f"{s.overhead_pct:+.2f}%",
+            f"[{s.ci95_pct[0]:+.2f}%, {s.ci95_pct[1]:+.2f}%]", f"{s.paired_median_pct:+.2f}%",
+            f"{s.min_of_block_medians_pct:+.2f}%", f"[{blocks}] %",
+        ])
+    print(_table(header, rows))
+    print(
+        "  overhead = median(idle) / median(no hooks) - 1, 95% CI from a circular block bootstrap over\n"
+        "  the pairs; paired median = median_i(idle_i / none_i) - 1; the pairs are cut into 5 blocks of\n"
+        "  consecutive pairs: min of block medians = min_k median_k(idle) / min_k median_k(none) - 1, and\n"
+        "  per-block = the overhead within each block (its spread is the noise of this machine).\n"
+        "  process CPU = user+sys time of all threads (robust to a shared CPU with --threads 1); "
+        f"cpu share during the pairs {100 * r.cpu_share:.0f}%.\n"
+        f"  hook calls per idle step: {r.hook_calls_per_step:.0f}; one idle hook call costs "
+        f"{r.hook_us_per_call:.2f} us (nn.Identity, isolated) -> predicted overhead "
+        f"{r.predicted_pct:.4f}% of a step.\n"
+        "  Target: <= 0.5%. The real callbacks attach no hook at all off the probe interval."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Driver
+
+
+def _machine(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": cpu,
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:  # pragma: no cover - the benchmark needs transformers anyway
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    if hasattr(os, "getloadavg"):
+        info["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
+    info["cpu_pressure_start"] = _cpu_pressure()
+    info["commit"] = _git_commit()
+    return info
+
+
+def _git_commit() -> str | None:
+    """The checked-out commit of the repository this script lives in (read-only), if any."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, check=False, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _cpu_pressure() -> str | None:
+    """Linux PSI: share of the last 60 s in which some runnable task waited for a CPU."""
+    try:
+        with open("/proc/pressure/cpu") as fh:
+            some = fh.readline().split()
+    except OSError:
+        return None
+    fields = dict(item.split("=", 1) for item in some[1:] if "=" in item)
+    return f"some avg60={fields['avg60']}%" if "avg60" in fields else None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="fast smoke run (tiny models, few reps)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="model dtype")
+    parser.add_argument(
+        "--models", nargs="+", choices=sorted(SIZES), default=None,
+        help="trace-vs-forward models (default: a preset for --quick / cpu / cuda)",
+    )
+    parser.add_argument("--batch", type=int, default=None, help="sequences per batch (default 8; quick 4)")
+    parser.add_argument("--seq", type=int, default=None, help="tokens per sequence (default 128; quick 64)")
+    parser.add_argument("--reps", type=int, default=None, help="timed reps per model (default: adaptive)")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="seconds of timed reps per model, for adaptive reps"
+    )
+    parser.add_argument("--train-model", choices=sorted(SIZES), default=None, help="training-step model")
+    parser.add_argument("--train-batch", type=int, default=None, help="training batch size")
+    parser.add_argument("--train-seq", type=int, default=None, help="training sequence length")
+    parser.add_argument("--pairs", type=int, default=None, help="interleaved A/B step pairs")
+    parser.add_argument("--skip-trace", action="store_true", help="skip part 1")
+    parser.add_argument("--skip-step", action="store_true", help="skip part 2")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--json", type=str, default=None, metavar="PATH", help="also write results as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available in this torch build")
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or cores)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # the library computes its spectra in float64 anyway
+
+    gpu = device.type == "cuda"
+    preset = "quick" if args.quick else "gpu" if gpu else "cpu"
+    models = args.models or TRACE_PRESETS[preset]
+    budget = args.budget if args.budget is not None else (3.0 if args.quick else 20.0)
+    max_reps = 5 if args.quick else 15
+    default_train = "train-tiny" if args.quick else "qwen0.5b-like" if gpu else "train-17m"
+    train_model = args.train_model or default_train
+    train_batch = args.train_batch or (4 if args.quick else 8 if gpu else 4)
+    pairs = args.pairs or (10 if args.quick else 100 if gpu else 50)
+    batch = args.batch or (4 if args.quick else 8)
+    seq = args.seq or (64 if args.quick else 128)
+    train_seq = args.train_seq or (64 if args.quick else 128)
+
+    started, cpu_start = time.perf_counter(), _cpu_seconds()
+    meta = _machine(device)
+    command = " ".join(["python", *sys.argv])
+    meta.update(command=command, dtype=args.dtype, preset=preset)
+    print(
+        f"# bench_geometry: torch {meta['torch']}, transformers {meta.get('transformers', '?')}, "
+        f"{meta['device']} ({meta.get('gpu', meta['cpu'])}), {meta['cpu_cores']} cores, "
+        f"{meta['torch_threads']} threads, dtype {args.dtype}, commit {meta['commit']}, "
+        f"load avg {meta.get('loadavg_start')}, "
+        f"cpu pressure {meta.get('cpu_pressure_start')}"
+    )
+    out: dict[str, Any] = {"meta": meta}
+
+    if not args.skip_trace:
+        results = []
+        for name in models:
+            t0 = time.perf_counter()
+            results.append(
+                bench_trace(
+                    SIZES[name], device=device, dtype=dtype, batch=batch, seq=seq,
+                    reps=args.reps, budget_s=budget, max_reps=max_reps,
+                )
+            )
+            print(f"  [{name}: {time.perf_counter() - t0:.0f}s]", flush=True)
+            if gpu:
+                torch.cuda.empty_cache()
+        print_trace_results(results)
+        out["trace_vs_forward"] = [asdict(r) for r in results]
+
+    if not args.skip_step:
+        step = bench_step(
+            SIZES[train_model], device=device, dtype=dtype, batch=train_batch, seq=train_seq,
+            pairs=pairs, warmup=4 if args.quick else 6,
+        )
+        print_step_result(step)
+        out["idle_monitoring_step"] = asdict(step)
+
+    elapsed = time.perf_counter() - started
+    if hasattr(os, "getloadavg"):
+        meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    meta["cpu_pressure_end"] = _cpu_pressure()
+    meta["elapsed_s"] = round(elapsed, 1)
+    meta["cpu_share"] = round((_cpu_seconds() - cpu_start) / (elapsed * torch.get_num_threads()), 3)
+    print(
+        f"\n# total {elapsed:.0f}s; this process got {100 * meta['cpu_share']:.0f}% of "
+        f"{torch.get_num_threads()} threads' CPU time; load avg at end {meta.get('loadavg_end')}, "
+        f"cpu pressure {meta['cpu_pressure_end']}"
+    )
+    if device.type == "cpu" and meta["cpu_share"] < 0.8:
+        print(
+            "# WARNING: other processes shared the CPU during this run: wall-clock times are inflated and\n"
+            "# noisy (OpenMP threads wait for each other when one is descheduled, and their spinning also\n"
+            "# inflates CPU time). Rerun on an idle machine, or with --threads 1, where the (cpu time)\n"
+            "# ratios and the process-CPU row measure the work itself."
+        )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=2)
+        print(f"# wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
