@@ -55,6 +55,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _spinal_config(args: argparse.Namespace) -> Any:
+    """The callback's configuration from the recipe's flags (raises ``ValueError`` for bad ones)."""
+    from spinal_callback import RollbackConfig, SpinalConfig
+
+    return SpinalConfig(
+        interval=args.interval, num_probe_pairs=args.num_probe_pairs,
+        on_alert=tuple(a.strip() for a in args.on_alert.split(",") if a.strip()),
+        rollback=RollbackConfig(snapshot_interval=args.snapshot_interval),
+    )
+
+
 def _tensorboard_dir(trainer: Any) -> str | None:
     for callback in trainer.callback_handler.callbacks:
         if type(callback).__name__ == "TensorBoardCallback" and getattr(callback, "logging_dir", None):
@@ -105,13 +116,9 @@ def build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, Any
     callbacks: list[Any] = []
     callback = None
     if not args.no_spinal:
-        from spinal_callback import RollbackConfig, SpinalConfig, SpinalTrainerCallback
+        from spinal_callback import SpinalTrainerCallback
 
-        callback = SpinalTrainerCallback(SpinalConfig(
-            interval=args.interval, num_probe_pairs=args.num_probe_pairs,
-            on_alert=tuple(a.strip() for a in args.on_alert.split(",") if a.strip()),
-            rollback=RollbackConfig(snapshot_interval=args.snapshot_interval),
-        ))
+        callback = SpinalTrainerCallback(_spinal_config(args))
         callbacks.append(callback)
     if args.lr_spike:
         from .faults import LearningRateSpike, parse_lr_spike
@@ -144,10 +151,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
             parse_lr_spike(args.lr_spike)
         if not args.no_spinal:
-            from spinal_callback import RollbackConfig, SpinalConfig
-
-            SpinalConfig(on_alert=tuple(a.strip() for a in args.on_alert.split(",") if a.strip()),
-                         rollback=RollbackConfig(snapshot_interval=args.snapshot_interval))
+            _spinal_config(args)
     except ValueError as err:
         parser.error(str(err))
     start = time.perf_counter()
