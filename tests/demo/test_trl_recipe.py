@@ -85,3 +85,14 @@ def test_bad_flags_exit_with_status_2(tiny_flags, flag, value, capsys) -> None:
 def test_bf16_on_cpu(tiny_flags, tmp_path) -> None:
     assert main([*tiny_flags, "--no-spinal", "--bf16", "--logging-steps", "1"]) == 0
     assert "train/loss" in scalars(_hf_run_dir(tmp_path / "run"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [(["--on-alert", "explode"], "got 'explode'"), (["--lr-spike", "sixty"], "STEP:FACTOR"),
+     (["--lr-spike", "0:30"], "STEP >= 1")],
+)
+def test_bad_early_warning_flags_exit_with_status_2(tiny_flags, flags, needle, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*tiny_flags, *flags])
+    assert exit_.value.code == 2 and needle in capsys.readouterr().err
