@@ -144,27 +144,37 @@ def _sync(device: torch.device) -> None:
 
 def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
     """Wall-clock and process CPU seconds of one call, with the device synchronised on both sides."""
+    wall, cpu, _ = _timed_sys(fn, device)
+    return wall, cpu
+
+
+def _timed_sys(fn: Callable[[], object], device: torch.device) -> tuple[float, float, float]:
+    """Wall-clock, process CPU and kernel (system) CPU seconds of one call."""
     _sync(device)
+    sys0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0
 
 
 def interleaved(
     fns: dict[str, Callable[[], object]], reps: int, device: torch.device
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Run every function once per repetition, rotating the order; wall and CPU seconds of each."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
+    """Run every function once per repetition, rotating the order; wall, CPU and system seconds."""
     names = list(fns)
     wall: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
+    kernel: dict[str, list[float]] = {name: [] for name in names}
     for rep in range(reps):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
-            w, c = _timed(fns[name], device)
+            w, c, k = _timed_sys(fns[name], device)
             wall[name].append(w)
             cpu[name].append(c)
-    return wall, cpu
+            kernel[name].append(k)
+    return wall, cpu, kernel
 
 
 def _storages(obj: object) -> Iterable[torch.UntypedStorage]:
@@ -268,6 +278,8 @@ class TraceResult:
     ratio: float
     ratio_of_mins: float
     ratio_cpu_time: float
+    trace_sys_share: float
+    forward_sys_share: float
     capture_ms: float
     spectral_ms: float
     unembed_ms: float
@@ -300,6 +312,10 @@ def unembed_part(hidden: Sequence[torch.Tensor], layout: DecoderLayout) -> None:
         for start in range(0, int(hidden[0].shape[0]), CHUNK_SIZE):
             for h in hidden:
                 layout.lens_logits(h[start : start + CHUNK_SIZE])
+
+
+def _share(part: Sequence[float], whole: Sequence[float]) -> float:
+    return statistics.median(part) / max(statistics.median(whole), 1e-9)
 
 
 def _cpu_seconds() -> float:
@@ -359,7 +375,7 @@ def bench_trace(
         "unembed": lambda: unembed_part(hidden, layout),
     }
     wall0, cpu0 = time.perf_counter(), _cpu_seconds()
-    times, cpu_times = interleaved(fns, reps, device)
+    times, cpu_times, sys_times = interleaved(fns, reps, device)
     cpu_share = (_cpu_seconds() - cpu0) / ((time.perf_counter() - wall0) * torch.get_num_threads())
     med = {k: _median_ms(v) for k, v in times.items()}
     lens = med["trace"] - med["capture"] - med["spectral"]
@@ -381,6 +397,8 @@ def bench_trace(
         ratio=med["trace"] / med["forward"],
         ratio_of_mins=min(times["trace"]) / min(times["forward"]),
         ratio_cpu_time=statistics.median(cpu_times["trace"]) / statistics.median(cpu_times["forward"]),
+        trace_sys_share=_share(sys_times["trace"], cpu_times["trace"]),
+        forward_sys_share=_share(sys_times["forward"], cpu_times["forward"]),
         capture_ms=med["capture"],
         spectral_ms=med["spectral"],
         unembed_ms=med["unembed"],
@@ -410,14 +428,16 @@ def print_trace_results(results: Sequence[TraceResult]) -> None:
             r.reps, f"{r.forward_ms:.1f}", f"{r.trace_ms:.1f}", f"{r.ratio:.2f}x", f"{r.ratio_of_mins:.2f}x",
             f"{r.ratio_cpu_time:.2f}x",
             f"{r.capture_ms:.1f}", f"{r.spectral_ms:.1f}", f"{r.lens_ms_derived:.1f}", f"{r.unembed_ms:.1f}",
-            f"{r.lens_stats_ms_derived:.1f}", f"{100 * r.cpu_share:.0f}%",
+            f"{r.lens_stats_ms_derived:.1f}",
+            f"{100 * r.forward_sys_share:.0f}%/{100 * r.trace_sys_share:.0f}%",
+            f"{100 * r.cpu_share:.0f}%",
         ]
         for r in results
     ]
     header = [
         "model", "params", "layers", "vocab", "tokens fwd/traced", "reps", "forward ms", "trace ms",
         "trace/fwd", "(of mins)", "(cpu time)", "capture ms", "spectral ms", "lens ms*", "unembed ms",
-        "lens stats ms*", "cpu",
+        "lens stats ms*", "sys fwd/trace", "cpu",
     ]
     print(_table(header, rows))
     print(
@@ -427,8 +447,9 @@ def print_trace_results(results: Sequence[TraceResult]) -> None:
         "  (forward up to the last block, no LM head); spectral = spectra, α, erank, hidden curvature;\n"
         "  lens* = trace - capture - spectral (derived): the logit lens of every layer, of which\n"
         "  unembed = the W_U·norm(h) matmuls alone (measured) and lens stats* = lens* - unembed (derived:\n"
-        "  log-softmax, entropy, Fisher-Rao in float64). cpu = process CPU time / (wall time x threads)\n"
-        "  during the reps (well under 100%: the CPU was shared with other work)."
+        "  log-softmax, entropy, Fisher-Rao in float64). sys = share of the CPU time spent in the kernel\n"
+        "  (page faults of fresh large buffers), forward / trace. cpu = process CPU time / (wall time x\n"
+        "  threads) during the reps (well under 100% means other work shared the CPU)."
     )
     method = results[0].memory_method if results else ""
     print(f"\n   Peak extra memory, MiB (measured: {method}; analytic: formula)")
@@ -725,7 +746,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-model", choices=sorted(SIZES), default=None, help="training-step model")
     parser.add_argument("--train-batch", type=int, default=None, help="training batch size")
     parser.add_argument("--train-seq", type=int, default=None, help="training sequence length")
-    parser.add_argument("--pairs", type=int, default=None, help="interleaved A/B step pairs")
+    parser.add_argument("--pairs", type=int, default=None, help="A/B step pairs (default 150)")
     parser.add_argument("--skip-trace", action="store_true", help="skip part 1")
     parser.add_argument("--skip-step", action="store_true", help="skip part 2")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
@@ -752,7 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     default_train = "train-tiny" if args.quick else "qwen0.5b-like" if gpu else "train-17m"
     train_model = args.train_model or default_train
     train_batch = args.train_batch or (4 if args.quick else 8 if gpu else 4)
-    pairs = args.pairs or (10 if args.quick else 100 if gpu else 50)
+    pairs = args.pairs or (10 if args.quick else 150)
     batch = args.batch or (4 if args.quick else 8)
     seq = args.seq or (64 if args.quick else 128)
     train_seq = args.train_seq or (64 if args.quick else 128)
