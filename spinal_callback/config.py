@@ -155,7 +155,8 @@ class SpinalConfig:
     )
     chunk_size: int = field(
         default=64,
-        metadata={"help": "Tokens per logit-lens chunk: bounds lens memory at 2 × chunk_size × vocab floats."},
+        metadata={"help": "Tokens per logit-lens chunk: the lens holds about 5 × chunk_size × vocab float64 "
+                  "values at once (~370 MiB at 64 × 152k)."},
     )
     seed: int = field(
         default=0,
