@@ -113,9 +113,15 @@ def tokenize_pairs(pairs: Iterable[Mapping[str, str]], tokenizer: Any) -> list[d
 def pairs_from_records(records: Iterable[Mapping[str, Any]], count: int, tokenizer: Any = None) -> list[dict]:
     """The first ``count`` pairs of a training set, as token-id dicts.
 
-    Records may hold token ids (``prompt_ids``/``chosen_ids``/``rejected_ids``, as in a dataset TRL
-    has processed) or text (``prompt``/``chosen``/``rejected``, tokenized with ``tokenizer``).
+    ``records`` may be any iterable of records or a map-style dataset (``len`` + indexing, e.g. a
+    ``datasets.Dataset`` or a ``torch.utils.data.Dataset``), which is indexed from 0. Records may hold
+    token ids (``prompt_ids``/``chosen_ids``/``rejected_ids``, as in a dataset TRL has processed) or
+    text (``prompt``/``chosen``/``rejected``, tokenized with ``tokenizer``).
     """
+    if hasattr(records, "__len__") and hasattr(records, "__getitem__"):
+        # a map-style dataset: index the first records (iterating some of them runs past their end)
+        dataset: Any = records
+        records = (dataset[i] for i in range(min(len(dataset), count)))
     taken: list[dict] = []
     texts: list[Mapping[str, str]] = []
     for record in records:

@@ -214,6 +214,4 @@ class SpinalLightningCallback(pl.Callback):
                 "SpinalLightningCallback cannot find the training dataset to take probe pairs from; give them "
                 "explicitly with SpinalConfig(probe_pairs=[{'prompt': ..., 'chosen': ..., 'rejected': ...}])"
             )
-        if hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
-            return (dataset[i] for i in range(min(len(dataset), self.config.num_probe_pairs)))
-        return iter(dataset)
+        return dataset

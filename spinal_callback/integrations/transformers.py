@@ -164,12 +164,7 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         dataset = getattr(loader, "dataset", None)
         if dataset is None and self.trainer is not None:
             dataset = getattr(self.trainer, "train_dataset", None)
-        if dataset is None:
-            return None
-        if hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__"):
-            count = min(len(dataset), self.config.num_probe_pairs)
-            return (dataset[i] for i in range(count))
-        return iter(dataset)
+        return dataset
 
     def _tensorboard_dir(self, args: Any, handler: CallbackHandler | None) -> str:
         if _reports_to_tensorboard(args):
