@@ -2,8 +2,8 @@
 
 It owns the probe schedule, the fixed probe set, the depth-trace computation and the sinks. The
 adapters (``integrations/lightning.py``, ``integrations/transformers.py``) only translate hook
-arguments into :meth:`SpinalMonitor.setup`, :meth:`SpinalMonitor.maybe_probe` and
-:meth:`SpinalMonitor.close` calls.
+arguments into :meth:`SpinalMonitor.setup`, :meth:`SpinalMonitor.on_step`,
+:meth:`SpinalMonitor.observe_metrics` and :meth:`SpinalMonitor.close` calls.
 """
 
 from __future__ import annotations
@@ -63,9 +63,10 @@ class SpinalMonitor:
 
         monitor = SpinalMonitor(config)
         monitor.setup(policy, records=train_dataset, tokenizer=tok, sink=sink, trace_writer=writer)
-        monitor.maybe_probe(0, policy)          # baseline
-        ...                                     # after every optimizer step:
-        monitor.maybe_probe(global_step, policy)
+        monitor.on_step(0, policy, handles)               # baseline probe (and snapshot)
+        ...                                               # after every optimizer step:
+        outcome = monitor.on_step(global_step, policy, handles, sync, reference)
+        if outcome is not None and outcome.stop: ...      # the trainer stops
         monitor.close()
 
     Attributes:
@@ -163,12 +164,6 @@ class SpinalMonitor:
         if step == 0:
             return self.config.probe_at_start
         return step % self.config.interval == 0
-
-    def maybe_probe(self, step: int, policy: nn.Module) -> DepthTrace | None:
-        """Probe if the schedule says so; returns the trace (or ``None``)."""
-        if not self.should_probe(step):
-            return None
-        return self.probe(step, policy)
 
     def should_patch(self, step: int) -> bool:
         """True at every positive multiple of ``patch_interval`` (once each); never when it is 0."""
