@@ -66,13 +66,6 @@ def _spinal_config(args: argparse.Namespace) -> Any:
     )
 
 
-def _tensorboard_dir(trainer: Any) -> str | None:
-    for callback in trainer.callback_handler.callbacks:
-        if type(callback).__name__ == "TensorBoardCallback" and getattr(callback, "logging_dir", None):
-            return str(callback.logging_dir)
-    return None
-
-
 def build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, Any]:
     """A ``DPOTrainer`` for ``inputs`` and the spinal callback attached to it (``None`` with --no-spinal).
 
@@ -166,7 +159,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     after = inputs.accuracy(trainer.model)
     history = trainer.state.log_history
     dpo = {name: start_end(history, name) for name in _DPO_METRICS}
-    log_dir = getattr(callback, "log_dir", None) or _tensorboard_dir(trainer)
+    from spinal_callback.integrations.transformers import tensorboard_callback_dir
+
+    log_dir = getattr(callback, "log_dir", None) or tensorboard_callback_dir(trainer.callback_handler.callbacks)
     trace = getattr(callback, "trace_path", None)
     title = "spinal demo: DPO with TRL" + (" + LoRA" if args.peft else "")
     write_summary(title, inputs, before, after, dpo, log_dir, trace, args.output_dir, time.perf_counter() - start)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -19,7 +19,7 @@ from ..sinks.jsonl import TraceWriter
 from ..sinks.tensorboard import TensorBoardSink
 from ._common import LOGGED_TAGS, broadcast_from_rank_zero, coerce_config, portable_config, summary_writer
 
-__all__ = ["SpinalTrainerCallback"]
+__all__ = ["SpinalTrainerCallback", "tensorboard_callback_dir"]
 
 
 def _reports_to_tensorboard(args: Any) -> bool:
@@ -27,6 +27,14 @@ def _reports_to_tensorboard(args: Any) -> bool:
     if isinstance(report_to, str):
         report_to = [report_to]
     return "tensorboard" in report_to or "all" in report_to
+
+
+def tensorboard_callback_dir(callbacks: Iterable[Any]) -> str | None:
+    """The run directory of HF's ``TensorBoardCallback`` among ``callbacks`` (set once training began)."""
+    for callback in callbacks:
+        if type(callback).__name__ == "TensorBoardCallback" and getattr(callback, "logging_dir", None):
+            return str(callback.logging_dir)
+    return None
 
 
 def _calling_handler() -> CallbackHandler | None:
@@ -168,9 +176,9 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
 
     def _tensorboard_dir(self, args: Any, handler: CallbackHandler | None) -> str:
         if _reports_to_tensorboard(args):
-            for callback in getattr(handler, "callbacks", []) or []:
-                if type(callback).__name__ == "TensorBoardCallback" and getattr(callback, "logging_dir", None):
-                    return str(callback.logging_dir)
+            found = tensorboard_callback_dir(getattr(handler, "callbacks", None) or [])
+            if found:
+                return found
             env = os.environ.get("TENSORBOARD_LOGGING_DIR")
             if env:
                 return os.path.expanduser(env)
