@@ -189,11 +189,7 @@ class SpinalMonitor:
             if cfg.strict:
                 raise
             self.patch_failures += 1
-            message = (f"spinal: patching probe at step {step} failed ({type(exc).__name__}: {exc}); training "
-                       f"goes on ({self.patch_failures} failure(s) so far)")
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-            log.warning(message)
-            self._safe_write(lambda s: s.write_scalars(step, {"spinal/patch/failures": float(self.patch_failures)}))
+            self._report_failure("patching probe", step, exc, self.patch_failures, "spinal/patch/failures")
             return None
         seconds = time.perf_counter() - started
         self.last_patch = outcome
@@ -334,15 +330,7 @@ class SpinalMonitor:
             if isinstance(exc, ProbeError) and exc.non_finite:
                 self._non_finite_at = step
             self.failures += 1
-            message = (
-                f"spinal: geometry probe at step {step} failed ({type(exc).__name__}: {exc}); training goes on "
-                f"({self.failures} failure(s) so far). Set SpinalConfig(strict=True) to raise instead."
-            )
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-            log.warning(message)
-            if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            self._safe_write(lambda s: s.write_scalars(step, {"spinal/probe/failures": float(self.failures)}))
+            self._report_failure("geometry probe", step, exc, self.failures, "spinal/probe/failures")
             return None
         self.last_probe_seconds = time.perf_counter() - started
         self.probes_done += 1
@@ -377,6 +365,19 @@ class SpinalMonitor:
         return trace_from_hidden(
             hidden, self.layout, tail=cfg.tail, rtol=cfg.rtol, bands=cfg.bands, chunk_size=cfg.chunk_size
         )
+
+    def _report_failure(self, what: str, step: int, exc: Exception, count: int, tag: str) -> None:
+        """A failed probe: a RuntimeWarning, a logged warning, the failure counter ``tag``; CUDA cache freed
+        after an out-of-memory error."""
+        message = (
+            f"spinal: {what} at step {step} failed ({type(exc).__name__}: {exc}); training goes on "
+            f"({count} failure(s) so far). Set SpinalConfig(strict=True) to raise instead."
+        )
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        log.warning(message)
+        if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self._safe_write(lambda s: s.write_scalars(step, {tag: float(count)}))
 
     def _safe_write(self, fn: Any) -> None:
         if self.sink is not None:

@@ -76,3 +76,18 @@ def test_trl_patching_with_ref_model_and_with_peft(tmp_path: Path) -> None:
     (record,) = _patch_records(peft_cb.trace_path)
     margins = record["exact"]["policy_to_reference"]
     assert margins["margin_base"] != margins["margin_source"]  # the adapter moved the policy off its base
+
+
+def test_failing_patching_probe_warns_counts_and_training_goes_on(tmp_path: Path, monkeypatch) -> None:
+    import spinal_callback.patching_probe as patching
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("simulated out of memory")
+
+    monkeypatch.setattr(patching, "run_patching_probe", broken)
+    callback = SpinalLightningCallback(SpinalConfig(interval=2, num_probe_pairs=4, patch_interval=2))
+    with pytest.warns(RuntimeWarning, match="patching probe at step 2 failed"):
+        trainer = _fit(tmp_path, callback, WithReference(), max_steps=4, enable_checkpointing=False)
+    assert trainer.global_step == 4 and callback.monitor.patch_failures == 2
+    assert scalars(callback.log_dir)["spinal/patch/failures"][-1] == (4, 2.0)  # type: ignore[arg-type]
+    assert _patch_records(callback.trace_path) == []
