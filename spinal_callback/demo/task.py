@@ -167,12 +167,22 @@ class AdditionTask:
         ``chosen`` is the correct answer; ``rejected`` one of :func:`wrong_answers`, drawn uniformly:
         a skewed draw (say, mostly forgotten carries) teaches the opposite mistake (spurious carries).
         """
-        rng = self._rng("pairs")
-        pairs = []
-        for problem in self.train_problems(n):
-            rejected = rng.choice(wrong_answers(problem))
-            pairs.append({"prompt": problem.prompt, "chosen": problem.answer, "rejected": rejected})
-        return pairs
+        return _pairs(self.train_problems(n), self._rng("pairs"))
+
+    def eval_pairs(self, n: int = 64) -> list[dict[str, str]]:
+        """``n`` held-out preference pairs: the problems of :meth:`eval_problems` ``(n)``, never trained on.
+
+        Built like :meth:`preference_pairs` (``chosen`` right, ``rejected`` a uniform draw from
+        :func:`wrong_answers`), from a draw of their own: a fixed probe set for comparing checkpoints.
+        """
+        return _pairs(self.eval_problems(n), self._rng("eval-pairs"))
+
+
+def _pairs(problems: Sequence[Problem], rng: random.Random) -> list[dict[str, str]]:
+    """Text pairs of ``problems``: the right answer chosen, a wrong one drawn with ``rng`` rejected."""
+    return [
+        {"prompt": p.prompt, "chosen": p.answer, "rejected": rng.choice(wrong_answers(p))} for p in problems
+    ]
 
 
 @torch.no_grad()

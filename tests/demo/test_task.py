@@ -91,6 +91,15 @@ def test_eval_problems_are_held_out() -> None:
     assert held_out.isdisjoint(pair_problems)
 
 
+def test_eval_pairs_are_held_out_right_vs_wrong_and_fixed() -> None:
+    task = AdditionTask(seed=0)
+    pairs = task.eval_pairs(40)
+    assert [p["prompt"] for p in pairs] == [q.prompt for q in task.eval_problems(40)]
+    for pair, problem in zip(pairs, task.eval_problems(40)):
+        assert pair["chosen"] == problem.answer and pair["rejected"] in wrong_answers(problem)
+    assert pairs == AdditionTask(seed=0).eval_pairs(40)
+
+
 def test_bad_task_arguments() -> None:
     with pytest.raises(ValueError, match="max_operand"):
         AdditionTask(max_operand=3)
