@@ -4,9 +4,11 @@ Commands:
 
 - ``spinal demo [flags]`` — DPO with TRL on a tiny built-in model, the spinal callback attached
   (``spinal demo --help`` lists the recipe's flags);
+- ``spinal audit CKPT [CKPT ...] [flags]`` — depth traces of saved checkpoints side by side on one probe
+  set: ``audit.json``, plots and a table (``spinal audit --help`` lists the flags);
 - ``spinal report TRACE [--out DIR]`` — plots and a summary from a run's trace file.
 
-Heavy imports (transformers, TRL, matplotlib) happen only inside the command that needs them, so
+Heavy imports (transformers, TRL, PEFT, matplotlib) happen only inside the command that needs them, so
 ``spinal --help`` is instant.
 """
 
@@ -25,6 +27,8 @@ Watch the layer geometry of a language model while it is aligned with DPO.
 commands:
   demo      DPO with TRL on a tiny built-in model, the spinal callback attached
             (spinal demo --help lists its flags; --no-spinal trains without it)
+  audit     depth traces of saved checkpoints side by side, with plots and a table:
+            spinal audit CKPT [CKPT ...] [--base M] [--out DIR] (spinal audit --help lists its flags)
   report    plots and a summary from a run's trace file: spinal report TRACE [--out DIR]
 
 options:
@@ -39,6 +43,62 @@ def _demo(argv: Sequence[str]) -> int:
     return trl_main(list(argv), prog="spinal demo")
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _audit_parser() -> argparse.ArgumentParser:
+    from .audit import DTYPES
+    from .config import SpinalConfig
+
+    parser = argparse.ArgumentParser(
+        prog="spinal audit",
+        description="Depth traces of saved checkpoints side by side on one probe set: audit.json, plots (PNG) and "
+        "a table of band means.",
+    )
+    add = parser.add_argument
+    add("checkpoints", nargs="+", metavar="CKPT",
+        help="Hugging Face model directory, PEFT adapter directory, Lightning .ckpt file or Hub name")
+    add("--base", metavar="NAME_OR_PATH",
+        help="base model: the architecture of .ckpt files (required for them); overrides an adapter's base")
+    add("--prefix", metavar="PREFIX",
+        help="state-dict key prefix of .ckpt files, e.g. 'policy.' ('' for none); default: found automatically")
+    add("--tokenizer", metavar="NAME_OR_PATH",
+        help="tokenizer; default: the first checkpoint (or base) directory that has one")
+    add("--probe-pairs", metavar="FILE", help=".json list or .jsonl of {prompt, chosen, rejected} records; "
+        "default: held-out problems of the built-in addition task")
+    add("--num-probe-pairs", metavar="K", type=_positive_int,
+        help="probe pairs used (default: 16, or every pair of --probe-pairs)")
+    add("--max-tokens", metavar="N", type=_positive_int, default=SpinalConfig.max_tokens,
+        help="cap on measured token positions (default: %(default)s)")
+    add("--seed", metavar="N", type=int, default=SpinalConfig.seed,
+        help="seed of the default probe pairs and of the token subsample (default: %(default)s)")
+    add("--labels", metavar="A,B,...", help="comma-separated names, one per checkpoint (default: from the paths)")
+    add("--device", default="cpu", help="device to run on (default: %(default)s)")
+    add("--dtype", default="float32", choices=tuple(DTYPES), help="weights dtype (default: %(default)s)")
+    add("--out", metavar="DIR", default="spinal_audit", help="output folder (default: %(default)s)")
+    add("--no-progress", action="store_true", help="no progress bar (it is shown only on a terminal anyway)")
+    return parser
+
+
+def _audit(argv: Sequence[str]) -> int:
+    parser = _audit_parser()
+    args = parser.parse_args(list(argv))
+    from .audit import AuditInputError, CheckpointInputError, run_audit
+
+    try:
+        return run_audit(
+            args.checkpoints, args.out, probe_pairs=args.probe_pairs, num_probe_pairs=args.num_probe_pairs,
+            tokenizer=args.tokenizer, base=args.base, prefix=args.prefix, device=args.device, dtype=args.dtype,
+            labels=args.labels.split(",") if args.labels is not None else None, max_tokens=args.max_tokens,
+            seed=args.seed, progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except (AuditInputError, CheckpointInputError) as err:
+        parser.error(str(err))
+
+
 def _report(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="spinal report", description="Plots (PNG) and summary.md from a spinal JSON-lines trace file."
@@ -51,11 +111,12 @@ def _report(argv: Sequence[str]) -> int:
     return int(run_report(args.trace, args.out))
 
 
-_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"demo": _demo, "report": _report}
+_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"demo": _demo, "report": _report, "audit": _audit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``spinal``; returns the exit status (0 on success, 2 for usage errors)."""
+    """Entry point of ``spinal``; returns the exit status (0 on success, 2 for usage errors, 1 when a command
+    fails, e.g. a checkpoint ``spinal audit`` cannot load)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(_USAGE, end="", file=sys.stdout if args else sys.stderr)

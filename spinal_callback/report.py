@@ -20,10 +20,15 @@ from .sinks.jsonl import load_traces, read_trace_file
 from .sinks.tensorboard import band_statistics
 
 __all__ = [
+    "PANEL_GRID",
+    "PLOT_LABELS",
+    "agg_figure",
     "band_series",
+    "metric_label",
     "plot_band_summaries",
     "plot_depth_traces",
     "plot_heatmaps",
+    "require_matplotlib",
     "run_report",
     "summary_table",
 ]
@@ -44,7 +49,7 @@ PLOT_LABELS = {
 MAX_TRACE_LINES = 64
 
 
-def _matplotlib() -> Any:
+def require_matplotlib() -> Any:
     """The ``matplotlib`` module with the submodules used here, or an ImportError naming the extra."""
     try:
         import matplotlib
@@ -60,22 +65,24 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
-def _figure(width: float, height: float, **margins: float) -> Any:
+def agg_figure(width: float, height: float, **margins: float) -> Any:
     """A Figure bound to an Agg canvas (no pyplot, no global backend switch), fixed margins.
 
     Fixed margins instead of a layout engine: constrained layout doubles the drawing time.
     """
-    mpl = _matplotlib()
+    mpl = require_matplotlib()
     fig = mpl.figure.Figure(figsize=(width, height))
     mpl.backends.backend_agg.FigureCanvasAgg(fig)
     fig.subplots_adjust(**margins)
     return fig
 
 
-_GRID = {"left": 0.05, "right": 0.9, "bottom": 0.08, "top": 0.9, "wspace": 0.3, "hspace": 0.4}
+#: Margins of a 2 × 3 panel figure with room on the right for a colour bar.
+PANEL_GRID = {"left": 0.05, "right": 0.9, "bottom": 0.08, "top": 0.9, "wspace": 0.3, "hspace": 0.4}
 
 
-def _label(metric: str) -> str:
+def metric_label(metric: str) -> str:
+    """The axis label of ``metric`` (:data:`PLOT_LABELS`), else the name itself."""
     return PLOT_LABELS.get(metric, metric)
 
 
@@ -122,18 +129,18 @@ def summary_table(traces: StepTraces) -> str:
 
 def plot_depth_traces(traces: StepTraces, path: str | os.PathLike[str]) -> Path:
     """One panel per metric: value against layer, one line per probe step coloured by step."""
-    mpl = _matplotlib()
+    mpl = require_matplotlib()
     steps = [step for step, _ in traces]
     chosen = np.unique(np.linspace(0, len(traces) - 1, min(len(traces), MAX_TRACE_LINES)).round().astype(int))
     norm = mpl.colors.Normalize(vmin=steps[0], vmax=max(steps[-1], steps[0] + 1))
     cmap = mpl.colormaps["viridis"]
-    fig = _figure(14, 7, **_GRID)
+    fig = agg_figure(14, 7, **PANEL_GRID)
     axes = fig.subplots(2, 3).ravel()
     for ax, metric in zip(axes, LAYER_METRICS):
         for i in chosen:
             step, trace = traces[i]
             ax.plot(trace.layers, trace.metric(metric), color=cmap(norm(step)), lw=1.2, marker=".", ms=3)
-        ax.set_title(_label(metric))
+        ax.set_title(metric_label(metric))
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -147,7 +154,7 @@ def plot_depth_traces(traces: StepTraces, path: str | os.PathLike[str]) -> Path:
 
 def plot_heatmaps(traces: StepTraces, out_dir: str | os.PathLike[str]) -> list[Path]:
     """One ``heatmap_<metric>.png`` per metric: layer (y, first layer at the bottom) × step (x)."""
-    mpl = _matplotlib()
+    mpl = require_matplotlib()
     steps = [step for step, _ in traces]
     layers = traces[-1][1].layers
     cmap = mpl.colormaps["viridis"].with_extremes(bad="0.6")
@@ -157,14 +164,14 @@ def plot_heatmaps(traces: StepTraces, out_dir: str | os.PathLike[str]) -> list[P
         for j, (_, trace) in enumerate(traces):
             if trace.layers == layers:
                 matrix[:, j] = trace.metric(metric)
-        fig = _figure(8, 4.5, left=0.08, right=0.98, bottom=0.12, top=0.9)
+        fig = agg_figure(8, 4.5, left=0.08, right=0.98, bottom=0.12, top=0.9)
         ax = fig.subplots()
         mesh = ax.pcolormesh(_edges(steps), _edges(layers), np.ma.masked_invalid(matrix), cmap=cmap)
-        fig.colorbar(mesh, ax=ax, label=_label(metric))
+        fig.colorbar(mesh, ax=ax, label=metric_label(metric))
         ax.set_xlabel("step")
         ax.set_ylabel("layer")
         ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
-        ax.set_title(f"{_label(metric)}: layer × step")
+        ax.set_title(f"{metric_label(metric)}: layer × step")
         path = Path(out_dir) / f"heatmap_{metric}.png"
         fig.savefig(path, dpi=100)
         paths.append(path)
@@ -173,17 +180,17 @@ def plot_heatmaps(traces: StepTraces, out_dir: str | os.PathLike[str]) -> list[P
 
 def plot_band_summaries(traces: StepTraces, path: str | os.PathLike[str]) -> Path:
     """One panel per metric: band mean against step, one line per band, min–max shaded."""
-    _matplotlib()
+    require_matplotlib()
     steps = np.array([step for step, _ in traces], dtype=np.float64)
     series = band_series(traces)
-    fig = _figure(14, 7, **{**_GRID, "right": 0.98})
+    fig = agg_figure(14, 7, **{**PANEL_GRID, "right": 0.98})
     axes = fig.subplots(2, 3).ravel()
     for ax, metric in zip(axes, LAYER_METRICS):
         for band, per_metric in series.items():
             values = per_metric[metric]
             (line,) = ax.plot(steps, values[:, 0], marker=".", label=band)
             ax.fill_between(steps, values[:, 1], values[:, 2], color=line.get_color(), alpha=0.15)
-        ax.set_title(_label(metric))
+        ax.set_title(metric_label(metric))
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].legend(title="band (mean, min–max)")
