@@ -6,7 +6,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-__all__ = ["LearningRateSpike", "parse_lr_spike"]
+__all__ = ["LearningRateRamp", "LearningRateSpike", "parse_lr_spike", "scale_learning_rate"]
 
 
 def parse_lr_spike(text: str) -> tuple[int, float]:
@@ -34,12 +34,35 @@ class LearningRateSpike(TrainerCallback):
         self.factor = factor
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step != self.step:
-            return
-        scheduler = kwargs.get("lr_scheduler")
-        scheduler = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the scheduler
-        if scheduler is not None and hasattr(scheduler, "base_lrs"):
-            scheduler.base_lrs = [lr * self.factor for lr in scheduler.base_lrs]
-        optimizer = kwargs.get("optimizer")
-        for group in getattr(optimizer, "param_groups", []):
-            group["lr"] *= self.factor
+        if state.global_step == self.step:
+            scale_learning_rate(kwargs, self.factor)
+
+
+class LearningRateRamp(TrainerCallback):
+    """Multiply the learning rate by ``growth`` after every optimizer step from ``start`` on (a ramp to divergence).
+
+    Like :class:`LearningRateSpike`, both the optimizer's param groups and the scheduler's ``base_lrs``
+    are scaled: after step ``start + n`` the learning rate is ``growth ** (n + 1)`` times what the
+    schedule would give.
+    """
+
+    def __init__(self, start: int, growth: float) -> None:
+        if start < 1 or not growth > 0:
+            raise ValueError(f"LearningRateRamp needs start >= 1 and growth > 0, got start={start}, growth={growth}")
+        self.start = start
+        self.growth = growth
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step >= self.start:
+            scale_learning_rate(kwargs, self.growth)
+
+
+def scale_learning_rate(callback_kwargs: Any, factor: float) -> None:
+    """Scale the learning rate of a Trainer callback event's optimizer and scheduler by ``factor``."""
+    scheduler = callback_kwargs.get("lr_scheduler")
+    scheduler = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the scheduler
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
+    optimizer = callback_kwargs.get("optimizer")
+    for group in getattr(optimizer, "param_groups", []):
+        group["lr"] *= factor
