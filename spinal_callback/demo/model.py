@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 
 def demo_config(vocab_size: int, num_layers: int = 9, hidden_size: int = 96) -> Any:
-    """A tiny Llama config: 6 decoder blocks, so the early/mid/late thirds have 2 blocks each.
+    """A tiny Llama config: 9 decoder blocks by default, so the early/mid/late thirds have 3 blocks each.
 
     Args:
         vocab_size: tokenizer size (99 for the demo tokenizer).
