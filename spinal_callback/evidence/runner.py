@@ -173,7 +173,7 @@ def run_study(spec: RunSpec, out_dir: str | os.PathLike[str], cache_dir: str | o
     from ..demo.faults import LearningRateRamp
     from ..demo.inputs import silence_known_warnings
     from ..demo.model import pretrained_demo_model
-    from ..demo.task import AdditionTask, wrong_answers
+    from ..demo.task import AdditionTask
     from ..probe_set import collate_pairs, tokenize_pairs
 
     settings = settings or StudySettings()
@@ -185,10 +185,8 @@ def run_study(spec: RunSpec, out_dir: str | os.PathLike[str], cache_dir: str | o
     model, tokenizer, _ = pretrained_demo_model(cache_dir, seed=0, settings=sft)
     task = AdditionTask(seed=spec.seed)
     problems = task.eval_problems(settings.eval_problems)
-    rng = random.Random(f"held-out:{spec.seed}")
-    held_out = [{"prompt": p.prompt, "chosen": p.answer, "rejected": rng.choice(wrong_answers(p))}
-                for p in task.eval_problems(settings.eval_pairs)]
-    held_out_batch = collate_pairs(tokenize_pairs(held_out, tokenizer), pad_token_id=tokenizer.pad_token_id)
+    held_out = tokenize_pairs(task.eval_pairs(settings.eval_pairs), tokenizer)  # only the chosen rows are scored
+    held_out_batch = collate_pairs(held_out, pad_token_id=tokenizer.pad_token_id)
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
     with silence_known_warnings():
