@@ -3,24 +3,28 @@
 Two measurements, each taken side by side in one process (repetitions interleaved, medians after
 warm-up) so that the ratios they print are robust to a machine that speeds up or slows down:
 
-1. **Depth trace vs forward.** One :func:`spinal_callback.geometry.compute_depth_trace` (default
-   options, ``max_tokens=512``) against one plain no-grad forward of the same batch (whole model,
-   LM head included, ``use_cache=False``), over model sizes from tiny to ~100M parameters (and
-   0.5B-1B configs on a GPU). A breakdown times the capture forward
-   (:func:`~spinal_callback.geometry.trace.capture_hidden`) and the spectral metrics directly; the
-   logit-lens part is the remainder. Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU; on
-   the CPU a dispatch-mode counter of the bytes of tensors allocated (and still alive) during the
-   call (tensor storages only: allocator slack and kernel scratch space are not seen), next to the
-   analytic sizes of the lens buffers and the captured activations.
+1. **Depth trace vs forward, vs its floor, and the late-band tier.** One
+   :func:`spinal_callback.geometry.compute_depth_trace` (default options, ``max_tokens=512``) against
+   one plain no-grad forward of the same batch (whole model, LM head included, ``use_cache=False``),
+   over model sizes from tiny to ~100M parameters (and 0.5B-1B configs on a GPU). The trace's
+   *floor* is timed in the same run, part by part: the capture forward
+   (:func:`~spinal_callback.geometry.trace.capture_hidden`), the L unembedding matmuls
+   ``W_U·norm(h)`` over the traced tokens (same chunks as the trace) and the spectral metrics; the
+   lens statistics are what the trace costs beyond it. The late-band tier
+   (``compute_layers=band_layers("late", L)``) is timed alongside. Peak memory:
+   ``torch.cuda.max_memory_allocated`` on a GPU; on the CPU a dispatch-mode counter of the bytes of
+   tensors allocated (and still alive) during the call (tensor storages only: allocator slack and
+   kernel scratch space are not seen), for the probe's two phases and for one training step
+   (forward + backward + AdamW, steady state) of the same model and batch.
 2. **Idle monitoring vs none in a training step.** Forward + backward + AdamW on a small llama config,
-   with a :class:`spinal_callback.capture.LayerCapture` attached to every block but never armed, in
+   with a :class:`spinal_callback.model.capture.LayerCapture` attached to every block but never armed, in
    ABAB... order against the same model with no hook. This is an upper bound: the callbacks attach
    no hook at all off the probe interval.
 
 Models are built from configs with random weights (no network). Usage::
 
     python scripts/bench_geometry.py --quick                 # smoke run, < 1 min on 2 CPU cores
-    python scripts/bench_geometry.py --json bench.json       # full run, < 8 min on 2 CPU cores
+    python scripts/bench_geometry.py --threads 1 --json bench.json   # full run, ~8 min of CPU (11 min, 2 shared cores)
     python scripts/bench_geometry.py --device cuda --dtype bfloat16   # adds 0.5B and 1B configs
 """
 
@@ -51,15 +55,17 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: use the repository's package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spinal_callback.architectures import DecoderLayout, resolve_layout
-from spinal_callback.capture import LayerCapture, select_positions
 from spinal_callback.geometry.curvature import hidden_curvature
+from spinal_callback.geometry.lens import block_rows
+from spinal_callback.geometry.selection import band_layers
 from spinal_callback.geometry.spectral import (
     centered_spectrum,
     contraction_from_spectrum,
     effective_rank_from_spectrum,
 )
 from spinal_callback.geometry.trace import capture_hidden, compute_depth_trace, trace_from_hidden
+from spinal_callback.model.architectures import DecoderLayout, resolve_layout
+from spinal_callback.model.capture import LayerCapture, select_positions
 
 MAX_TOKENS = 512  # compute_depth_trace's default
 CHUNK_SIZE = 64  # trace_from_hidden's default
@@ -112,6 +118,7 @@ SIZES: dict[str, ModelSpec] = {
         ModelSpec("h256-L8-V32k", hidden=256, layers=8, vocab=32_000, heads=4, intermediate=704),
         ModelSpec("h512-L12-V50k", hidden=512, layers=12, vocab=50_257, heads=8, intermediate=1_408),
         ModelSpec("h256-L6-V152k", hidden=256, layers=6, vocab=151_936, heads=4, intermediate=704),
+        ModelSpec("h256-L24-V32k", hidden=256, layers=24, vocab=32_000, heads=4, intermediate=704),
         # GPU-sized configs shaped like Qwen2.5-0.5B and Llama-3.2-1B (random weights).
         ModelSpec(
             "qwen0.5b-like", hidden=896, layers=24, vocab=151_936, heads=14, intermediate=4_864,
@@ -128,8 +135,11 @@ SIZES: dict[str, ModelSpec] = {
 }
 TRACE_PRESETS = {
     "quick": ["tiny", "small-8k"],
-    "cpu": ["tiny", "h256-L8-V32k", "h512-L12-V50k", "h256-L6-V152k"],
-    "gpu": ["tiny", "h256-L8-V32k", "h512-L12-V50k", "h256-L6-V152k", "qwen0.5b-like", "llama1b-like"],
+    "cpu": ["tiny", "h256-L8-V32k", "h512-L12-V50k", "h256-L6-V152k", "h256-L24-V32k"],
+    "gpu": [
+        "tiny", "h256-L8-V32k", "h512-L12-V50k", "h256-L6-V152k", "h256-L24-V32k", "qwen0.5b-like",
+        "llama1b-like",
+    ],
 }
 
 
@@ -263,7 +273,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 @dataclass
 class TraceResult:
-    """Part 1 for one model. Times are medians in ms; ``*_derived`` are differences of medians."""
+    """Part 1 for one model. Times are medians in ms; ``*_derived`` are differences of medians.
+
+    ``floor_ms`` = capture + unembed + spectral (each measured); ``late_*`` is the late-band tier.
+    Memory: ``probe_peak_mib`` = the larger of the probe's two phases (capture, then lens + spectra),
+    ``step_peak_mib`` = one steady-state training step's extra peak on the same model and batch.
+    """
 
     model: str
     params: int
@@ -283,12 +298,23 @@ class TraceResult:
     capture_ms: float
     spectral_ms: float
     unembed_ms: float
+    floor_ms: float
+    trace_over_floor: float
+    trace_over_floor_cpu: float
+    late_layers: list[int]
+    late_ms: float
+    late_over_trace: float
+    late_over_trace_cpu: float
     lens_ms_derived: float
     lens_stats_ms_derived: float
     cpu_share: float
     forward_peak_mib: float
     capture_peak_mib: float
     analysis_peak_mib: float
+    late_peak_mib: float
+    probe_peak_mib: float
+    step_peak_mib: float
+    probe_over_step: float
     analytic_lens_buffers_mib: float
     analytic_captured_mib: float
     analytic_forward_logits_mib: float
@@ -323,6 +349,33 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def training_step_peak(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, device: torch.device
+) -> int:
+    """Extra peak bytes of one steady-state training step (forward + backward + AdamW) on the batch.
+
+    One untimed step first creates AdamW's moment buffers, so the measured step sees the resident
+    state of a running training (weights and optimizer moments exist before it); the model is back
+    in eval mode, without gradients, afterwards.
+    """
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    model.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        out = model(input_ids=input_ids, attention_mask=attention_mask, labels=input_ids, use_cache=False)
+        out.loss.backward()
+        optimizer.step()
+
+    try:
+        step()
+        peak, _ = peak_extra_bytes(step, device)
+    finally:
+        optimizer.zero_grad(set_to_none=True)
+        model.eval()
+    return peak
+
+
 def bench_trace(
     spec: ModelSpec,
     *,
@@ -339,6 +392,7 @@ def bench_trace(
     gen = torch.Generator().manual_seed(1)
     input_ids = torch.randint(0, spec.vocab, (batch, seq), generator=gen).to(device)
     attention_mask = torch.ones_like(input_ids)
+    late = band_layers("late", spec.layers)
 
     def forward() -> None:
         with torch.no_grad():
@@ -347,10 +401,13 @@ def bench_trace(
     def trace() -> None:
         compute_depth_trace(model, input_ids, attention_mask, max_tokens=MAX_TOKENS)
 
+    def late_trace() -> None:
+        compute_depth_trace(model, input_ids, attention_mask, max_tokens=MAX_TOKENS, compute_layers=late)
+
     def capture() -> None:
         capture_hidden(model, input_ids, attention_mask, layout=layout, max_tokens=MAX_TOKENS)
 
-    # Warm-up, untimed, doubling as the memory pass: a forward, then a trace in its two parts.
+    # Warm-up, untimed, doubling as the memory pass: a forward, a trace in its two parts, the late tier.
     warm_start = time.perf_counter()
     fwd_peak, method = peak_extra_bytes(forward, device)
     holder: list[list[torch.Tensor]] = []
@@ -362,14 +419,17 @@ def bench_trace(
     )
     hidden = holder.pop()
     ana_peak, _ = peak_extra_bytes(lambda: trace_from_hidden(hidden, layout), device)
+    late_peak, _ = peak_extra_bytes(late_trace, device)
     unembed_part(hidden, layout)
     warm_s = time.perf_counter() - warm_start
+    step_peak = training_step_peak(model, input_ids, attention_mask, device)
 
     if reps is None:  # one rep costs about a warm-up plus one more trace; at least 3 reps
         reps = max(3, min(max_reps, int(budget_s / max(1.5 * warm_s, 1e-6))))
     fns: dict[str, Callable[[], object]] = {
         "forward": forward,
         "trace": trace,
+        "late": late_trace,
         "capture": capture,
         "spectral": lambda: spectral_part(hidden),
         "unembed": lambda: unembed_part(hidden, layout),
@@ -378,11 +438,16 @@ def bench_trace(
     times, cpu_times, sys_times = interleaved(fns, reps, device)
     cpu_share = (_cpu_seconds() - cpu0) / ((time.perf_counter() - wall0) * torch.get_num_threads())
     med = {k: _median_ms(v) for k, v in times.items()}
+    med_cpu = {k: _median_ms(v) for k, v in cpu_times.items()}
+    floor = med["capture"] + med["unembed"] + med["spectral"]
+    floor_cpu = med_cpu["capture"] + med_cpu["unembed"] + med_cpu["spectral"]
     lens = med["trace"] - med["capture"] - med["spectral"]
 
     n = int(hidden[0].shape[0])
     d = int(hidden[0].shape[1])
     element = torch.empty((), dtype=dtype).element_size()
+    chunk = min(CHUNK_SIZE, n)
+    probe_peak = max(cap_peak, ana_peak, late_peak)
     return TraceResult(
         model=spec.name,
         params=_num_params(model),
@@ -396,19 +461,30 @@ def bench_trace(
         trace_ms=med["trace"],
         ratio=med["trace"] / med["forward"],
         ratio_of_mins=min(times["trace"]) / min(times["forward"]),
-        ratio_cpu_time=statistics.median(cpu_times["trace"]) / statistics.median(cpu_times["forward"]),
+        ratio_cpu_time=med_cpu["trace"] / med_cpu["forward"],
         trace_sys_share=_share(sys_times["trace"], cpu_times["trace"]),
         forward_sys_share=_share(sys_times["forward"], cpu_times["forward"]),
         capture_ms=med["capture"],
         spectral_ms=med["spectral"],
         unembed_ms=med["unembed"],
+        floor_ms=floor,
+        trace_over_floor=med["trace"] / floor,
+        trace_over_floor_cpu=med_cpu["trace"] / floor_cpu,
+        late_layers=late,
+        late_ms=med["late"],
+        late_over_trace=med["late"] / med["trace"],
+        late_over_trace_cpu=med_cpu["late"] / med_cpu["trace"],
         lens_ms_derived=lens,
         lens_stats_ms_derived=lens - med["unembed"],
         cpu_share=cpu_share,
         forward_peak_mib=fwd_peak / MiB,
         capture_peak_mib=cap_peak / MiB,
         analysis_peak_mib=ana_peak / MiB,
-        analytic_lens_buffers_mib=2 * min(CHUNK_SIZE, n) * spec.vocab * 8 / MiB,
+        late_peak_mib=late_peak / MiB,
+        probe_peak_mib=probe_peak / MiB,
+        step_peak_mib=step_peak / MiB,
+        probe_over_step=probe_peak / max(step_peak, 1),
+        analytic_lens_buffers_mib=(2 * chunk + 2 * block_rows(chunk, spec.vocab, device)) * spec.vocab * 4 / MiB,
         analytic_captured_mib=spec.layers * n * d * element / MiB,
         analytic_forward_logits_mib=batch * seq * spec.vocab * 4 / MiB,
         memory_method=method,
@@ -427,8 +503,6 @@ def print_trace_results(results: Sequence[TraceResult]) -> None:
             r.model, _fmt_params(r.params), r.layers, r.vocab, f"{r.tokens_forward}/{r.tokens_traced}",
             r.reps, f"{r.forward_ms:.1f}", f"{r.trace_ms:.1f}", f"{r.ratio:.2f}x", f"{r.ratio_of_mins:.2f}x",
             f"{r.ratio_cpu_time:.2f}x",
-            f"{r.capture_ms:.1f}", f"{r.spectral_ms:.1f}", f"{r.lens_ms_derived:.1f}", f"{r.unembed_ms:.1f}",
-            f"{r.lens_stats_ms_derived:.1f}",
             f"{100 * r.forward_sys_share:.0f}%/{100 * r.trace_sys_share:.0f}%",
             f"{100 * r.cpu_share:.0f}%",
         ]
@@ -436,36 +510,59 @@ def print_trace_results(results: Sequence[TraceResult]) -> None:
     ]
     header = [
         "model", "params", "layers", "vocab", "tokens fwd/traced", "reps", "forward ms", "trace ms",
-        "trace/fwd", "(of mins)", "(cpu time)", "capture ms", "spectral ms", "lens ms*", "unembed ms",
-        "lens stats ms*", "sys fwd/trace", "cpu",
+        "trace/fwd", "(of mins)", "(cpu time)", "sys fwd/trace", "cpu",
     ]
     print(_table(header, rows))
     print(
         "  trace = compute_depth_trace; trace/fwd = ratio of the medians, (of mins) = ratio of the\n"
         "  fastest reps, (cpu time) = ratio of the median process CPU times (both less sensitive to a\n"
-        "  shared CPU). Parts of the trace: capture = capture_hidden\n"
-        "  (forward up to the last block, no LM head); spectral = spectra, α, erank, hidden curvature;\n"
-        "  lens* = trace - capture - spectral (derived): the logit lens of every layer, of which\n"
-        "  unembed = the W_U·norm(h) matmuls alone (measured) and lens stats* = lens* - unembed (derived:\n"
-        "  log-softmax, entropy, Fisher-Rao in float64). sys = share of the CPU time spent in the kernel\n"
-        "  (page faults of fresh large buffers), forward / trace. cpu = process CPU time / (wall time x\n"
-        "  threads) during the reps (well under 100% means other work shared the CPU)."
+        "  shared CPU). sys = share of the CPU time spent in the kernel (page faults of fresh large\n"
+        "  buffers), forward / trace. cpu = process CPU time / (wall time x threads) during the reps\n"
+        "  (well under 100% means other work shared the CPU)."
+    )
+    print("\n   The trace against its floor, and the late-band tier (same reps)")
+    rows = [
+        [
+            r.model, r.layers, f"{r.capture_ms:.1f}", f"{r.unembed_ms:.1f}", f"{r.spectral_ms:.1f}",
+            f"{r.floor_ms:.1f}", f"{r.trace_ms:.1f}", f"{r.lens_stats_ms_derived:.1f}",
+            f"{r.trace_over_floor:.2f}x", f"{r.trace_over_floor_cpu:.2f}x",
+            f"{r.late_layers[0]}-{r.late_layers[-1]}" if r.late_layers else "-", f"{r.late_ms:.1f}",
+            f"{r.late_over_trace:.2f}x", f"{r.late_over_trace_cpu:.2f}x",
+        ]
+        for r in results
+    ]
+    header = [
+        "model", "layers", "capture ms", "unembed ms", "spectral ms", "floor ms", "trace ms",
+        "lens stats ms*", "trace/floor", "(cpu time)", "late layers", "late ms", "late/trace", "(cpu time)",
+    ]
+    print(_table(header, rows))
+    print(
+        "  floor = capture + unembed + spectral, each measured: capture = capture_hidden (forward up to\n"
+        "  the last block, no LM head); unembed = the L matmuls W_U·norm(h) over the traced tokens in the\n"
+        "  trace's chunks; spectral = spectra, α, erank, hidden curvature. lens stats* = trace - floor\n"
+        "  (derived): entropy and Fisher-Rao statistics in float32. late = compute_depth_trace(...,\n"
+        "  compute_layers=band_layers('late', L)). Targets: trace/floor <= 1.3; late/trace <= 0.5 at L >= 12."
     )
     method = results[0].memory_method if results else ""
     print(f"\n   Peak extra memory, MiB (measured: {method}; analytic: formula)")
     rows = [
         [
             r.model, f"{r.forward_peak_mib:.1f}", f"{r.capture_peak_mib:.1f}", f"{r.analysis_peak_mib:.1f}",
+            f"{r.late_peak_mib:.1f}", f"{r.step_peak_mib:.1f}", f"{100 * r.probe_over_step:.1f}%",
             f"{r.analytic_forward_logits_mib:.1f}", f"{r.analytic_captured_mib:.1f}",
             f"{r.analytic_lens_buffers_mib:.1f}",
         ]
         for r in results
     ]
     header = [
-        "model", "forward (meas.)", "trace: capture (meas.)", "trace: lens+spectral (meas.)",
-        "fwd logits BxTxVx4", "captured LxNxd", "lens 2xchunkxVx8",
+        "model", "forward", "probe: capture", "probe: lens+spectral", "late tier", "train step",
+        "probe/step", "fwd logits BxTxVx4", "captured LxNxd", "lens (2xchunk+2xrows)xVx4",
     ]
     print(_table(header, rows))
+    print(
+        "  probe/step = max(probe phases) / one steady-state training step (forward + backward + AdamW,\n"
+        "  same model and batch; weights and AdamW moments already allocated). Target: <= 10%."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

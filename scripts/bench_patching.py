@@ -15,7 +15,20 @@ order, medians reported, so that a machine that speeds up or slows down affects 
   forward with graph, 1 backward);
 - ``1 forward``: one plain no-grad forward of the 2K-row batch with logits — the time unit.
 
-Columns: model passes, forward-equivalents (time ÷ time of ``1 forward``), median wall time, speed-up
+A second table compares a full patching probe (``SpinalConfig`` defaults: exact patching in both
+directions, low-rank patching at the 2 layers of largest effect with k = 1, 2, 4, … d, LASSO,
+attribution patching) run two ways, interleaved the same way:
+
+- ``separate calls``: each probe function on its own, each running its own unpatched policy and
+  reference forwards (what ``run_patching_probe`` did before the unpatched runs were shared);
+- ``shared``: :func:`spinal_callback.probes.protocol.run_patching_probe`, which computes the unpatched
+  runs once (:func:`spinal_callback.probes.unpatched_runs`) and passes them to every probe.
+
+Its columns: model forwards (forward pre-hooks on the two models), block compute in forwards of the
+batch (Σ rows entering a block's MLP ÷ (2K × L)), median wall time in forward-equivalents and ms,
+the largest difference between the two records, and peak memory measured as for the first table.
+
+Columns of the first table: model passes, forward-equivalents (time ÷ time of ``1 forward``), median wall time, speed-up
 over the naive loop, and the largest absolute difference of the per-example margin gains
 ``m_patched,ℓ − m_ref`` from the naive loop's. Peak memory, each method once in a fresh subprocess
 after set-up (models built, batch made): on CUDA ``torch.cuda.max_memory_allocated`` above the
@@ -32,6 +45,7 @@ for torch's default. Usage::
     python scripts/bench_patching.py --quick            # smoke run, < 1 min on 2 CPU cores
     python scripts/bench_patching.py                    # llama h128 × 12 layers, V 4096, K 8, T 48
     python scripts/bench_patching.py --device cuda --dtype bfloat16 --layers 24 --hidden 1024
+    python scripts/bench_patching.py --probe-only --no-memory   # only the full-probe comparison
 """
 
 from __future__ import annotations
@@ -45,7 +59,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +72,10 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`: use the repository's package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spinal_callback.architectures import resolve_layout
-from spinal_callback.probes import attribution_patching, patch_layers
+from spinal_callback.config import SpinalConfig
+from spinal_callback.model.architectures import resolve_layout
+from spinal_callback.probes import attribution_patching, lasso_probe, low_rank_patch, patch_layers
+from spinal_callback.probes.protocol import run_patching_probe
 
 METHODS = ("ours", "ours, 1 forward", "naive loop", "nnsight loop", "attribution", "1 forward")
 
@@ -245,7 +262,10 @@ def memory_child(args: argparse.Namespace) -> dict[str, float]:
     """In this (fresh) process: peak memory of one call of ``args.memory_method`` above the set-up level."""
     policy, reference = build_models(args)
     batch = build_batch(args)
-    fn = make_methods(policy, reference, batch, with_nnsight=True)[args.memory_method]
+    methods = probe_methods(policy, reference, batch)
+    if args.memory_method not in methods:
+        methods = make_methods(policy, reference, batch, with_nnsight=True)
+    fn = methods[args.memory_method]
     device = torch.device(args.device)
     if device.type == "cuda":
         _sync(device)
@@ -274,6 +294,111 @@ def memory_of(method: str, argv: Sequence[str]) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# The full patching probe: separate calls vs shared unpatched runs
+
+PROBE_CONFIG = SpinalConfig(patch_interval=1)  # the defaults: everything on, low rank at 2 layers
+
+
+def separate_probe(policy: nn.Module, reference: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The patching record from the probe functions called one by one, each with its own unpatched forwards."""
+    config = PROBE_CONFIG
+    exact = {d: patch_layers(policy, reference, batch, direction=d) for d in config.patch_directions}  # type: ignore[arg-type]
+    forward = exact["policy_to_reference"]
+    top = forward.normalized_effect.abs().nan_to_num(nan=-1.0).argsort(descending=True)[: config.patch_low_rank_layers]
+    layers = sorted(forward.layers[int(i)] for i in top)
+    return {
+        "exact": {d: r.to_dict() for d, r in exact.items()},
+        "low_rank": low_rank_patch(policy, reference, batch, layers, ranks=config.patch_ranks).to_dict(),
+        "lasso": lasso_probe(policy, reference, batch).to_dict(),
+        "attribution": attribution_patching(policy, reference, batch, exact=forward).to_dict(),
+    }
+
+
+@contextmanager
+def counting(policy: nn.Module, reference: nn.Module) -> Iterator[dict[str, int]]:
+    """Model forwards and rows entering a block's MLP (skipped prefix blocks do not reach it) inside the block."""
+    counts = {"forwards": 0, "block_rows": 0}
+
+    def forward(*_: Any) -> None:
+        counts["forwards"] += 1
+
+    def mlp(module: nn.Module, args: tuple[Any, ...]) -> None:
+        counts["block_rows"] += int(args[0].shape[0])
+
+    handles = [model.register_forward_pre_hook(forward) for model in (policy, reference)]
+    blocks = [block for model in (policy, reference) for block in resolve_layout(model).blocks]
+    handles += [block.mlp.register_forward_pre_hook(mlp) for block in blocks]
+    try:
+        yield counts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _max_diff(ours: Any, theirs: Any) -> float:
+    """Largest absolute difference between the floats of two records (``forwards`` counts left out)."""
+    if isinstance(ours, dict):
+        return max([_max_diff(ours[k], theirs[k]) for k in ours if k != "forwards"], default=0.0)
+    if isinstance(ours, list):
+        return max([_max_diff(a, b) for a, b in zip(ours, theirs)], default=0.0)
+    if isinstance(ours, float) and isinstance(theirs, float):
+        return abs(ours - theirs)
+    return 0.0 if ours == theirs else float("inf")
+
+
+def probe_methods(
+    policy: nn.Module, reference: nn.Module, batch: dict[str, torch.Tensor]
+) -> dict[str, Callable[[], Any]]:
+    """The two ways of running the full patching probe; each returns the patching record."""
+    return {
+        "separate calls": lambda: separate_probe(policy, reference, batch),
+        "shared": lambda: run_patching_probe(policy, reference, batch, PROBE_CONFIG).record,
+    }
+
+
+def probe_comparison(
+    policy: nn.Module, reference: nn.Module, batch: dict[str, torch.Tensor], args: argparse.Namespace,
+    argv: Sequence[str],
+) -> dict[str, Any]:
+    """Time and count a full patching probe run as separate calls and with shared unpatched runs."""
+    device = torch.device(args.device)
+    inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
+
+    def one_forward() -> None:
+        with torch.no_grad():
+            reference(**inputs).logits.float().log_softmax(-1)
+
+    methods: dict[str, Callable[[], Any]] = {**probe_methods(policy, reference, batch), "1 forward": one_forward}
+    counts, records = {}, {}
+    for name in ("separate calls", "shared"):
+        with counting(policy, reference) as counted:
+            records[name] = methods[name]()
+        counts[name] = counted
+    diff = _max_diff(records["shared"], {k: records["separate calls"][k] for k in records["shared"]})
+    times = interleaved(methods, args.reps, device)
+    median = {name: statistics.median(ts) for name, ts in times.items()}
+    memory = {name: memory_of(name, argv) for name in counts} if not args.no_memory else {}
+    unit = 2 * args.pairs * args.layers
+    rows = [
+        [name, counts[name]["forwards"], f"{counts[name]['block_rows'] / unit:.1f}",
+         f"{median[name] / median['1 forward']:.2f}", f"{median[name] * 1000:.0f}",
+         f"{memory[name]:.0f}" if memory.get(name) is not None else "n/a"]
+        for name in ("separate calls", "shared")
+    ]
+    low_rank = records["shared"]["low_rank"]
+    print(
+        f"\nFull patching probe (SpinalConfig defaults: exact both directions, low rank at layers "
+        f"{low_rank['layers']} with k = {low_rank['ranks']}, LASSO, attribution; 1 backward in both)"
+    )
+    print(_table(["method", "model forwards", "block fwd-equiv", "fwd-equiv (time)", "median ms", "peak MiB"], rows))
+    ratio = median["separate calls"] / median["shared"]
+    saved = counts["separate calls"]["forwards"] - counts["shared"]["forwards"]
+    print(f"shared vs separate calls: {ratio:.2f}× faster, {saved} fewer model forwards, max |Δ| {diff:.1e}")
+    return {"median_s": median, "times_s": times, "counts": counts, "speedup": ratio, "max_abs_diff": diff,
+            "peak_mib": memory}
+
+
+# ---------------------------------------------------------------------------------------------------
 # Report
 
 
@@ -285,7 +410,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+def method_comparison(
+    policy: nn.Module, reference: nn.Module, batch: dict[str, torch.Tensor], args: argparse.Namespace,
+    argv: Sequence[str],
+) -> dict[str, Any]:
+    """The first table: exact patching implementations side by side."""
     try:
         import nnsight  # noqa: F401
 
@@ -293,8 +422,6 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     except ImportError:
         with_nnsight = False
     device = torch.device(args.device)
-    policy, reference = build_models(args)
-    batch = build_batch(args)
     methods = make_methods(policy, reference, batch, with_nnsight)
     outputs = {name: fn() for name, fn in methods.items()}  # warm-up, and the numbers compared
     naive = outputs["naive loop"]
@@ -331,13 +458,6 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         ])
     header = ["method", "model passes", "fwd-equiv (time)", "median ms", "vs naive", "max |Δ| vs naive",
               "peak MiB"]
-    layout = resolve_layout(reference)
-    params = sum(p.numel() for p in reference.parameters())
-    print(
-        f"llama h{args.hidden} × {layout.num_layers} layers, V {args.vocab}, {params / 1e6:.1f}M params, "
-        f"{args.device}/{args.dtype}, K={args.pairs} pairs (2K={2 * args.pairs} rows) × T={args.seq}, "
-        f"{torch.get_num_threads()} threads, {args.reps} interleaved reps"
-    )
     print(_table(header, rows))
     speedup = median["naive loop"] / median["ours"]
     attr_fe = median["attribution"] / median["1 forward"]
@@ -348,11 +468,28 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     )
     print(f"normalized effect per layer (ours): {[round(v, 3) for v in exact.normalized_effect.tolist()]}")
     return {
-        "config": {k: v for k, v in vars(args).items() if k != "memory_method"},
         "median_s": median, "times_s": times, "max_abs_diff": diffs, "peak_mib": memory,
         "speedup_vs_naive": speedup, "attribution_forward_equivalents": attr_fe,
         "spearman": attribution.spearman, "exact": exact.to_dict(), "attribution": attribution.to_dict(),
     }
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+    policy, reference = build_models(args)
+    batch = build_batch(args)
+    layout = resolve_layout(reference)
+    params = sum(p.numel() for p in reference.parameters())
+    print(
+        f"llama h{args.hidden} × {layout.num_layers} layers, V {args.vocab}, {params / 1e6:.1f}M params, "
+        f"{args.device}/{args.dtype}, K={args.pairs} pairs (2K={2 * args.pairs} rows) × T={args.seq}, "
+        f"{torch.get_num_threads()} threads, {args.reps} interleaved reps"
+    )
+    results: dict[str, Any] = {"config": {k: v for k, v in vars(args).items() if k != "memory_method"}}
+    if not args.probe_only:
+        results.update(method_comparison(policy, reference, batch, args, argv))
+    if not args.no_probe:
+        results["full_probe"] = probe_comparison(policy, reference, batch, args, argv)
+    return results
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -372,6 +509,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-peer", action="store_true", help="leave out the nnsight loop")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
+    parser.add_argument("--probe-only", action="store_true", help="only the full-probe comparison (second table)")
+    parser.add_argument("--no-probe", action="store_true", help="leave out the full-probe comparison")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--memory-method", default=None, help=argparse.SUPPRESS)  # internal: child process
     args = parser.parse_args(argv)

@@ -56,9 +56,9 @@ from spinal_callback.demo.summary import start_end
 from spinal_callback.demo.task import AdditionTask
 from spinal_callback.demo.trl_recipe import build_parser, build_trainer
 from spinal_callback.geometry import DepthTrace, compute_depth_trace
-from spinal_callback.probe_set import collate_pairs, tokenize_pairs
+from spinal_callback.model.probe_batch import collate_pairs, tokenize_pairs
 from spinal_callback.probes import lasso_probe, low_rank_patch, patch_layers
-from spinal_callback.report import agg_figure, metric_label
+from spinal_callback.tools.report import agg_figure, metric_label
 
 CHECKPOINTS = ("sft", "dpo", "destabilized")
 #: The SFT model of every run is pre-trained with this seed (one cached model for all DPO seeds).

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .alerts import Alert, AlertReason
-from .architectures import UnsupportedArchitectureError, register_architecture, resolve_layout
-from .config import SpinalConfig
-from .detector_config import DetectorConfig
-from .geometry import DepthTrace, compute_depth_trace
-from .monitor import SpinalMonitor
-from .rollback import RollbackConfig
+from spinal_callback.config import DetectorConfig, RollbackConfig, SpinalConfig
+from spinal_callback.early_warning.alerts import Alert, AlertReason
+from spinal_callback.geometry import DepthTrace, compute_depth_trace
+from spinal_callback.model.architectures import UnsupportedArchitectureError, register_architecture, resolve_layout
+from spinal_callback.monitor import SpinalMonitor
 
 __version__ = "0.1.0"
 
@@ -41,8 +39,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from .integrations.lightning import SpinalLightningCallback
-    from .integrations.transformers import SpinalTrainerCallback
+    from spinal_callback.integrations.lightning import SpinalLightningCallback
+    from spinal_callback.integrations.transformers import SpinalTrainerCallback
 
 
 def __getattr__(name: str) -> Any:

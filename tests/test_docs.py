@@ -44,7 +44,7 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 
 def test_import_loads_no_framework() -> None:
-    code = ("import sys, spinal_callback, spinal_callback.geometry, spinal_callback.monitor; "
+    code = ("import sys, spinal_callback, spinal_callback.geometry, spinal_callback.monitor.monitor; "
             "print(sorted(m for m in ('lightning', 'transformers', 'trl', 'matplotlib', 'sklearn') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

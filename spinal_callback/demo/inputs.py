@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from .arguments import DEFAULT_LR_BUILTIN, DEFAULT_LR_PRETRAINED
-from .data import load_preference_dataset, task_dataset
-from .model import SFTResult, SFTSettings, pretrained_demo_model
-from .task import AdditionTask, Problem, greedy_accuracy
+from spinal_callback.demo.arguments import DEFAULT_LR_BUILTIN, DEFAULT_LR_PRETRAINED
+from spinal_callback.demo.data import load_preference_dataset, task_dataset
+from spinal_callback.demo.model import SFTResult, SFTSettings, pretrained_demo_model
+from spinal_callback.demo.task import AdditionTask, Problem, greedy_accuracy
 
 __all__ = ["RunInputs", "accuracy_line", "prepare_inputs", "silence_known_warnings"]
 

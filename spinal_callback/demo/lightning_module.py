@@ -5,7 +5,7 @@ The loss for a pair (x, y⁺, y⁻) with policy π and frozen reference π_ref i
     L = −log σ(β · [(log π(y⁺|x) − log π_ref(y⁺|x)) − (log π(y⁻|x) − log π_ref(y⁻|x))])
 
 with token log-probabilities summed over the completion. Batches use TRL's collator layout,
-built by :func:`spinal_callback.probe_set.collate_pairs`: ``input_ids``, ``attention_mask`` and
+built by :func:`spinal_callback.model.probe_batch.collate_pairs`: ``input_ids``, ``attention_mask`` and
 ``completion_mask``, each ``(2B, T)``, rows ``0..B-1`` prompt + chosen, ``B..2B-1`` prompt + rejected.
 """
 

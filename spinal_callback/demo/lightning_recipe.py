@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from .arguments import add_common_arguments, check_common_arguments
-from .data import DatasetError
-from .inputs import RunInputs, prepare_inputs, silence_known_warnings
-from .summary import start_end, write_summary
+from spinal_callback.demo.arguments import add_common_arguments, check_common_arguments
+from spinal_callback.demo.data import DatasetError
+from spinal_callback.demo.inputs import RunInputs, prepare_inputs, silence_known_warnings
+from spinal_callback.demo.summary import start_end, write_summary
 
 __all__ = ["build_parser", "main", "preference_records"]
 
@@ -50,14 +50,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def preference_records(dataset: Any, tokenizer: Any) -> list[dict[str, Any]]:
     """Text pairs → records with ``prompt_ids``/``chosen_ids``/``rejected_ids`` plus the text fields.
 
-    Tokenized like TRL does (:func:`spinal_callback.probe_set.tokenize_pairs`: the prompt alone,
+    Tokenized like TRL does (:func:`spinal_callback.model.probe_batch.tokenize_pairs`: the prompt alone,
     prompt + completion together, EOS appended to each completion).
 
     Raises:
         DatasetError: a prompt/chosen/rejected value is not a string (conversational data needs the
             TRL recipe, which applies the chat template).
     """
-    from ..probe_set import tokenize_pairs
+    from spinal_callback.model.probe_batch import tokenize_pairs
 
     pairs = []
     for i, row in enumerate(dataset):
@@ -80,8 +80,8 @@ def _build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, An
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from ..probe_set import collate_pairs
-    from .lightning_module import DPOLightningModule
+    from spinal_callback.demo.lightning_module import DPOLightningModule
+    from spinal_callback.model.probe_batch import collate_pairs
 
     if args.gradient_checkpointing:
         inputs.model.gradient_checkpointing_enable()

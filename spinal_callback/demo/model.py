@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .task import AdditionTask, build_tokenizer, greedy_accuracy
+from spinal_callback.demo.task import AdditionTask, build_tokenizer, greedy_accuracy
 
 __all__ = [
     "SFTResult",

@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .inputs import RunInputs, accuracy_line
+from spinal_callback.demo.inputs import RunInputs, accuracy_line
 
 __all__ = ["start_end", "write_summary"]
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from .arguments import add_common_arguments, check_common_arguments
-from .data import DatasetError
-from .inputs import RunInputs, prepare_inputs, silence_known_warnings
-from .summary import start_end, write_summary
+from spinal_callback.demo.arguments import add_common_arguments, check_common_arguments
+from spinal_callback.demo.data import DatasetError
+from spinal_callback.demo.inputs import RunInputs, prepare_inputs, silence_known_warnings
+from spinal_callback.demo.summary import start_end, write_summary
 
 __all__ = ["build_parser", "build_trainer", "main"]
 
@@ -114,7 +114,7 @@ def build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, Any
         callback = SpinalTrainerCallback(_spinal_config(args))
         callbacks.append(callback)
     if args.lr_spike:
-        from .faults import LearningRateSpike, parse_lr_spike
+        from spinal_callback.demo.faults import LearningRateSpike, parse_lr_spike
 
         callbacks.append(LearningRateSpike(*parse_lr_spike(args.lr_spike)))
     trainer = DPOTrainer(
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"--lora-r and --logging-steps must be positive, got {args.lora_r} and {args.logging_steps}")
     try:
         if args.lr_spike:
-            from .faults import parse_lr_spike
+            from spinal_callback.demo.faults import parse_lr_spike
 
             parse_lr_spike(args.lr_spike)
         if not args.no_spinal:

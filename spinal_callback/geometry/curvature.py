@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["BAND_NAMES", "band_slices", "hidden_curvature", "transport_curvature"]
+__all__ = ["BAND_NAMES", "band_slices", "hidden_curvature", "hidden_curvature_at", "transport_curvature"]
 
 BAND_NAMES = ("early", "mid", "late")
 
@@ -45,14 +45,23 @@ def hidden_curvature(hidden: Sequence[torch.Tensor]) -> list[float]:
     num_layers = len(hidden)
     out = [math.nan] * num_layers
     for i in range(1, num_layers - 1):
-        prev, cur, nxt = (h.detach().to(torch.float64) for h in hidden[i - 1 : i + 2])
-        if not (prev.shape == cur.shape == nxt.shape):
-            raise ValueError(f"Layers {i}, {i + 1}, {i + 2} have different hidden shapes")
-        scale = cur.norm(dim=-1).mean()
-        if cur.shape[0] == 0 or not bool(torch.isfinite(scale)) or float(scale) == 0.0:
-            continue
-        out[i] = float((nxt - 2.0 * cur + prev).norm(dim=-1).mean() / scale)
+        out[i] = hidden_curvature_at(hidden[i - 1], hidden[i], hidden[i + 1], layer=i + 1)
     return out
+
+
+def hidden_curvature_at(prev: torch.Tensor, cur: torch.Tensor, nxt: torch.Tensor, layer: int = 0) -> float:
+    """κ^h of one layer from its own and its two neighbours' ``(n, d)`` hidden states (float64).
+
+    Returns NaN for zero tokens, non-finite input or ``mean_t ‖h_ℓ‖ = 0``; ``layer`` (1-based) only
+    names the layer in the error raised for mismatched shapes.
+    """
+    a, b, c = (h.detach().to(torch.float64) for h in (prev, cur, nxt))
+    if not (a.shape == b.shape == c.shape):
+        raise ValueError(f"Layers {layer - 1}, {layer}, {layer + 1} have different hidden shapes")
+    scale = b.norm(dim=-1).mean()
+    if b.shape[0] == 0 or not bool(torch.isfinite(scale)) or float(scale) == 0.0:
+        return math.nan
+    return float((c - 2.0 * b + a).norm(dim=-1).mean() / scale)
 
 
 def band_slices(num_layers: int, boundaries: tuple[float, float] = (1 / 3, 2 / 3)) -> dict[str, range]:

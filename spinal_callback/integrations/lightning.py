@@ -1,4 +1,4 @@
-"""``SpinalLightningCallback``: the geometry monitor for Lightning 2.x."""
+"""``SpinalLightningCallback``: the geometry monitor for Lightning 2.x — hooks translated into session calls."""
 
 from __future__ import annotations
 
@@ -20,32 +20,43 @@ except ImportError:  # pragma: no cover - the standalone `pytorch_lightning` dis
             "SpinalLightningCallback needs Lightning: pip install \"spinal-callback[lightning]\""
         ) from exc
 
-from ..config import SpinalConfig
-from ..guard import TrainingHandles
-from ..monitor import SpinalMonitor, default_trace_path
-from ..sinks.jsonl import TraceWriter
-from ..sinks.tensorboard import TensorBoardSink
-from ._common import LOGGED_TAGS, coerce_config, summary_writer
+from spinal_callback.config import SpinalConfig
+from spinal_callback.integrations._common import LOGGED_TAGS
+from spinal_callback.monitor.session import MonitorSession, dataset_of
+from spinal_callback.recovery.guard import TrainingHandles
 
 __all__ = ["SpinalLightningCallback"]
 
 ModelGetter = Callable[["pl.LightningModule"], nn.Module]
 
 
-def _default_policy(pl_module: pl.LightningModule) -> nn.Module:
-    for attr in ("policy", "model"):
-        candidate = getattr(pl_module, attr, None)
-        if isinstance(candidate, nn.Module):
-            return candidate
-    return pl_module
-
-
-def _default_reference(pl_module: pl.LightningModule) -> nn.Module | None:
-    for attr in ("reference", "ref_model"):
+def _first_module(pl_module: pl.LightningModule, attrs: tuple[str, ...]) -> nn.Module | None:
+    for attr in attrs:
         candidate = getattr(pl_module, attr, None)
         if isinstance(candidate, nn.Module):
             return candidate
     return None
+
+
+def _default_policy(pl_module: pl.LightningModule) -> nn.Module:
+    return _first_module(pl_module, ("policy", "model")) or pl_module
+
+
+def _default_reference(pl_module: pl.LightningModule) -> nn.Module | None:
+    return _first_module(pl_module, ("reference", "ref_model"))
+
+
+class _StrategySync:
+    """:class:`~spinal_callback.recovery.sync.RankSync` over a Lightning strategy's collectives."""
+
+    def __init__(self, strategy: Any) -> None:
+        self.strategy = strategy
+
+    def broadcast(self, obj: Any) -> Any:
+        return self.strategy.broadcast(obj, src=0)
+
+    def all_ok(self, ok: bool) -> bool:
+        return bool(self.strategy.reduce_boolean_decision(bool(ok), all=True))
 
 
 class SpinalLightningCallback(pl.Callback):
@@ -61,6 +72,7 @@ class SpinalLightningCallback(pl.Callback):
     ``TensorBoardLogger`` (or the callback's own ``SummaryWriter`` on ``config.log_dir``, default
     ``<default_root_dir>/spinal``, when there is none). The JSON-lines trace goes to
     ``config.trace_path`` or ``<tensorboard dir>/spinal_trace.jsonl``. Only global rank 0 writes.
+    Off the schedule a batch costs nothing: no hook, no forward, no metric read, no collective.
 
     Logged tags:
     """
@@ -76,7 +88,8 @@ class SpinalLightningCallback(pl.Callback):
             ``pl_module.tokenizer``.
 
     Attributes:
-        monitor: the framework-neutral :class:`SpinalMonitor`.
+        session: the framework-neutral :class:`~spinal_callback.monitor.session.MonitorSession`.
+        monitor: its :class:`~spinal_callback.SpinalMonitor`.
         log_dir / trace_path: where output goes (after ``on_train_start``, rank 0).
     """
 
@@ -90,16 +103,15 @@ class SpinalLightningCallback(pl.Callback):
         for name, getter in (("policy", policy), ("reference", reference)):
             if getter is not None and not callable(getter):
                 raise TypeError(f"`{name}` must be a callable LightningModule -> nn.Module, got {getter!r}")
-        self.monitor = SpinalMonitor(coerce_config(config))
+        self.session = MonitorSession(config)
+        self.monitor = self.session.monitor
         self._policy = policy or _default_policy
         self._reference = reference or _default_reference
         self.tokenizer = tokenizer
-        self.log_dir: str | None = None
-        self.trace_path: str | None = None
 
-    @property
-    def config(self) -> SpinalConfig:
-        return self.monitor.config
+    config = property(lambda self: self.session.config)
+    log_dir = property(lambda self: self.session.log_dir)
+    trace_path = property(lambda self: self.session.trace_path)
 
     @property
     def state_key(self) -> str:
@@ -117,101 +129,69 @@ class SpinalLightningCallback(pl.Callback):
     # -- hooks -----------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The train dataloader exists from here on; nothing has stepped yet, so misconfiguration
-        # raised by setup() still stops the run before its first optimizer step.
-        if self.monitor.layout is None:
-            self._setup(trainer, pl_module)
-        self._step(trainer, pl_module)
-
-    def _setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        sink = writer = None
-        if trainer.is_global_zero:
-            sink, self.log_dir = self._sink(trainer)
-            self.trace_path = default_trace_path(self.config, self.log_dir)
-            writer = TraceWriter(self.trace_path)
-        tokenizer = self.tokenizer if self.tokenizer is not None else getattr(pl_module, "tokenizer", None)
-        try:
-            self.monitor.setup(
-                self.policy(pl_module), records=self._records(trainer), tokenizer=tokenizer,
-                sink=sink, trace_writer=writer,
-                rank_zero=bool(trainer.is_global_zero), reference=self.reference(pl_module),
+        # raised by start() still stops the run before its first optimizer step.
+        if not self.session.started:
+            writer, log_dir, log_scalars = self._tensorboard(trainer)
+            self.session.start(
+                self.policy(pl_module), rank_zero=bool(trainer.is_global_zero), log_dir=log_dir, writer=writer,
+                log_scalars=log_scalars, records=dataset_of(trainer.train_dataloader),
+                tokenizer=self.tokenizer if self.tokenizer is not None else getattr(pl_module, "tokenizer", None),
+                reference=self.reference(pl_module),
             )
-        except BaseException:
-            self.monitor.sink, self.monitor.trace_writer = sink, writer
-            self.monitor.close()
-            raise
+        self._step(trainer, pl_module)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.monitor.layout is not None:
-            self._step(trainer, pl_module)
+        self._step(trainer, pl_module)
 
     def _step(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.monitor.observe_metrics(trainer.callback_metrics)
-        configs = trainer.lr_scheduler_configs
-        handles = TrainingHandles(
-            model=pl_module,
-            optimizer=trainer.optimizers[0] if trainer.optimizers else None,
-            scheduler=configs[0].scheduler if configs else None,
-            scaler=getattr(trainer.precision_plugin, "scaler", None),
+        if not self.session.due(trainer.global_step):
+            return
+
+        def handles() -> TrainingHandles:
+            configs = trainer.lr_scheduler_configs
+            return TrainingHandles(
+                model=pl_module,
+                optimizer=trainer.optimizers[0] if trainer.optimizers else None,
+                scheduler=configs[0].scheduler if configs else None,
+                scaler=getattr(trainer.precision_plugin, "scaler", None),
+            )
+
+        stop = self.session.step(
+            trainer.global_step, self.policy(pl_module), handles, sync=_StrategySync(trainer.strategy),
+            reference=self.reference(pl_module), metrics=lambda: trainer.callback_metrics,
         )
-        outcome = self.monitor.on_step(
-            trainer.global_step, self.policy(pl_module), handles,
-            sync=lambda decision: trainer.strategy.broadcast(decision, src=0),
-            reference=self.reference(pl_module),
-        )
-        if outcome is not None and outcome.stop:
+        if stop:
             trainer.should_stop = True
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.monitor.close()
+        self.session.close()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self.monitor.close()
+        self.session.close()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.monitor.close()
+        self.session.close()
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return self.monitor.state_dict()
+        return self.session.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.monitor.load_state_dict(state_dict)
+        self.session.load_state_dict(state_dict)
 
-    # -- helpers ---------------------------------------------------------------------------------
-    def _sink(self, trainer: pl.Trainer) -> tuple[TensorBoardSink, str]:
+    # -- output ----------------------------------------------------------------------------------
+    def _tensorboard(self, trainer: pl.Trainer) -> tuple[Any, str, Callable[..., None] | None]:
+        """(the TensorBoardLogger's writer or None, the TensorBoard directory, scalars to every logger)."""
         loggers = list(trainer.loggers)
+
+        def to_loggers(metrics: Mapping[str, float], step: int) -> None:
+            for logger in loggers:
+                logger.log_metrics(dict(metrics), step=step)
+
         tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
-
-        def to_loggers(metrics: Mapping[str, float], step: int, extra: Any = None) -> None:
-            for lg in loggers:
-                lg.log_metrics(dict(metrics), step=step)
-            if extra is not None:
-                for tag, value in metrics.items():
-                    extra.add_scalar(tag, value, step)
-
-        if tb is not None:
-            sink = TensorBoardSink(tb.experiment, log_scalars=to_loggers, heatmaps=self.config.heatmaps)
-            return sink, str(tb.log_dir)
+        if tb is not None and trainer.is_global_zero:
+            return tb.experiment, str(tb.log_dir), to_loggers
         log_dir = self.config.log_dir or os.path.join(trainer.default_root_dir, "spinal")
-        writer = summary_writer(log_dir)
-        log_scalars = (lambda m, s: to_loggers(m, s, writer)) if loggers else None
-        sink = TensorBoardSink(writer, log_scalars=log_scalars, heatmaps=self.config.heatmaps, owns_writer=True)
-        return sink, log_dir
-
-    def _records(self, trainer: pl.Trainer) -> Any:
-        if self.config.probe_pairs is not None:
-            return None
-        loader = trainer.train_dataloader
-        if isinstance(loader, Mapping):
-            loader = next(iter(loader.values()), None)
-        elif isinstance(loader, (list, tuple)):
-            loader = loader[0] if loader else None
-        dataset = getattr(loader, "dataset", None)
-        if dataset is None:
-            raise ValueError(
-                "SpinalLightningCallback cannot find the training dataset to take probe pairs from; give them "
-                "explicitly with SpinalConfig(probe_pairs=[{'prompt': ..., 'chosen': ..., 'rejected': ...}])"
-            )
-        return dataset
+        return None, log_dir, to_loggers if loggers else None

@@ -1,25 +1,28 @@
-"""``SpinalTrainerCallback``: the geometry monitor for transformers' ``Trainer`` and TRL's ``DPOTrainer``."""
+"""``SpinalTrainerCallback``: the geometry monitor for ``transformers.Trainer`` / TRL's ``DPOTrainer`` —
+callback events translated into session calls."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Mapping
-from types import FrameType
 from typing import Any
 
 from torch import nn
 from transformers import TrainerCallback
-from transformers.trainer_callback import CallbackHandler, ExportableState
+from transformers.trainer_callback import ExportableState
 
-from ..config import SpinalConfig
-from ..guard import TrainingHandles
-from ..monitor import SpinalMonitor, default_trace_path
-from ..sinks.jsonl import TraceWriter
-from ..sinks.tensorboard import TensorBoardSink
-from ._common import LOGGED_TAGS, broadcast_from_rank_zero, coerce_config, portable_config, summary_writer
+from spinal_callback.config import SpinalConfig
+from spinal_callback.config.detector import DPO_METRICS
+from spinal_callback.integrations._common import LOGGED_TAGS
+from spinal_callback.monitor.session import MonitorSession, dataset_of, portable_config
+from spinal_callback.recovery.guard import TrainingHandles
+from spinal_callback.recovery.sync import TorchDistributedSync
 
 __all__ = ["SpinalTrainerCallback", "tensorboard_callback_dir"]
+
+
+#: What transformers' Trainer and TRL's DPOTrainer log, as the detector may watch it.
+TRAINER_METRICS = (*DPO_METRICS, "epoch", "entropy", "num_tokens", "mean_token_accuracy")
 
 
 def _reports_to_tensorboard(args: Any) -> bool:
@@ -37,17 +40,22 @@ def tensorboard_callback_dir(callbacks: Iterable[Any]) -> str | None:
     return None
 
 
-def _calling_handler() -> CallbackHandler | None:
-    """The ``CallbackHandler`` dispatching the current event, found on the call stack (read-only)."""
-    frame: FrameType | None = sys._getframe(2)
-    for _ in range(8):
-        if frame is None:
-            return None
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, CallbackHandler):
-            return candidate
-        frame = frame.f_back
-    return None
+def _run_dir_of_this_process(runs: str) -> str | None:
+    """The newest directory under ``runs`` holding a TensorBoard event file written by this process.
+
+    HF's ``TensorBoardCallback`` opens its writer (and so its event file) in ``on_train_begin``, before
+    any user callback's; event file names end in ``.<pid>.<n>`` of the writing process.
+    """
+    pid = f".{os.getpid()}."
+    found: list[tuple[float, str]] = []
+    if not os.path.isdir(runs):
+        return None
+    for entry in os.scandir(runs):
+        if entry.is_dir():
+            for name in os.listdir(entry.path):
+                if name.startswith("events.out.tfevents.") and pid in name:
+                    found.append((os.path.getmtime(os.path.join(entry.path, name)), entry.path))
+    return max(found)[1] if found else None
 
 
 class SpinalTrainerCallback(TrainerCallback, ExportableState):
@@ -63,9 +71,10 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
     SPINAL depth trace. Off the probe steps it attaches nothing and costs nothing.
 
     TensorBoard: with ``report_to`` including ``"tensorboard"`` the events go into the same run
-    directory as HF's ``TensorBoardCallback``; otherwise into ``config.log_dir`` (default
-    ``<output_dir>/spinal``). The JSON-lines trace goes to ``config.trace_path`` or
-    ``<tensorboard dir>/spinal_trace.jsonl``. Only the main process writes.
+    directory as HF's ``TensorBoardCallback`` (found through the trainer when the callback has it,
+    else as the run directory this process's HF writer just opened under ``<output_dir>/runs``);
+    otherwise into ``config.log_dir`` (default ``<output_dir>/spinal``). The JSON-lines trace goes to
+    ``config.trace_path`` or ``<tensorboard dir>/spinal_trace.jsonl``. Only the main process writes.
 
     Logged tags:
     """
@@ -75,10 +84,12 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         config: a :class:`SpinalConfig` (or a dict of its fields).
         reference: the reference model for patching probes; default: the trainer's ``ref_model``
             when the callback knows the trainer, else the PEFT policy with its adapter disabled.
-        trainer: optionally the trainer (as TRL's ``LogCompletionsCallback`` takes it).
+        trainer: optionally the trainer (as TRL's ``LogCompletionsCallback`` takes it), or later
+            through :meth:`set_trainer`: gives the ``ref_model`` and HF's TensorBoard directory.
 
     Attributes:
-        monitor: the framework-neutral :class:`SpinalMonitor`.
+        session: the framework-neutral :class:`~spinal_callback.monitor.session.MonitorSession`.
+        monitor: its :class:`~spinal_callback.SpinalMonitor`.
         log_dir: the TensorBoard directory in use (after training starts, main process).
         trace_path: the JSON-lines trace file in use (after training starts, main process).
     """
@@ -89,19 +100,18 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         reference: nn.Module | None = None,
         trainer: Any = None,
     ) -> None:
-        self.monitor = SpinalMonitor(coerce_config(config))
+        self.session = MonitorSession(config)
+        self.monitor = self.session.monitor
         self.reference = reference
         self.trainer = trainer
-        self.log_dir: str | None = None
-        self.trace_path: str | None = None
         self._restored_state: dict[str, Any] | None = None
 
-    @property
-    def config(self) -> SpinalConfig:
-        return self.monitor.config
+    config = property(lambda self: self.session.config)
+    log_dir = property(lambda self: self.session.log_dir)
+    trace_path = property(lambda self: self.session.trace_path)
 
     def set_trainer(self, trainer: Any) -> SpinalTrainerCallback:
-        """Give the callback its trainer (for the ``ref_model`` and the TensorBoard callback)."""
+        """Give the callback its trainer (for the ``ref_model`` and HF's TensorBoard directory)."""
         self.trainer = trainer
         return self
 
@@ -114,74 +124,56 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         if isinstance(saved, Mapping):
             self._restored_state = saved.get("attributes", {}).get("_restored_state") or self._restored_state
         if self._restored_state:
-            self.monitor.load_state_dict(self._restored_state)
-        handler = getattr(self.trainer, "callback_handler", None) or _calling_handler()
+            self.session.load_state_dict(self._restored_state)
         if self.reference is None and self.trainer is not None:
             self.reference = getattr(self.trainer, "ref_model", None)
-        sink = writer = None
-        if state.is_world_process_zero:
-            self.log_dir = self._tensorboard_dir(args, handler)
-            self.trace_path = default_trace_path(self.config, self.log_dir)
-            sink = TensorBoardSink(summary_writer(self.log_dir), heatmaps=self.config.heatmaps, owns_writer=True)
-            writer = TraceWriter(self.trace_path)
         tokenizer = kwargs.get("processing_class")
-        tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # multimodal processors wrap a tokenizer
-        try:
-            self.monitor.setup(
-                model, records=self._records(kwargs), tokenizer=tokenizer, sink=sink, trace_writer=writer,
-                rank_zero=bool(state.is_world_process_zero), reference=self.reference,
-            )
-        except BaseException:
-            for closable in (sink, writer):
-                if closable is not None:
-                    closable.close()
-            raise
+        records = dataset_of(kwargs.get("train_dataloader"))
+        if records is None and self.trainer is not None:
+            records = getattr(self.trainer, "train_dataset", None)
+        self.session.start(
+            model, rank_zero=bool(state.is_world_process_zero), log_dir=self._tensorboard_dir(args),
+            records=records, tokenizer=getattr(tokenizer, "tokenizer", tokenizer),  # processors wrap a tokenizer
+            reference=self.reference, metric_names=TRAINER_METRICS,
+        )
         self._step(state, control, kwargs)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if kwargs.get("model") is not None and self.monitor.layout is not None:
+        if kwargs.get("model") is not None:
             self._step(state, control, kwargs)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
                **kwargs: Any) -> None:
         if logs:
-            self.monitor.observe_metrics(logs)
+            self.monitor.observe_metrics(logs)  # HF logs plain floats: no device sync
 
     def _step(self, state: Any, control: Any, kwargs: Mapping[str, Any]) -> None:
-        accelerator = getattr(self.trainer, "accelerator", None)
-        handles = TrainingHandles(
-            model=kwargs["model"],
-            optimizer=kwargs.get("optimizer"),
-            scheduler=kwargs.get("lr_scheduler"),
-            scaler=getattr(accelerator, "scaler", None),
-        )
-        outcome = self.monitor.on_step(
-            state.global_step, kwargs["model"], handles, sync=broadcast_from_rank_zero, reference=self.reference
-        )
-        if outcome is not None and outcome.stop:
+        if not self.session.due(state.global_step):
+            return
+
+        def handles() -> TrainingHandles:
+            return TrainingHandles(
+                model=kwargs["model"], optimizer=kwargs.get("optimizer"), scheduler=kwargs.get("lr_scheduler"),
+                scaler=getattr(getattr(self.trainer, "accelerator", None), "scaler", None),
+            )
+
+        if self.session.step(state.global_step, kwargs["model"], handles, sync=TorchDistributedSync(),
+                             reference=self.reference):
             control.should_training_stop = True
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.monitor.close()
+        self.session.close()
 
-    # -- helpers ---------------------------------------------------------------------------------
-    def _records(self, kwargs: Mapping[str, Any]) -> Any:
-        if self.config.probe_pairs is not None:
-            return None
-        loader = kwargs.get("train_dataloader")
-        dataset = getattr(loader, "dataset", None)
-        if dataset is None and self.trainer is not None:
-            dataset = getattr(self.trainer, "train_dataset", None)
-        return dataset
-
-    def _tensorboard_dir(self, args: Any, handler: CallbackHandler | None) -> str:
+    # -- output ----------------------------------------------------------------------------------
+    def _tensorboard_dir(self, args: Any) -> str:
         if _reports_to_tensorboard(args):
+            handler = getattr(self.trainer, "callback_handler", None)
             found = tensorboard_callback_dir(getattr(handler, "callbacks", None) or [])
+            env = os.environ.get("TENSORBOARD_LOGGING_DIR")
+            found = found or (os.path.expanduser(env) if env else None)
+            found = found or _run_dir_of_this_process(os.path.join(args.output_dir, "runs"))
             if found:
                 return found
-            env = os.environ.get("TENSORBOARD_LOGGING_DIR")
-            if env:
-                return os.path.expanduser(env)
         if self.config.log_dir:
             return self.config.log_dir
         return os.path.join(args.output_dir, "spinal")
@@ -191,5 +183,5 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         """Saved into ``trainer_state.json`` at every checkpoint; restored on resume."""
         return {
             "args": {"config": portable_config(self.config)},
-            "attributes": {"_restored_state": self.monitor.state_dict()},
+            "attributes": {"_restored_state": self.session.state_dict()},
         }

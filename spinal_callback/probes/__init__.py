@@ -6,15 +6,18 @@
   margin gain on per-layer activation distances (needs ``spinal-callback[probes]``).
 - :func:`attribution_patching` — first-order estimate of every layer's effect from one backward,
   with its Spearman agreement with an exact probe (scipy, ``spinal-callback[probes]``).
+- :func:`unpatched_runs` — the unpatched policy and reference runs, computed once per patching step
+  and passed to each of the above as ``unpatched=``.
 
 Importing this package imports neither scikit-learn, scipy nor transformers.
 """
 
-from .attribution import AttributionResult, attribution_patching, rank_agreement
-from .exact import DIRECTIONS, Direction, PatchResult, patch_layers
-from .lasso import LassoResult, activation_distances, lasso_attribution, lasso_probe
-from .low_rank import LowRankResult, default_ranks, low_rank_patch
-from .margins import ProbeBatch, completion_logprobs, pair_margins, validate_probe_batch
+from spinal_callback.probes.attribution import AttributionResult, attribution_patching, rank_agreement
+from spinal_callback.probes.exact import DIRECTIONS, Direction, PatchResult, patch_layers
+from spinal_callback.probes.lasso import LassoResult, activation_distances, lasso_attribution, lasso_probe
+from spinal_callback.probes.low_rank import LowRankResult, default_ranks, low_rank_patch
+from spinal_callback.probes.margins import ProbeBatch, completion_logprobs, pair_margins, validate_probe_batch
+from spinal_callback.probes.unpatched import UnpatchedRuns, unpatched_runs
 
 __all__ = [
     "DIRECTIONS",
@@ -24,6 +27,7 @@ __all__ = [
     "LowRankResult",
     "PatchResult",
     "ProbeBatch",
+    "UnpatchedRuns",
     "activation_distances",
     "attribution_patching",
     "completion_logprobs",
@@ -34,5 +38,6 @@ __all__ = [
     "pair_margins",
     "patch_layers",
     "rank_agreement",
+    "unpatched_runs",
     "validate_probe_batch",
 ]

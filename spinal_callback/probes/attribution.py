@@ -9,9 +9,9 @@ reported with its Spearman rank agreement with an exact probe whenever one is gi
 
 Cost: one no-grad policy forward (the activations to patch in), one reference forward that keeps the
 graph from block 1's output on, and one backward through the blocks for all layers at once
-(``torch.autograd.grad`` w.r.t. the block outputs only: parameters get no ``.grad``; their
-``requires_grad`` flags are switched off for the pass and restored). The logit head's gradient is
-taken per token chunk first, so no ``(tokens × V)`` graph is kept for the whole batch.
+(:func:`~spinal_callback.probes.gradients.margin_gradients`: parameters get no ``.grad``). Inside a
+patching step all of it comes from the shared unpatched runs
+(:func:`~spinal_callback.probes.unpatched.unpatched_runs` with ``gradients=True``): no forward here.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..architectures import DecoderLayout
-from ._json import json_float, json_list
-from .exact import PatchResult, normalize
-from .margins import ProbeBatch, pair_margins, validate_probe_batch
-from .replicate import capture_edit, run_unpatched
-from .runner import BlockEdit, forward_blocks, probe_mode, resolve_layers, resolve_runs
+from spinal_callback.model.runner import probe_mode, resolve_layers
+from spinal_callback.probes._json import json_float, json_list
+from spinal_callback.probes.exact import PatchResult, normalize
+from spinal_callback.probes.margins import pair_margins, validate_probe_batch
+from spinal_callback.probes.unpatched import UnpatchedRuns, shared_runs, unpatched_or_compute
 
 __all__ = ["AttributionResult", "attribution_patching", "rank_agreement"]
 
@@ -100,29 +99,6 @@ def rank_agreement(layers: Sequence[int], scores: torch.Tensor, exact: PatchResu
     return None if rho != rho else rho
 
 
-def _margin_gradient(
-    layout: DecoderLayout, final: torch.Tensor, probe: ProbeBatch, chunk_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``∂M/∂h_L`` for ``M = mean_x m(x)`` and the ``(2K,)`` log-likelihoods, head chunk by head chunk."""
-    device, k = final.device, probe.num_pairs
-    rows, cols = probe.label_mask.nonzero(as_tuple=True)
-    targets = probe.input_ids[rows, cols].to(device)
-    rows, cols = rows.to(device), cols.to(device)
-    weight = torch.cat([torch.full((k,), 1.0 / k), torch.full((k,), -1.0 / k)]).to(device)
-    hidden = final.detach()
-    grad = torch.zeros_like(hidden)
-    logp_total = torch.zeros(probe.num_rows, dtype=torch.float64, device=device)
-    for start in range(0, rows.numel(), chunk_size):
-        r, c = rows[start : start + chunk_size], cols[start : start + chunk_size] - 1
-        h = hidden[r, c].requires_grad_(True)
-        logits = layout.lens_logits(h)
-        logp = logits.gather(1, targets[start : start + chunk_size, None]).squeeze(1) - logits.logsumexp(-1)
-        (g,) = torch.autograd.grad((logp * weight[r]).sum(), h)
-        grad.index_put_((r, c), g.to(grad.dtype), accumulate=True)
-        logp_total.index_add_(0, r, logp.detach().double())
-    return grad, logp_total
-
-
 def attribution_patching(
     policy: nn.Module,
     reference: nn.Module | None,
@@ -131,6 +107,7 @@ def attribution_patching(
     layers: Sequence[int] | None = None,
     exact: PatchResult | None = None,
     chunk_size: int = 256,
+    unpatched: UnpatchedRuns | None = None,
 ) -> AttributionResult:
     """Attribution-patching scores of every chosen layer from one forward + one backward of the reference.
 
@@ -141,57 +118,32 @@ def attribution_patching(
     Args:
         policy, reference, batch, layers, chunk_size: as for :func:`~spinal_callback.probes.patch_layers`.
         exact: a policy → reference :class:`PatchResult` to report the Spearman agreement with.
+        unpatched: the shared unpatched runs, computed with ``gradients=True``: no forward here.
 
     Returns:
         An :class:`AttributionResult` (CPU tensors).
 
     Raises:
-        ValueError: as ``patch_layers``; ``exact`` of the other direction.
+        ValueError: as ``patch_layers``; ``exact`` of the other direction; ``unpatched`` without gradients.
     """
     probe = validate_probe_batch(batch)
-    policy_run, reference_run = resolve_runs(policy, reference)
+    policy_run, reference_run = shared_runs(policy, reference, probe, unpatched)
     blocks = resolve_layers(layers, policy_run.layout.num_layers)
     if exact is not None and exact.direction != "policy_to_reference":
         rank_agreement([], torch.zeros(0), exact)  # raises the direction error
-    last = policy_run.layout.num_layers - 1
-    params = list(reference_run.module.parameters())
-    flags = [p.requires_grad for p in params]
-    store: dict[int, torch.Tensor] = {}
-    inner = [b for b in blocks if b != last]  # scored through the backward; the last block's grad is direct
-    grads: dict[int, torch.Tensor | None] = dict.fromkeys(inner)
     with probe_mode(policy_run, reference_run):
-        with torch.no_grad():
-            policy_hidden, logp_policy = run_unpatched(policy_run, probe, blocks, chunk_size=chunk_size)
-        try:
-            for p in params:
-                p.requires_grad_(False)
-            with torch.enable_grad():
-
-                def first_block(hidden: torch.Tensor) -> torch.Tensor:
-                    leaf = hidden.detach().requires_grad_(True)  # the graph starts here
-                    store[0] = leaf
-                    return leaf
-
-                edits: dict[int, BlockEdit] = {b: capture_edit(store, b, detach=False) for b in blocks}
-                edits[0] = first_block
-                final = forward_blocks(reference_run, probe.input_ids, probe.attention_mask, edits)
-                grad_final, logp_ref = _margin_gradient(reference_run.layout, final, probe, chunk_size)
-                if inner:
-                    found = torch.autograd.grad(
-                        final, [store[b] for b in inner], grad_outputs=grad_final, allow_unused=True
-                    )
-                    grads = dict(zip(inner, found))
-        finally:
-            for p, flag in zip(params, flags):
-                p.requires_grad_(flag)
+        runs = unpatched_or_compute(
+            unpatched, policy_run, reference_run, probe, blocks, blocks, gradients=True, chunk_size=chunk_size
+        )
+    grads = runs.reference_grads or {}
     scores = torch.zeros(len(blocks), dtype=torch.float64)
     for i, b in enumerate(blocks):
-        g = grad_final if b == last else grads[b]
+        g = grads[b]
         if g is not None:
-            delta = policy_hidden[b].to(g.device).double() - store[b].detach().double()
+            delta = runs.policy_hidden[b].to(g.device).double() - runs.reference_hidden[b].double()
             scores[i] = float((delta * g.double()).sum())
-    margin_ref = pair_margins(logp_ref).cpu()
-    margin_policy = pair_margins(logp_policy).cpu()
+    margin_ref = pair_margins(runs.reference_logprobs).cpu()
+    margin_policy = pair_margins(runs.policy_logprobs).cpu()
     layer_ids = [b + 1 for b in blocks]
     total = (margin_policy - margin_ref).mean()
     return AttributionResult(
@@ -202,5 +154,5 @@ def attribution_patching(
         margin_base=margin_ref,
         margin_source=margin_policy,
         forwards=2,
-        backwards=1 if inner else 0,
+        backwards=1 if any(b != policy_run.layout.num_layers - 1 for b in blocks) else 0,
     )

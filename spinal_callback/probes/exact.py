@@ -29,10 +29,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ._json import json_float, json_list
-from .margins import pair_margins, validate_probe_batch
-from .replicate import PatchSpec, exact_replacement, plan_patches, run_patches, run_unpatched
-from .runner import probe_mode, resolve_layers, resolve_runs
+from spinal_callback.model.runner import probe_mode, resolve_layers
+from spinal_callback.probes._json import json_float, json_list
+from spinal_callback.probes.margins import pair_margins, validate_probe_batch
+from spinal_callback.probes.replicate import PatchSpec, exact_replacement, plan_patches, run_patches
+from spinal_callback.probes.unpatched import UnpatchedRuns, shared_runs, unpatched_or_compute
 
 __all__ = ["DIRECTIONS", "Direction", "PatchResult", "normalize", "patch_layers"]
 
@@ -114,6 +115,7 @@ def patch_layers(
     max_rows_per_forward: int | None = None,
     reuse_prefix: bool = True,
     chunk_size: int = 256,
+    unpatched: UnpatchedRuns | None = None,
 ) -> PatchResult:
     """Exact activation patching of every chosen layer, batched.
 
@@ -122,16 +124,16 @@ def patch_layers(
     ``effect_ℓ = mean_x[m_patched,ℓ − m_base]``, ``normalized_effect_ℓ = effect_ℓ / mean_x[m_source − m_base]``,
     with ``m = Σ_{t∈y⁺} log π(y⁺_t | ·) − Σ_{t∈y⁻} log π(y⁻_t | ·)``.
 
-    Cost: one forward of the source (recording its block outputs), one of the base, then the
-    ``len(layers) × 2K`` patched rows as a replicated batch in which block ℓ's hook replaces only the
-    rows assigned to ℓ, cut into forwards of at most ``max_rows_per_forward`` rows. With
-    ``reuse_prefix`` a patched forward computes only the blocks above its lowest patched block ℓ_min,
-    starting from the base's recorded block-ℓ_min output with ℓ_min's patches applied (see
-    :mod:`spinal_callback.probes.replicate`); there is no host sync between layers. Forwards stop
-    after the last block; log-probabilities are gathered from the model's own head in chunks of
-    ``chunk_size`` tokens. All forwards are no-grad and in eval mode; train/eval flags are restored
-    exactly. Memory: the source's ``(2K, T, d)`` outputs of every patched layer and the base's at the
-    chunks' first blocks, plus the activations of one patched forward.
+    Cost: one forward of the source (recording its block outputs), one of the base (neither with
+    ``unpatched``, which holds them), then the ``len(layers) × 2K`` patched rows as a replicated batch
+    in which block ℓ's hook replaces only the rows assigned to ℓ, cut into forwards of at most
+    ``max_rows_per_forward`` rows. With ``reuse_prefix`` a patched forward computes only the blocks
+    above its lowest patched block ℓ_min, starting from the base's recorded block-ℓ_min output with
+    ℓ_min's patches applied (see :mod:`spinal_callback.probes.replicate`); there is no host sync between
+    layers. Forwards stop after the last block; log-probabilities are gathered from the model's own head
+    in chunks of ``chunk_size`` tokens. All forwards are no-grad and in eval mode; train/eval flags are
+    restored exactly. Memory: the source's ``(2K, T, d)`` outputs of every patched layer and the base's
+    at the chunks' first blocks, plus the activations of one patched forward.
 
     Args:
         policy: the policy (a Hugging Face causal LM; PEFT-, DDP- or compile-wrapped too).
@@ -148,30 +150,35 @@ def patch_layers(
             :mod:`~spinal_callback.probes.replicate`), else all ``len(layers) × 2K`` rows in one forward.
         reuse_prefix: skip the unpatched blocks below each patched forward's lowest layer.
         chunk_size: scored tokens per logit-head call.
+        unpatched: the unpatched runs of these models on this batch, shared with the other probes of
+            the same step (:func:`~spinal_callback.probes.unpatched.unpatched_runs`): the source's
+            outputs, the base's prefix outputs and both margins are taken from it instead of two
+            forwards here. The result is the same; its ``forwards`` still counts the 2 unpatched ones.
 
     Returns:
         A :class:`PatchResult` (CPU tensors).
 
     Raises:
         ValueError: unknown ``direction``; malformed batch or a pair with an empty completion;
-            incompatible policy and reference; ``reference=None`` with a non-PEFT policy; bad ``layers``.
+            incompatible policy and reference; ``reference=None`` with a non-PEFT policy; bad ``layers``;
+            ``unpatched`` of other models, of another batch or lacking blocks.
     """
     direction = check_direction(direction)  # type: ignore[assignment]
     probe = validate_probe_batch(batch)
-    policy_run, reference_run = resolve_runs(policy, reference)
+    policy_run, reference_run = shared_runs(policy, reference, probe, unpatched)
     blocks = resolve_layers(layers, policy_run.layout.num_layers)
     base, source = (reference_run, policy_run) if direction == "policy_to_reference" else (policy_run, reference_run)
     plan = plan_patches(blocks, probe.num_rows, max_rows=max_rows_per_forward, reuse_prefix=reuse_prefix)
     with probe_mode(policy_run, reference_run), torch.no_grad():
-        source_hidden, logp_source = run_unpatched(source, probe, blocks, chunk_size=chunk_size)
-        prefix_hidden, logp_base = run_unpatched(base, probe, plan.prefix_blocks, chunk_size=chunk_size)
+        wanted = (blocks, plan.prefix_blocks) if source is policy_run else (plan.prefix_blocks, blocks)
+        runs = unpatched_or_compute(unpatched, policy_run, reference_run, probe, *wanted, chunk_size=chunk_size)
         device = base.device
-        source_hidden = {b: h.to(device) for b, h in source_hidden.items()}
-
+        source_hidden = {b: runs.hidden(source)[b].to(device) for b in blocks}
         specs = [PatchSpec(b, exact_replacement(source_hidden[b])) for b in blocks]
         logp_patched, forwards, block_rows = run_patches(
-            base, probe, specs, plan, prefix_hidden, chunk_size=chunk_size
+            base, probe, specs, plan, runs.hidden(base), chunk_size=chunk_size
         )
+        logp_base, logp_source = runs.logprobs(base), runs.logprobs(source)
     margin_base = pair_margins(logp_base).cpu()
     margin_source = pair_margins(logp_source).cpu()
     per_example = pair_margins(logp_patched).cpu() - margin_base

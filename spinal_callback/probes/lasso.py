@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._json import json_float, json_list
-from .margins import completion_logprobs, pair_margins, validate_probe_batch
-from .replicate import run_unpatched
-from .runner import BlockEdit, forward_blocks, probe_mode, resolve_layers, resolve_runs
+from spinal_callback.model.runner import probe_mode, resolve_layers
+from spinal_callback.probes._json import json_float, json_list
+from spinal_callback.probes.margins import pair_margins, validate_probe_batch
+from spinal_callback.probes.unpatched import UnpatchedRuns, shared_runs, unpatched_or_compute
 
 __all__ = ["LassoResult", "activation_distances", "lasso_attribution", "lasso_probe"]
 
@@ -168,44 +168,33 @@ def activation_distances(
     *,
     layers: Sequence[int] | None = None,
     chunk_size: int = 256,
+    unpatched: UnpatchedRuns | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """LASSO features and target from two no-grad forwards (policy, then reference).
+    """LASSO features and target from the unpatched policy and reference runs.
 
     ``F[x, ℓ] = Σ_{t real, both rows of x} ‖h_pol,ℓ,t − h_ref,ℓ,t‖₂ / #tokens`` and
-    ``y[x] = m_policy(x) − m_ref(x)``. The reference distances are reduced inside its forward, so only
-    the policy's block outputs are kept.
+    ``y[x] = m_policy(x) − m_ref(x)``. Two no-grad forwards (policy, then reference) recording the
+    chosen blocks' outputs, or none with ``unpatched`` (as for :func:`~spinal_callback.probes.patch_layers`).
 
     Returns:
         ``(features [K, L] float64, target [K] float64, layers 1-based)``, CPU tensors.
     """
     probe = validate_probe_batch(batch)
-    policy_run, reference_run = resolve_runs(policy, reference)
+    policy_run, reference_run = shared_runs(policy, reference, probe, unpatched)
     blocks = resolve_layers(layers, policy_run.layout.num_layers)
     k = probe.num_pairs
     sums: dict[int, torch.Tensor] = {}
     with probe_mode(policy_run, reference_run), torch.no_grad():
-        policy_hidden, logp_policy = run_unpatched(policy_run, probe, blocks, chunk_size=chunk_size)
+        runs = unpatched_or_compute(unpatched, policy_run, reference_run, probe, blocks, blocks, chunk_size=chunk_size)
         device = reference_run.device
         mask = probe.attention_mask.to(device=device, dtype=torch.float64)
-
-        def distance(block: int) -> BlockEdit:
-            def edit(hidden: torch.Tensor) -> None:
-                diff = policy_hidden[block].to(device).float() - hidden.float()
-                sums[block] = (diff.norm(dim=-1).double() * mask).sum(dim=1)
-                return None
-
-            return edit
-
-        final = forward_blocks(
-            reference_run, probe.input_ids, probe.attention_mask, {b: distance(b) for b in blocks}
-        )
-        logp_ref = completion_logprobs(
-            reference_run.layout, final, probe.input_ids, probe.label_mask, chunk_size=chunk_size
-        )
+        for b in blocks:
+            diff = runs.policy_hidden[b].to(device).float() - runs.reference_hidden[b].float()
+            sums[b] = (diff.norm(dim=-1).double() * mask).sum(dim=1).cpu()
     counts = probe.attention_mask.double().sum(dim=1)
     pair_counts = counts[:k] + counts[k:]
-    features = torch.stack([(sums[b].cpu()[:k] + sums[b].cpu()[k:]) / pair_counts for b in blocks], dim=1)
-    target = (pair_margins(logp_policy) - pair_margins(logp_ref)).cpu()
+    features = torch.stack([(sums[b][:k] + sums[b][k:]) / pair_counts for b in blocks], dim=1)
+    target = (pair_margins(runs.policy_logprobs) - pair_margins(runs.reference_logprobs)).cpu()
     return features, target, [b + 1 for b in blocks]
 
 
@@ -218,11 +207,13 @@ def lasso_probe(
     cv: int | None = None,
     random_state: int = 0,
     chunk_size: int = 256,
+    unpatched: UnpatchedRuns | None = None,
 ) -> LassoResult:
-    """:func:`activation_distances` then :func:`lasso_attribution` (two forwards in all).
+    """:func:`activation_distances` then :func:`lasso_attribution` (two forwards in all, none with ``unpatched``).
 
     Args:
-        policy, reference, batch, layers, chunk_size: as for :func:`~spinal_callback.probes.patch_layers`.
+        policy, reference, batch, layers, chunk_size, unpatched: as for
+            :func:`~spinal_callback.probes.patch_layers`.
         cv, random_state: as for :func:`lasso_attribution`.
 
     Raises:
@@ -236,6 +227,6 @@ def lasso_probe(
         )
     _sklearn()  # fail before the forwards
     features, target, layer_ids = activation_distances(
-        policy, reference, batch, layers=layers, chunk_size=chunk_size
+        policy, reference, batch, layers=layers, chunk_size=chunk_size, unpatched=unpatched
     )
     return lasso_attribution(features, target, layer_ids, cv=cv, random_state=random_state)

@@ -23,11 +23,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._json import json_list
-from .exact import normalize
-from .margins import ProbeBatch, pair_margins, validate_probe_batch
-from .replicate import PatchSpec, exact_replacement, plan_patches, run_patches, run_unpatched
-from .runner import probe_mode, resolve_layers, resolve_runs
+from spinal_callback.model.runner import probe_mode, resolve_layers
+from spinal_callback.probes._json import json_list
+from spinal_callback.probes.exact import PatchResult, normalize
+from spinal_callback.probes.margins import ProbeBatch, pair_margins, validate_probe_batch
+from spinal_callback.probes.replicate import PatchSpec, exact_replacement, plan_patches, run_patches
+from spinal_callback.probes.unpatched import UnpatchedRuns, shared_runs, unpatched_or_compute
 
 __all__ = ["LowRankResult", "default_ranks", "low_rank_patch", "top_directions"]
 
@@ -109,6 +110,17 @@ def _real_tokens(hidden: torch.Tensor, probe: ProbeBatch) -> torch.Tensor:
     return hidden[mask]
 
 
+def _exact_effects(exact: PatchResult, blocks: Sequence[int]) -> torch.Tensor:
+    """``exact.effect`` at the 0-based ``blocks``, float64 (raises ``ValueError`` when it cannot serve)."""
+    missing = [b + 1 for b in blocks if b + 1 not in exact.layers]
+    if exact.direction != "policy_to_reference" or missing:
+        raise ValueError(
+            "`exact` must be a patch_layers(..., direction='policy_to_reference') result covering `layers`, "
+            f"got direction={exact.direction!r} with layers {exact.layers} (missing {missing})"
+        )
+    return exact.effect[[exact.layers.index(b + 1) for b in blocks]].double()
+
+
 def low_rank_patch(
     policy: nn.Module,
     reference: nn.Module | None,
@@ -120,6 +132,8 @@ def low_rank_patch(
     max_rows_per_forward: int | None = None,
     reuse_prefix: bool = True,
     chunk_size: int = 256,
+    exact: PatchResult | None = None,
+    unpatched: UnpatchedRuns | None = None,
 ) -> LowRankResult:
     """Patch ``h_ref + P_k (h_pol − h_ref)`` into the reference at each chosen layer, for each k.
 
@@ -129,37 +143,45 @@ def low_rank_patch(
 
     Batched like :func:`~spinal_callback.probes.patch_layers`: all (layer, k) experiments plus the
     exact patch of each layer are rows of replicated batches; 2 unpatched forwards + the patched ones.
+    With ``exact`` the full effect is taken from it (no exact patch here), with ``unpatched`` the two
+    unpatched runs.
 
     Args:
         policy, reference, batch: as for :func:`~spinal_callback.probes.patch_layers`.
         layers: 1-based layers to study.
         ranks: the k values (each in 1..d); default :func:`default_ranks` of the hidden size d.
         center: use the singular vectors of the centered policy activations.
-        max_rows_per_forward, reuse_prefix, chunk_size: as for ``patch_layers``.
+        max_rows_per_forward, reuse_prefix, chunk_size, unpatched: as for ``patch_layers``.
+        exact: a policy → reference :class:`~spinal_callback.probes.PatchResult` of these models and
+            batch covering ``layers``; its ``effect`` is the full effect.
 
     Returns:
         A :class:`LowRankResult` (CPU tensors).
 
     Raises:
-        ValueError: as ``patch_layers``; a rank outside 1..d.
+        ValueError: as ``patch_layers``; a rank outside 1..d; ``exact`` of the other direction or
+            missing one of ``layers``.
     """
     probe = validate_probe_batch(batch)
-    policy_run, reference_run = resolve_runs(policy, reference)
+    policy_run, reference_run = shared_runs(policy, reference, probe, unpatched)
     blocks = resolve_layers(layers, policy_run.layout.num_layers)
+    full = _exact_effects(exact, blocks) if exact is not None else None
     with probe_mode(policy_run, reference_run), torch.no_grad():
-        policy_hidden, logp_policy = run_unpatched(policy_run, probe, blocks, chunk_size=chunk_size)
-        dim = policy_hidden[blocks[0]].shape[-1]
+        # the plan's prefix blocks are among `blocks`
+        runs = unpatched_or_compute(unpatched, policy_run, reference_run, probe, blocks, blocks, chunk_size=chunk_size)
+        dim = runs.policy_hidden[blocks[0]].shape[-1]
         ks = sorted({int(k) for k in ranks}) if ranks is not None else default_ranks(dim)
         if not ks or ks[0] < 1 or ks[-1] > dim:
             raise ValueError(f"`ranks` must be integers in 1..{dim} (the hidden size), got {ranks!r}")
         device = reference_run.device
-        policy_hidden = {b: h.to(device) for b, h in policy_hidden.items()}
+        policy_hidden = {b: runs.policy_hidden[b].to(device) for b in blocks}
         specs: list[PatchSpec] = []
         explained = torch.zeros(len(blocks), len(ks), dtype=torch.float64)
         for i, b in enumerate(blocks):
             vectors, s2 = top_directions(_real_tokens(policy_hidden[b], probe), center=center)
             explained[i] = (s2.cumsum(0) / s2.sum().clamp_min(1e-300))[torch.tensor(ks) - 1].cpu()
-            specs.append(PatchSpec(b, exact_replacement(policy_hidden[b])))
+            if full is None:
+                specs.append(PatchSpec(b, exact_replacement(policy_hidden[b])))
             for k in ks:
                 v = vectors[:, :k].to(device=device, dtype=torch.float32)
 
@@ -171,14 +193,15 @@ def low_rank_patch(
         plan = plan_patches(
             [s.block for s in specs], probe.num_rows, max_rows=max_rows_per_forward, reuse_prefix=reuse_prefix
         )
-        prefix_hidden, logp_ref = run_unpatched(reference_run, probe, plan.prefix_blocks, chunk_size=chunk_size)
         logp_patched, forwards, _ = run_patches(
-            reference_run, probe, specs, plan, prefix_hidden, chunk_size=chunk_size
+            reference_run, probe, specs, plan, runs.reference_hidden, chunk_size=chunk_size
         )
+        logp_policy, logp_ref = runs.policy_logprobs, runs.reference_logprobs
     margin_ref = pair_margins(logp_ref).cpu()
     margin_policy = pair_margins(logp_policy).cpu()
-    effects = (pair_margins(logp_patched).cpu() - margin_ref).mean(dim=1).view(len(blocks), 1 + len(ks))
-    full, effect = effects[:, 0], effects[:, 1:]
+    effect = (pair_margins(logp_patched).cpu() - margin_ref).mean(dim=1).view(len(blocks), -1)
+    if full is None:  # the first spec of each layer is its exact patch
+        full, effect = effect[:, 0], effect[:, 1:]
     fraction = torch.stack([normalize(effect[i], full[i], margin_ref.abs().mean()) for i in range(len(blocks))])
     total = (margin_policy - margin_ref).mean()
     return LowRankResult(

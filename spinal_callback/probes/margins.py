@@ -8,7 +8,7 @@ at t is scored by the hidden state at t−1 (a completion token at t = 0 has no 
 scored, as in TRL).
 
 Log-probabilities are computed from the *final block output* with the model's own logit head
-(:meth:`~spinal_callback.architectures.DecoderLayout.lens_logits`: final norm, unembedding, soft-capping),
+(:meth:`~spinal_callback.model.architectures.DecoderLayout.lens_logits`: final norm, unembedding, soft-capping),
 in token chunks, gathering only the target tokens: no ``(rows, T, V)`` logits tensor is ever built.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..architectures import DecoderLayout
+from spinal_callback.model.architectures import DecoderLayout
 
 __all__ = ["BATCH_KEYS", "ProbeBatch", "completion_logprobs", "pair_margins", "validate_probe_batch"]
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .margins import ProbeBatch, completion_logprobs
-from .runner import BlockEdit, ModelRun, forward_blocks
+from spinal_callback.model.runner import BlockEdit, ModelRun, forward_blocks
+from spinal_callback.probes.margins import ProbeBatch, completion_logprobs
 
 __all__ = [
     "LAYERS_PER_FORWARD",
@@ -155,7 +155,7 @@ def run_patches(
 ) -> tuple[torch.Tensor, int, int]:
     """Run the plan; completion log-likelihoods of every (spec, row).
 
-    Call under ``torch.no_grad()`` inside :func:`~spinal_callback.probes.runner.probe_mode`.
+    Call under ``torch.no_grad()`` inside :func:`~spinal_callback.model.runner.probe_mode`.
 
     Args:
         run: the model that is patched.

@@ -3,12 +3,11 @@
 Importing this package imports neither Lightning, transformers nor matplotlib.
 """
 
-from .heatmap import HeatmapHistory, colorize, heatmap_image
-from .jsonl import RECORD_TYPES, TraceWriter, load_traces, read_trace_file, trace_record
-from .tensorboard import (
+from spinal_callback.sinks.heatmap import HeatmapHistory, colorize, heatmap_image
+from spinal_callback.sinks.jsonl import RECORD_TYPES, TraceWriter, load_traces, read_trace_file, trace_record
+from spinal_callback.sinks.tensorboard import (
     SummaryWriterLike,
     TensorBoardSink,
-    band_statistics,
     custom_scalar_layout,
     trace_scalars,
 )
@@ -19,7 +18,6 @@ __all__ = [
     "SummaryWriterLike",
     "TensorBoardSink",
     "TraceWriter",
-    "band_statistics",
     "colorize",
     "custom_scalar_layout",
     "heatmap_image",

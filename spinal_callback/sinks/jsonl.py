@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
 
-from ..geometry.trace import DepthTrace
+from spinal_callback.geometry.trace import DepthTrace
 
 __all__ = ["RECORD_TYPES", "TraceWriter", "load_traces", "read_trace_file", "trace_record"]
 

@@ -20,14 +20,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..geometry.curvature import BAND_NAMES, band_slices
-from ..geometry.trace import LAYER_METRICS, DepthTrace
-from .heatmap import HeatmapHistory, heatmap_image
+from spinal_callback.geometry.bands import band_positions, band_statistics
+from spinal_callback.geometry.curvature import BAND_NAMES
+from spinal_callback.geometry.trace import LAYER_METRICS, DepthTrace
+from spinal_callback.sinks.heatmap import HeatmapHistory, heatmap_image
 
 __all__ = [
     "SummaryWriterLike",
     "TensorBoardSink",
-    "band_statistics",
     "custom_scalar_layout",
     "trace_scalars",
 ]
@@ -57,52 +57,6 @@ class SummaryWriterLike(Protocol):
     def flush(self) -> Any: ...
 
     def close(self) -> Any: ...
-
-
-def _band_positions(trace: DepthTrace) -> dict[str, list[int]]:
-    """List positions of each band's layers, from the ``"layers": [first, last]`` range in ``trace.bands``.
-
-    Falls back to thirds of depth (:func:`band_slices`) when the trace carries no bands.
-    """
-    if not trace.bands:
-        return {band: list(idx) for band, idx in band_slices(trace.num_layers).items()}
-    positions: dict[str, list[int]] = {}
-    for band, summary in trace.bands.items():
-        span = summary.get("layers") or []
-        if len(span) == 2:
-            first, last = int(span[0]), int(span[1])
-            positions[band] = [i for i, layer in enumerate(trace.layers) if first <= layer <= last]
-        else:
-            positions[band] = []
-    return positions
-
-
-def band_statistics(trace: DepthTrace) -> dict[str, dict[str, tuple[float, float, float]]]:
-    """Per band and metric, ``(mean, min, max)`` over the band's layers (NaN entries ignored).
-
-    The mean is the trace's own band summary when present, else the NaN-ignoring mean of the
-    per-layer values; min / max come from the per-layer lists. Bands without layers are left out;
-    a metric with no finite value in a band gives ``(nan, nan, nan)``.
-    """
-    stats: dict[str, dict[str, tuple[float, float, float]]] = {}
-    for band, idx in _band_positions(trace).items():
-        if not idx:
-            continue
-        summary = trace.bands.get(band, {})
-        stats[band] = {}
-        for metric in LAYER_METRICS:
-            values = getattr(trace, metric)
-            finite = [float(values[i]) for i in idx if math.isfinite(values[i])]
-            if not finite:
-                stats[band][metric] = (math.nan, math.nan, math.nan)
-                continue
-            stored = summary.get(metric)
-            if isinstance(stored, (int, float)) and math.isfinite(stored):
-                mean = float(stored)
-            else:
-                mean = sum(finite) / len(finite)
-            stats[band][metric] = (mean, min(finite), max(finite))
-    return stats
 
 
 def trace_scalars(trace: DepthTrace) -> dict[str, float]:
@@ -224,7 +178,7 @@ class TensorBoardSink:
         scalars = trace_scalars(trace)
         self.write_scalars(step, scalars)
         if self.writer is not None and not self._layout_written and trace.num_layers > 0:
-            bands = [band for band, idx in _band_positions(trace).items() if idx]
+            bands = [band for band, idx in band_positions(trace).items() if idx]
             self.writer.add_custom_scalars(custom_scalar_layout(trace.num_layers, bands))
             self._layout_written = True
         if self.heatmaps and self.writer is not None and trace.num_layers > 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spinal_callback.cli import main
+from spinal_callback.tools.cli import main
 
 
 def test_help_lists_the_commands(capsys) -> None:

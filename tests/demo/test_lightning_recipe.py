@@ -14,7 +14,7 @@ from spinal_callback.demo.lightning_module import DPOLightningModule, sequence_l
 from spinal_callback.demo.lightning_recipe import main, preference_records
 from spinal_callback.demo.model import build_model, demo_config
 from spinal_callback.demo.task import AdditionTask, build_tokenizer
-from spinal_callback.probe_set import collate_pairs
+from spinal_callback.model.probe_batch import collate_pairs
 
 from ._events import scalars, summary
 

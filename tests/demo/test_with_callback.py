@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from spinal_callback.cli import main as cli_main
+from spinal_callback.tools.cli import main as cli_main
 
 from ._events import scalars, summary, trace_records
 

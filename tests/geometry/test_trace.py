@@ -14,7 +14,6 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
-from spinal_callback.architectures import resolve_layout
 from spinal_callback.geometry import (
     LAYER_METRICS,
     DepthTrace,
@@ -23,6 +22,7 @@ from spinal_callback.geometry import (
     hidden_curvature,
     trace_from_hidden,
 )
+from spinal_callback.model.architectures import resolve_layout
 from tests.conftest import make_batch, tiny_causal_lm
 
 NUM_LAYERS = 4

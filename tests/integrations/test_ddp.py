@@ -36,3 +36,28 @@ def test_two_ranks_roll_back_in_lockstep_and_only_rank_zero_writes(tmp_path: Pat
     assert steps == sorted(set(steps)) and steps[0] == 0  # one writer: each step once, in order
     event_files = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert len(event_files) == 1, event_files
+
+
+FAILURE_SCRIPT = Path(__file__).with_name("ddp_failure_script.py")
+
+
+def test_a_snapshot_write_failing_on_rank_zero_only_is_dropped_everywhere_and_nobody_hangs(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(  # a rank stuck in a collective another rank skipped would hit the timeout
+        [sys.executable, str(FAILURE_SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"failure_rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["storage"] for r in ranks] == ["disk", "memory"]
+    assert ranks[0]["global_step"] == ranks[1]["global_step"] == 11  # both finished
+    assert ranks[0]["failures"] == ranks[1]["failures"] == 1  # both report the failure
+    assert len(ranks[0]["warnings"]) == len(ranks[1]["warnings"]) == 1
+    assert "snapshot at step 8 failed (SnapshotWriteError" in ranks[0]["warnings"][0]
+    assert "snapshot at step 8 failed (it failed on another rank)" in ranks[1]["warnings"][0]
+    assert ranks[0]["steps_after_failure"] == ranks[1]["steps_after_failure"] == [0, 2, 4, 6]  # keep=4
+    # the fault rolled both back to the same snapshot (step 8 was dropped everywhere) with identical weights
+    assert ranks[0]["rollbacks"] == ranks[1]["rollbacks"] == 1
+    assert ranks[0]["history"] == ranks[1]["history"] and ranks[0]["history"][0]["to_step"] == 6
+    assert ranks[0]["steps"] == ranks[1]["steps"]
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    assert not (tmp_path / "snaps" / "spinal-snapshot-step000000000008.pt").exists()

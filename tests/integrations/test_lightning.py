@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from spinal_callback import SpinalConfig, SpinalLightningCallback  # noqa: E402
-from spinal_callback.probe_set import collate_pairs, tokenize_pairs  # noqa: E402
+from spinal_callback.model.probe_batch import collate_pairs, tokenize_pairs  # noqa: E402
 
 from .helpers import all_finite, images, pairs, scalars, tiny_llama, tokenizer  # noqa: E402
 

@@ -79,7 +79,7 @@ def test_trl_patching_with_ref_model_and_with_peft(tmp_path: Path) -> None:
 
 
 def test_failing_patching_probe_warns_counts_and_training_goes_on(tmp_path: Path, monkeypatch) -> None:
-    import spinal_callback.patching_probe as patching
+    import spinal_callback.probes.protocol as patching
 
     def broken(*args: object, **kwargs: object) -> None:
         raise torch.OutOfMemoryError("simulated out of memory")

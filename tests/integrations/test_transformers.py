@@ -97,7 +97,7 @@ def test_explicit_probe_pairs_are_tokenized_with_the_processing_class(tmp_path: 
 
 
 def test_unsupported_model_fails_before_the_first_step(tmp_path: Path) -> None:
-    from spinal_callback import architectures
+    from spinal_callback.model import architectures
 
     callback = SpinalTrainerCallback(SpinalConfig(interval=1, num_probe_pairs=2))
     trainer = _trainer(tmp_path, callback, max_steps=2)
@@ -167,7 +167,7 @@ def test_state_round_trips_through_trainer_state_json(tmp_path: Path) -> None:
     assert resumed_cb.monitor.guard.alerts_total == 7
     # the detector's baseline carried over: the 3 observations before the checkpoint plus step 6
     signals = resumed_cb.monitor.guard.detector.state_dict()["signals"]
-    assert [s for s, _ in signals["band/late/transport"]["baseline"]] == [0, 2, 4, 6]
+    assert [s for s, _ in signals["band/late/transport"]["history"]] == [0, 2, 4, 6]
     steps = [r["step"] for r in _trace_records(resumed_cb.trace_path)]
     assert steps == [6]
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from spinal_callback import architectures, register_architecture
+from spinal_callback import register_architecture
+from spinal_callback.model import architectures
 from spinal_callback.probes import DIRECTIONS, PatchResult, patch_layers
 from tests.conftest import tiny_causal_lm
 from tests.probes._models import blocks_of, naive_patch, perturbed_pair, probe_batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spinal_callback.architectures import resolve_layout
+from spinal_callback.model.architectures import resolve_layout
 from spinal_callback.probes import completion_logprobs, pair_margins, patch_layers, validate_probe_batch
 from tests.conftest import tiny_causal_lm
 from tests.probes._models import naive_margins, naive_patch, perturbed_pair, probe_batch

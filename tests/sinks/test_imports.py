@@ -8,7 +8,7 @@ OPTIONAL = ("lightning", "pytorch_lightning", "transformers", "matplotlib")
 
 def test_sinks_and_report_import_no_optional_framework():
     code = (
-        "import sys, spinal_callback.sinks, spinal_callback.report\n"
+        "import sys, spinal_callback.sinks, spinal_callback.tools.report\n"
         f"heavy = [m for m in {OPTIONAL!r} if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -7,11 +7,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.custom_scalar import layout_pb2
 from torch.utils.tensorboard import SummaryWriter
 
+from spinal_callback.geometry.bands import band_statistics
 from spinal_callback.geometry.trace import LAYER_METRICS, DepthTrace
 from spinal_callback.sinks.heatmap import MISSING_COLOR, colorize
 from spinal_callback.sinks.tensorboard import (
     TensorBoardSink,
-    band_statistics,
     custom_scalar_layout,
     trace_scalars,
 )

@@ -1,0 +1,11 @@
+"""Configuration: the validated dataclasses both callbacks take, and the checks they share.
+
+:class:`SpinalConfig` holds everything; its ``detector`` and ``rollback`` fields are a
+:class:`DetectorConfig` and a :class:`RollbackConfig`. Nothing here imports torch.
+"""
+
+from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.rollback import RollbackConfig
+from spinal_callback.config.spinal import ALERT_ACTIONS, PATCH_DIRECTIONS, SpinalConfig
+
+__all__ = ["ALERT_ACTIONS", "PATCH_DIRECTIONS", "DetectorConfig", "RollbackConfig", "SpinalConfig"]

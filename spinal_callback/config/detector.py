@@ -1,0 +1,273 @@
+"""``DetectorConfig``: the validated settings of the trend-aware early-warning detector.
+
+Kept apart from :mod:`spinal_callback.early_warning.detector` (which re-exports it) so the detector module
+holds only the decision logic. The shipped thresholds are placeholders produced by
+:func:`spinal_callback.early_warning.calibrate.calibrate` on synthetic healthy series (see
+``docs/early_warning.md``); ``scripts/calibrate_detector.py`` recalibrates them from healthy trace files, and
+its JSON output loads with :meth:`DetectorConfig.from_json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from spinal_callback.config.validation import check_int
+
+__all__ = ["CHECKS", "DEFAULT_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS", "DPO_METRICS", "DetectorConfig"]
+
+#: Direction priors a signal can carry: ``"both"`` (no prior: a break either way counts), ``"up"`` / ``"down"``
+#: (only a break in that direction counts; use only for quantities that never move the other way in healthy runs).
+DIRECTIONS = ("both", "up", "down")
+#: Tests the detector can run (the values of the matching ``AlertReason`` members).
+CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change")
+
+#: Watched scalar signals and their direction priors: the late band's geometry (tags without ``spinal/``), the
+#: output head's logit statistics and the DPO quantities of the fixed probe pairs (measured in the probe's
+#: own forward, see :mod:`spinal_callback.monitor.signals`), then TRL's DPO metrics (watched when fed). No
+#: prior anywhere: healthy DPO moves every one of them, in either direction (late-band contraction and
+#: transport drift for the whole run; chosen log-probabilities and rewards fall in many healthy runs —
+#: likelihood displacement, Razin et al. 2024).
+DEFAULT_SIGNALS: dict[str, str] = {
+    "band/late/transport_curvature": "both",
+    "band/late/contraction": "both",
+    "band/late/transport": "both",
+    "band/late/entropy": "both",
+    "head/log_z": "both",
+    "head/max_logit": "both",
+    "pairs/logp_chosen": "both",
+    "pairs/logratio_margin": "both",
+    "rewards/chosen": "both",
+    "rewards/margins": "both",
+}
+
+#: Watched per-layer vectors (see :func:`~spinal_callback.early_warning.inputs.vectors_from_trace`): the
+#: late band's per-layer transport and contraction, for the cross-layer PATTERN_CHANGE test.
+DEFAULT_VECTORS: tuple[str, ...] = ("layers/late/transport", "layers/late/contraction")
+
+#: TRL's DPO training metrics (names as logged, without ``train/``), for
+#: :func:`~spinal_callback.early_warning.names.check_signal_names` at setup.
+DPO_METRICS: tuple[str, ...] = (
+    "loss", "grad_norm", "learning_rate",
+    "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+    "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected",
+)
+
+
+def _float(name: str, value: object, low: float, high: float = math.inf, *, open_low: bool = False,
+           open_high: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (v > low if open_low else v >= low) and (v < high if open_high else v <= high) and math.isfinite(v)
+    if not ok:
+        bounds = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high or high == math.inf else ']'}"
+        raise ValueError(f"`{name}` must be a finite number in {bounds}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+@dataclass
+class DetectorConfig:
+    """Settings of :class:`~spinal_callback.early_warning.detector.EarlyWarningDetector`.
+
+    Validated on construction: a bad value raises ``ValueError`` naming the field, what is allowed and what
+    was given. Scores are in units of the signal's measured noise (see ``docs/early_warning.md``); the
+    thresholds ``z_threshold``, ``cusum_h``, ``variance_threshold`` and ``t2_threshold`` are meant to be set
+    by :func:`~spinal_callback.early_warning.calibrate.calibrate` from healthy runs.
+    """
+
+    signals: Mapping[str, str] | Sequence[str] = field(
+        default_factory=lambda: dict(DEFAULT_SIGNALS),
+        metadata={"help": "Scalar signals to watch, as {name: direction prior} with 'both' (no prior), 'up' or "
+                  "'down' (only a break that way counts), or a list of names (all 'both'). Names are band tags "
+                  "without 'spinal/' ('band/late/transport') or DPO metric names ('logps/chosen'); glob patterns "
+                  "('band/late/*') are allowed and must match at least one available signal. Signals never fed "
+                  "are not watched. Default: late-band transport curvature, contraction, transport and lens "
+                  "entropy, head/log_z, head/max_logit, pairs/logp_chosen, pairs/logratio_margin, "
+                  "rewards/chosen and rewards/margins, all 'both'."},
+    )
+    vectors: Sequence[str] = field(
+        default=DEFAULT_VECTORS,
+        metadata={"help": "Per-layer vector signals for the cross-layer PATTERN_CHANGE test (Hotelling T², "
+                  "needs scikit-learn: pip install \"spinal-callback[probes]\"), e.g. 'layers/late/transport' "
+                  "(the late band's per-layer transport). Empty: no cross-layer test."},
+    )
+    window: int = field(
+        default=20,
+        metadata={"help": "W: observations in the lagged window a signal's robust (Theil–Sen) trend is fitted "
+                  "on. Longer: a sharper forecast and noise estimate, less tolerance of curvature. At least 5."},
+    )
+    lag: int = field(
+        default=2,
+        metadata={"help": "g: observations between the end of the trend window and now, so that the first "
+                  "observations of a change do not bend the trend they are compared with. >= 0."},
+    )
+    warmup: int = field(
+        default=24,
+        metadata={"help": "Finite observations of a signal before any test may alert (NON_FINITE excepted). "
+                  "Scores exist from observation window + lag + 1 on; warm-up observations after that only "
+                  "settle the noise estimate (the CUSUM stays 0). At least 3."},
+    )
+    checks: Sequence[str] = field(
+        default=CHECKS,
+        metadata={"help": "Tests to run, any of 'trend_break', 'slope_change', 'variance_burst' and "
+                  "'pattern_change'. Non-finite values are governed by `non_finite`."},
+    )
+    z_threshold: float = field(
+        default=4.3,
+        metadata={"help": "TREND_BREAK: |z| of the residual against the trend forecast, z = (x − x̂)/σ̂_pred, "
+                  "that counts as an exceedance (same sign for min_consecutive observations). Calibrated."},
+    )
+    cusum_k: float = field(
+        default=2.0,
+        metadata={"help": "SLOPE_CHANGE: allowance k of the two-sided CUSUM S_t = max(0, S_{t−1} ± clip(z_t, ±4) "
+                  "− k), in noise units. Not calibrated (cusum_h is, for this k)."},
+    )
+    cusum_h: float = field(
+        default=6.2,
+        metadata={"help": "SLOPE_CHANGE: decision threshold h of the CUSUM, in noise units; the statistic is "
+                  "capped at h so an episode ends soon after the signal is back on a trend. Calibrated."},
+    )
+    variance_window: int = field(
+        default=8,
+        metadata={"help": "VARIANCE_BURST: m, the most recent detrended increments whose mean square (the two "
+                  "largest left out) is compared with the noise. At least 3, at most window + lag."},
+    )
+    variance_threshold: float = field(
+        default=5.4,
+        metadata={"help": "VARIANCE_BURST: ratio V = trimmed mean of (Δx − β)² over 2σ̂² (σ̂ measured before "
+                  "those increments; about 0.47 on white noise with m = 8) that counts as an exceedance. "
+                  "Calibrated. > 1."},
+    )
+    t2_threshold: float = field(
+        default=4.3,
+        metadata={"help": "PATTERN_CHANGE: the Hotelling T² of the per-layer residual vector, mapped to a "
+                  "normal score by the Wilson–Hilferty transform of T²/p (p = layers), that counts as an "
+                  "exceedance. Calibrated."},
+    )
+    min_consecutive: int = field(
+        default=2,
+        metadata={"help": "Consecutive exceedances of one test needed to open an episode (and raise its one "
+                  "alert). At least 1."},
+    )
+    release_fraction: float = field(
+        default=0.5,
+        metadata={"help": "An observation is quiet when every score is at most this fraction of its threshold "
+                  "(variance ratio: of the excess over 1). Also the level a TREND_BREAK or PATTERN_CHANGE onset "
+                  "is traced back to. In (0, 1)."},
+    )
+    release_after: int = field(
+        default=3,
+        metadata={"help": "An open episode closes after this many consecutive quiet observations; only then "
+                  "can the signal raise another alert. At least 1."},
+    )
+    min_scale: float = field(
+        default=1e-9,
+        metadata={"help": "Absolute floor of the noise σ̂, so an exactly flat signal does not make any change "
+                  "infinite. No relative floor: pass a measured noise to update(noise=...) instead. > 0."},
+    )
+    non_finite: Literal["alert", "skip"] = field(
+        default="alert",
+        metadata={"help": "'alert': a signal turning NaN/inf after finite values raises a NON_FINITE alert at "
+                  "once (warm-up or not). 'skip': non-finite observations are ignored. Either way they never "
+                  "enter the statistics."},
+    )
+
+    def __post_init__(self) -> None:
+        self.signals = self._check_signals(self.signals)
+        self.vectors = self._check_names("vectors", self.vectors, allow_empty=True)
+        check_int("window", self.window, 5)
+        check_int("lag", self.lag, 0)
+        check_int("warmup", self.warmup, 3)
+        checks = (self.checks,) if isinstance(self.checks, str) else self.checks
+        if not isinstance(checks, Sequence) or not checks or any(c not in CHECKS for c in checks):
+            raise ValueError(f"`checks` must be a non-empty list of {', '.join(CHECKS)}, got {self.checks!r}")
+        self.checks = tuple(dict.fromkeys(checks))
+        self.z_threshold = _float("z_threshold", self.z_threshold, 0.0, open_low=True)
+        self.cusum_k = _float("cusum_k", self.cusum_k, 0.0)
+        self.cusum_h = _float("cusum_h", self.cusum_h, 0.0, open_low=True)
+        check_int("variance_window", self.variance_window, 3)
+        if self.variance_window > self.window + self.lag:
+            raise ValueError(f"`variance_window` must be <= window + lag ({self.window + self.lag}), "
+                             f"got {self.variance_window!r}")
+        self.variance_threshold = _float("variance_threshold", self.variance_threshold, 1.0, open_low=True)
+        self.t2_threshold = _float("t2_threshold", self.t2_threshold, 0.0, open_low=True)
+        check_int("min_consecutive", self.min_consecutive, 1)
+        self.release_fraction = _float("release_fraction", self.release_fraction, 0.0, 1.0, open_low=True,
+                                       open_high=True)
+        check_int("release_after", self.release_after, 1)
+        self.min_scale = _float("min_scale", self.min_scale, 0.0, open_low=True)
+        if self.non_finite not in ("alert", "skip"):
+            raise ValueError(f"`non_finite` must be one of alert, skip, got {self.non_finite!r}")
+
+    @staticmethod
+    def _check_names(what: str, names: object, *, allow_empty: bool) -> tuple[str, ...]:
+        if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+            raise ValueError(f"`{what}` must be a list of names, got {names!r:.80}")
+        if not names and not allow_empty:
+            raise ValueError(f"`{what}` must name at least one signal, got an empty collection")
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"`{what}` entries must be non-empty strings, got {name!r}")
+        return tuple(dict.fromkeys(names))
+
+    @classmethod
+    def _check_signals(cls, signals: object) -> dict[str, str]:
+        if isinstance(signals, Mapping):
+            items = list(signals.items())
+        elif isinstance(signals, Sequence) and not isinstance(signals, (str, bytes)):
+            items = [(name, "both") for name in cls._check_names("signals", signals, allow_empty=True)]
+        else:
+            raise ValueError(f"`signals` must be a mapping {{name: direction}} or a list of names, got {signals!r:.80}")
+        if not items:
+            raise ValueError("`signals` must name at least one signal, got an empty collection")
+        checked: dict[str, str] = {}
+        for name, direction in items:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"`signals` keys must be non-empty strings, got {name!r}")
+            if direction not in DIRECTIONS:
+                raise ValueError(f"`signals[{name!r}]` must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+            checked[name] = direction
+        return checked
+
+    # ------------------------------------------------------------------------------------------ I/O
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able view (the inverse of :meth:`from_dict`)."""
+        data = asdict(self)
+        data["signals"] = dict(self.signals)  # type: ignore[arg-type]
+        data["vectors"] = list(self.vectors)
+        data["checks"] = list(self.checks)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DetectorConfig:
+        """Build from :meth:`to_dict` output; unknown keys are refused with their names."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown DetectorConfig field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**dict(data))
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as plain JSON to ``path``."""
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(self.to_dict(), handle, indent=2, allow_nan=False)
+            handle.write("\n")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> DetectorConfig:
+        """Read a file written by :meth:`to_json` (e.g. by ``scripts/calibrate_detector.py``)."""
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{os.fspath(path)!r} must hold a JSON object of DetectorConfig fields")
+        return cls.from_dict(data)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Field name → help text (used by the docs)."""
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}

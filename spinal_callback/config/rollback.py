@@ -1,0 +1,90 @@
+"""``RollbackConfig``: snapshot and rollback settings, read by
+:class:`~spinal_callback.recovery.rollback.RollbackManager`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from spinal_callback.config.validation import check_int, check_snapshot_dir
+
+__all__ = ["RollbackConfig"]
+
+
+@dataclass
+class RollbackConfig:
+    """Settings of :class:`RollbackManager`; validated on construction (``ValueError`` naming the field, the
+    allowed values and the value received)."""
+
+    enabled: bool = field(
+        default=True,
+        metadata={"help": "Take snapshots (and allow rollbacks). False: should_snapshot() is always False."},
+    )
+    snapshot_interval: int = field(
+        default=100,
+        metadata={"help": "Take a known-good snapshot every N optimizer steps (steps divisible by N, step 0 "
+                  "included), skipped while an alert episode is open. Use a multiple of the probe interval "
+                  "so that every snapshot follows a probe that found the geometry quiet."},
+    )
+    keep: int = field(
+        default=3,
+        metadata={"help": "Number of snapshots retained (the oldest is dropped first). A rollback reaches back "
+                  "at most keep × snapshot_interval steps."},
+    )
+    storage: Literal["memory", "disk"] = field(
+        default="memory",
+        metadata={"help": "'memory': snapshots in CPU memory (fast; lost on restart; each holds the trainable "
+                  "weights plus optimizer state, e.g. 3× the weights for AdamW). 'disk': one file per "
+                  "snapshot in `snapshot_dir`, written atomically, surviving restarts."},
+    )
+    snapshot_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder of disk snapshots (required with storage='disk'; created if needed). Must not "
+                  "be inside a 'checkpoint-<N>' folder, which the trainer's checkpoint rotation deletes; "
+                  "e.g. <output_dir>/spinal_snapshots."},
+    )
+    lr_scale: float = field(
+        default=0.5,
+        metadata={"help": "Learning-rate factor applied at each rollback, in (0, 1]; compounds (×0.25 after two "
+                  "rollbacks). Scales every param group's lr and the scheduler's base_lrs."},
+    )
+    max_rollbacks: int = field(
+        default=3,
+        metadata={"help": "Rollbacks allowed per run; one more alert after that raises RollbackLimitReached "
+                  "(the monitor stops training with its message)."},
+    )
+    trainable_only: bool = field(
+        default=True,
+        metadata={"help": "Snapshot only parameters with requires_grad (the adapter under PEFT). False: every "
+                  "parameter and buffer."},
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("enabled", "trainable_only"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
+        check_int("snapshot_interval", self.snapshot_interval, 1)
+        check_int("keep", self.keep, 1)
+        check_int("max_rollbacks", self.max_rollbacks, 1)
+        if self.storage not in ("memory", "disk"):
+            raise ValueError(f"`storage` must be one of memory, disk, got {self.storage!r}")
+        lr = self.lr_scale
+        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not 0.0 < lr <= 1.0:
+            raise ValueError(f"`lr_scale` must be a number in (0, 1], got {lr!r}")
+        self.lr_scale = float(lr)
+        if self.storage == "disk":
+            if self.snapshot_dir is None:
+                raise ValueError("`snapshot_dir` must be given when storage='disk', got None")
+            self.snapshot_dir = check_snapshot_dir("snapshot_dir", self.snapshot_dir)
+        elif self.snapshot_dir is not None:
+            raise ValueError(f"`snapshot_dir` is only used with storage='disk' (storage is 'memory'), "
+                             f"got {self.snapshot_dir!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able view."""
+        return asdict(self)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Field name → help text (used by the docs)."""
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}

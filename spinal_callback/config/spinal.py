@@ -1,0 +1,294 @@
+"""``SpinalConfig``: the one validated configuration shared by the Lightning and TRL callbacks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.rollback import RollbackConfig
+from spinal_callback.config.validation import check_int, check_writable_dir
+
+__all__ = ["ALERT_ACTIONS", "PATCH_DIRECTIONS", "SpinalConfig"]
+
+#: Named actions ``on_alert`` accepts (callables are accepted too).
+ALERT_ACTIONS = ("log", "stop", "rollback")
+#: Exact patching directions (as in :data:`spinal_callback.probes.DIRECTIONS`).
+PATCH_DIRECTIONS = ("policy_to_reference", "reference_to_policy")
+_PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+def _fraction_pair(name: str, value: object, strict_order: bool) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a pair of fractions (a, b), got {value!r}") from None
+    if not (0.0 <= a < b <= 1.0) or (strict_order and not 0.0 < a < b < 1.0):
+        bounds = "0 < a < b < 1" if strict_order else "0 <= a < b <= 1"
+        raise ValueError(f"`{name}` must satisfy {bounds}, got {value!r}")
+    return a, b
+
+
+def _coerce(cls: type, name: str, value: object) -> Any:
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, Mapping):
+        return cls(**dict(value))
+    if isinstance(value, (str, os.PathLike)) and hasattr(cls, "from_json"):
+        path = os.fspath(value)
+        if not os.path.isfile(path):
+            raise ValueError(f"`{name}` {path!r} is not a file; give a {cls.__name__}, a dict of its fields or the "
+                             "path of a JSON file written by `spinal calibrate`")
+        return cls.from_json(path)
+    allowed = "a dict of its fields or a JSON file path" if hasattr(cls, "from_json") else "a dict of its fields"
+    raise ValueError(f"`{name}` must be a {cls.__name__}, {allowed}, got {value!r:.80}")
+
+
+@dataclass
+class SpinalConfig:
+    """Configuration of the geometry monitor; both callbacks take one.
+
+    Every field is validated on construction; a bad value raises ``ValueError`` naming the field,
+    what is allowed and what was given.
+    """
+
+    interval: int = field(
+        default=50,
+        metadata={"help": "Run the geometry probe every `interval` optimizer steps (plus step 0, the baseline)."},
+    )
+    num_probe_pairs: int = field(
+        default=16,
+        metadata={"help": "Number K of preference pairs in the fixed probe set, taken from the start of the "
+                  "training data when `probe_pairs` is not given."},
+    )
+    probe_pairs: list[dict[str, str]] | None = field(
+        default=None,
+        metadata={"help": "Explicit probe set: a list of {'prompt', 'chosen', 'rejected'} text dicts, tokenized "
+                  "once with the trainer's tokenizer. Overrides `num_probe_pairs`."},
+    )
+    max_tokens: int = field(
+        default=512,
+        metadata={"help": "Cap on measured token positions per probe pass (deterministic subsample of the "
+                  "completion tokens)."},
+    )
+    max_length: int = field(
+        default=256,
+        metadata={"help": "Length cap (tokens) of a tokenized probe sequence, prompt + completion; the prompt is "
+                  "cut from the left when needed."},
+    )
+    patch_interval: int = field(
+        default=0,
+        metadata={"help": "Run the activation-patching probe (policy vs reference on the probe set) every N "
+                  "optimizer steps, step 0 excluded; 0 turns it off. Needs a reference model (the trainer's "
+                  "ref_model, an explicit one, or a PEFT policy whose adapter-disabled base is the reference)."},
+    )
+    patch_directions: tuple[str, ...] = field(
+        default=("policy_to_reference", "reference_to_policy"),
+        metadata={"help": "Exact patching directions: 'policy_to_reference' (run the reference with one policy "
+                  "block output), 'reference_to_policy' (the reverse)."},
+    )
+    patch_low_rank_layers: int = field(
+        default=2,
+        metadata={"help": "Low-rank patching at this many layers with the largest |normalized effect| "
+                  "(policy_to_reference); 0 turns it off."},
+    )
+    patch_ranks: tuple[int, ...] | None = field(
+        default=None,
+        metadata={"help": "Numbers k of top singular directions for low-rank patching; default 1, 2, 4, 8, … "
+                  "up to the hidden size."},
+    )
+    patch_lasso: bool = field(
+        default=True,
+        metadata={"help": "Cross-validated LASSO of the per-pair margin gain on per-layer activation distances "
+                  "(scikit-learn; needs at least 3 probe pairs)."},
+    )
+    patch_attribution: bool = field(
+        default=True,
+        metadata={"help": "Attribution patching (one forward + one backward for all layers), reported with its "
+                  "Spearman agreement with the exact probe of the same step."},
+    )
+    log_dir: str | None = field(
+        default=None,
+        metadata={"help": "TensorBoard directory used when the host trainer has none (Lightning without a "
+                  "TensorBoardLogger; HF Trainer without report_to='tensorboard')."},
+    )
+    trace_path: str | None = field(
+        default=None,
+        metadata={"help": "JSON-lines trace file; default: `spinal_trace.jsonl` inside the TensorBoard directory."},
+    )
+    on_alert: tuple[str | Callable[..., Any], ...] = field(
+        default=("log",),
+        metadata={"help": "What an early-warning alert does: any of 'log' (TensorBoard text, trace record, "
+                  "Python logging warning), 'stop' (end training), 'rollback' (restore the newest known-good "
+                  "snapshot before the onset), or callables taking the Alert. Alerts are always written to the "
+                  "trace file and TensorBoard."},
+    )
+    detector: DetectorConfig = field(
+        default_factory=DetectorConfig,
+        metadata={"help": "Early-warning detector settings (watched signals, trend window, thresholds, "
+                  "hysteresis): a DetectorConfig, a dict of its fields, or the path of a JSON file written by "
+                  "`spinal calibrate` (thresholds from your own healthy runs)."},
+    )
+    rollback: RollbackConfig = field(
+        default_factory=RollbackConfig,
+        metadata={"help": "Snapshot and rollback settings (snapshot_interval, keep, storage, snapshot_dir, "
+                  "lr_scale, max_rollbacks): a RollbackConfig or a dict of its fields. Snapshots are taken "
+                  "only when 'rollback' is in on_alert."},
+    )
+    strict: bool = field(
+        default=False,
+        metadata={"help": "True: a failing probe raises. False (default): it becomes a warning plus a counter "
+                  "(`spinal/probe/failures`) and training goes on."},
+    )
+    probe_at_start: bool = field(
+        default=True,
+        metadata={"help": "Probe at step 0 (before the first optimizer step) as the baseline."},
+    )
+    tail: tuple[float, float] = field(
+        default=(0.1, 0.9),
+        metadata={"help": "Tail window (a, b) of the contraction fit, as fractions of r = min(n, d)."},
+    )
+    rtol: float = field(
+        default=1e-6,
+        metadata={"help": "Singular values below rtol·σ_1 are left out of the contraction fit."},
+    )
+    bands: tuple[float, float] = field(
+        default=(1 / 3, 2 / 3),
+        metadata={"help": "Early/mid and mid/late boundaries as fractions of depth."},
+    )
+    chunk_size: int = field(
+        default=64,
+        metadata={"help": "Tokens per logit-lens chunk: the lens holds about 5 × chunk_size × vocab float64 "
+                  "values at once (~370 MiB at 64 × 152k)."},
+    )
+    seed: int = field(
+        default=0,
+        metadata={"help": "Seed of the deterministic max_tokens subsample."},
+    )
+    heatmaps: bool = field(
+        default=True,
+        metadata={"help": "Write a layer × step heatmap image per metric at every probe."},
+    )
+
+    def __post_init__(self) -> None:
+        check_int("interval", self.interval, 1)
+        check_int("num_probe_pairs", self.num_probe_pairs, 1)
+        check_int("max_tokens", self.max_tokens, 1)
+        check_int("max_length", self.max_length, 1)
+        check_int("chunk_size", self.chunk_size, 1)
+        check_int("patch_interval", self.patch_interval, 0)
+        check_int("patch_low_rank_layers", self.patch_low_rank_layers, 0)
+        self.patch_directions = self._check_directions(self.patch_directions)
+        if self.patch_ranks is not None:
+            ranks = tuple(self.patch_ranks) if isinstance(self.patch_ranks, Sequence) else ()
+            if not ranks or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in ranks):
+                raise ValueError(f"`patch_ranks` must be None or a non-empty list of positive integers, "
+                                 f"got {self.patch_ranks!r}")
+            self.patch_ranks = tuple(sorted(set(ranks)))
+        for name in ("patch_lasso", "patch_attribution", "probe_at_start", "heatmaps"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"`seed` must be an integer, got {self.seed!r}")
+        if not isinstance(self.strict, bool):
+            raise ValueError(f"`strict` must be True or False, got {self.strict!r}")
+        self.tail = _fraction_pair("tail", self.tail, strict_order=False)
+        self.bands = _fraction_pair("bands", self.bands, strict_order=True)
+        if not isinstance(self.rtol, (int, float)) or not (0.0 <= float(self.rtol) < 1.0) or math.isnan(self.rtol):
+            raise ValueError(f"`rtol` must be a float in [0, 1), got {self.rtol!r}")
+        self.on_alert = self._check_actions(self.on_alert)
+        self.detector = _coerce(DetectorConfig, "detector", self.detector)
+        self.rollback = _coerce(RollbackConfig, "rollback", self.rollback)
+        if "rollback" in self.on_alert and not self.rollback.enabled:
+            raise ValueError(
+                "`on_alert` includes 'rollback' but snapshots are disabled (rollback.enabled=False); enable them "
+                "or remove 'rollback' from on_alert"
+            )
+        if self.probe_pairs is not None:
+            self.probe_pairs = self._check_pairs(self.probe_pairs)
+        for name in ("log_dir", "trace_path"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, (str, os.PathLike)):
+                raise ValueError(f"`{name}` must be a path (str or os.PathLike) or None, got {value!r}")
+            value = os.path.abspath(os.path.expanduser(os.fspath(value)))
+            if name == "trace_path" and os.path.isdir(value):
+                raise ValueError(f"`trace_path` must be a file path, got the directory {value!r}")
+            check_writable_dir(name, value if name == "log_dir" else os.path.dirname(value))
+            setattr(self, name, value)
+
+    @staticmethod
+    def _check_actions(actions: object) -> tuple[str | Callable[..., Any], ...]:
+        if isinstance(actions, str) or callable(actions):
+            actions = (actions,)
+        if not isinstance(actions, Sequence):
+            raise ValueError(f"`on_alert` must be a list of {ALERT_ACTIONS} or callables, got {actions!r}")
+        for action in actions:
+            if callable(action):
+                continue
+            if action not in ALERT_ACTIONS:
+                raise ValueError(
+                    f"`on_alert` entries must be one of {', '.join(ALERT_ACTIONS)} or a callable, got {action!r}"
+                )
+        return tuple(actions)
+
+    @staticmethod
+    def _check_directions(directions: object) -> tuple[str, ...]:
+        if isinstance(directions, str):
+            directions = (directions,)
+        if not isinstance(directions, Sequence) or not directions:
+            raise ValueError(f"`patch_directions` must be a non-empty list of {PATCH_DIRECTIONS}, got {directions!r}")
+        for direction in directions:
+            if direction not in PATCH_DIRECTIONS:
+                raise ValueError(
+                    f"`patch_directions` entries must be one of {', '.join(PATCH_DIRECTIONS)}, got {direction!r}"
+                )
+        return tuple(dict.fromkeys(directions))
+
+    @staticmethod
+    def _check_pairs(pairs: object) -> list[dict[str, str]]:
+        if not isinstance(pairs, Sequence) or isinstance(pairs, (str, bytes)) or len(pairs) == 0:
+            raise ValueError(
+                "`probe_pairs` must be a non-empty list of {'prompt', 'chosen', 'rejected'} dicts, "
+                f"got {pairs!r:.80}"
+            )
+        checked = []
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, Mapping):
+                raise ValueError(f"`probe_pairs[{i}]` must be a dict with keys {_PAIR_FIELDS}, got {pair!r:.80}")
+            missing = [k for k in _PAIR_FIELDS if k not in pair]
+            if missing:
+                raise ValueError(f"`probe_pairs[{i}]` is missing {', '.join(missing)} (needs {_PAIR_FIELDS})")
+            for key in _PAIR_FIELDS:
+                if not isinstance(pair[key], str):
+                    raise ValueError(f"`probe_pairs[{i}]['{key}']` must be a string, got {pair[key]!r:.80}")
+            for key in ("chosen", "rejected"):
+                if not pair[key].strip():
+                    raise ValueError(f"`probe_pairs[{i}]['{key}']` is an empty completion; give it text to score")
+            checked.append({k: pair[k] for k in _PAIR_FIELDS})
+        return checked
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able view (callables shown by name)."""
+        data = asdict(self)
+        data["on_alert"] = [a if isinstance(a, str) else getattr(a, "__name__", repr(a)) for a in self.on_alert]
+        return data
+
+    def fingerprint(self) -> str:
+        """Short stable hash of the fields that define what is measured (used in ``state_key``)."""
+        keys = ("interval", "num_probe_pairs", "max_tokens", "max_length", "tail", "rtol", "bands", "seed")
+        payload = {k: getattr(self, k) for k in keys}
+        payload["probe_pairs"] = self.probe_pairs
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha1(blob).hexdigest()[:10]
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Field name → help text (used by the docs)."""
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}

@@ -1,0 +1,309 @@
+"""``SpinalMonitor``: the framework-neutral core both callbacks drive, one optimizer step at a time.
+
+Per step it asks the :class:`~spinal_callback.monitor.schedule.ProbeSchedule` what is due, runs the
+probes (:mod:`~spinal_callback.monitor.probing`, typed results), feeds the detector through the
+alert pipeline (:class:`~spinal_callback.recovery.guard.AlertGuard`: detector → actions → snapshot /
+rollback, its own failure boundary) and hands every result to
+:class:`~spinal_callback.monitor.outputs.MonitorOutputs`. The adapters reach it through
+:class:`~spinal_callback.monitor.session.MonitorSession`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from spinal_callback.config import SpinalConfig
+from spinal_callback.early_warning import (
+    EarlyWarningDetector,
+    check_signal_names,
+    signals_from_bands,
+    vectors_from_trace,
+)
+from spinal_callback.early_warning.t2 import require_pattern_support
+from spinal_callback.geometry.trace import DepthTrace
+from spinal_callback.model.architectures import DecoderLayout, resolve_layout
+from spinal_callback.monitor.outputs import MonitorOutputs
+from spinal_callback.monitor.probe_set import ProbeSet, check_reference
+from spinal_callback.monitor.probing import GeometryResult, Measurement, PatchingResult, attempt, measure_geometry
+from spinal_callback.monitor.schedule import ProbeSchedule
+from spinal_callback.monitor.signals import available_signals, probe_signals
+from spinal_callback.recovery.guard import AlertGuard, GuardOutcome, TrainingHandles
+from spinal_callback.recovery.rollback import RollbackManager
+from spinal_callback.recovery.sync import LocalSync, RankSync
+
+if TYPE_CHECKING:
+    from spinal_callback.sinks.jsonl import TraceWriter
+    from spinal_callback.sinks.tensorboard import TensorBoardSink
+
+__all__ = ["SpinalMonitor", "TrainingHandles"]
+
+log = logging.getLogger("spinal_callback")
+
+_STATE_VERSION = 1
+
+
+class SpinalMonitor:
+    """Probe schedule, fixed probe set, probes, alert pipeline and outputs — no training framework inside.
+
+    Typical use (the adapters do this through a :class:`~spinal_callback.monitor.session.MonitorSession`)::
+
+        monitor = SpinalMonitor(config)
+        monitor.setup(policy, records=train_dataset, tokenizer=tok, sink=sink, trace_writer=writer)
+        ...                                               # after every optimizer step:
+        if monitor.due(step):
+            outcome = monitor.on_step(step, policy, handles, sync, reference)
+            if outcome is not None and outcome.stop: ...  # the trainer stops
+        monitor.close()
+
+    Attributes:
+        config: the :class:`SpinalConfig`.
+        layout: the resolved decoder layout of the policy (after :meth:`setup`).
+        probe_batch: the tokenized probe set in TRL's ``(2K, T)`` layout (after :meth:`setup`).
+        schedule: which probes are due when.
+        guard: the alert pipeline (detector, actions, rollback).
+        outputs: TensorBoard and trace-file writing (rank 0).
+        last_trace / last_patch: the latest depth trace and patching outcome, or ``None``.
+        probes_done / failures / patch_failures: counters, saved by :meth:`state_dict`.
+    """
+
+    def __init__(self, config: SpinalConfig | None = None) -> None:
+        if config is None:
+            config = SpinalConfig()
+        if not isinstance(config, SpinalConfig):
+            raise TypeError(f"`config` must be a SpinalConfig, got {type(config).__name__}")
+        self.config = config
+        self.layout: DecoderLayout | None = None
+        self.probe_set: ProbeSet | None = None
+        self._restored_probe_set: Mapping[str, Any] = {}
+        self.schedule = ProbeSchedule(config.interval, config.patch_interval, config.probe_at_start)
+        self.outputs = MonitorOutputs(strict=config.strict)
+        self.last_trace: DepthTrace | None = None
+        self.last_patch: Any = None
+        self.last_probe_seconds = math.nan
+        self.probes_done = 0
+        self.failures = 0
+        self.patch_failures = 0
+        self._metrics: dict[str, float] = {}
+        needs_rollback = "rollback" in config.on_alert
+        self.guard = AlertGuard(
+            EarlyWarningDetector(config.detector),
+            config.on_alert,
+            RollbackManager(config.rollback) if needs_rollback else None,
+            strict=config.strict,
+        )
+
+    # -- setup -----------------------------------------------------------------------------------
+    def setup(
+        self,
+        policy: nn.Module,
+        *,
+        records: Iterable[Mapping[str, Any]] | None = None,
+        tokenizer: Any = None,
+        sink: TensorBoardSink | None = None,
+        trace_writer: TraceWriter | None = None,
+        rank_zero: bool = True,
+        reference: nn.Module | None = None,
+        metric_names: Collection[str] | None = None,
+    ) -> None:
+        """Resolve the policy's layout, check the detector's signal names, build the probe set and score it
+        with the reference. Misconfiguration raises here.
+
+        Args:
+            policy: the model being trained (wrappers allowed).
+            records: the training data (first ``num_probe_pairs`` records are used) when the config
+                has no explicit ``probe_pairs``.
+            tokenizer: tokenizes text pairs.
+            sink: TensorBoard output (rank zero only; ``None`` elsewhere).
+            trace_writer: JSON-lines output (rank zero only; ``None`` elsewhere).
+            rank_zero: whether this process is global rank 0. Other ranks keep their rollback
+                snapshots in memory even with ``storage="disk"``: only rank 0 writes files.
+            reference: the reference model: it scores the probe pairs once (``pairs/logratio_*``) and is
+                checked here when patching probes are on (``None`` is fine for a PEFT policy: its
+                adapter-disabled base is the reference; else the first probe stands in).
+            metric_names: the trainer's metric names the detector may watch (e.g.
+                :data:`~spinal_callback.config.detector.DPO_METRICS` under TRL); ``None`` when unknown before
+                training logs them — names outside the monitor's own name spaces are then taken on trust.
+
+        Raises:
+            UnsupportedArchitectureError: the policy's architecture is not registered.
+            ValueError: a detector signal name that no input can produce (the message lists the available
+                ones), no usable probe pair, or patching probes without a usable reference.
+        """
+        cfg = self.config
+        check_signal_names(cfg.detector, available_signals([*cfg.detector.signals, *cfg.detector.vectors],
+                                                           metric_names))
+        if cfg.detector.vectors and "pattern_change" in cfg.detector.checks:
+            require_pattern_support()  # before training, not at the first probe
+        self.layout = resolve_layout(policy)
+        if not rank_zero and self.guard.rollback is not None and cfg.rollback.storage == "disk":
+            self.guard.rollback = RollbackManager(replace(cfg.rollback, storage="memory", snapshot_dir=None))
+        probe_set = ProbeSet.build(cfg, records, tokenizer)
+        if cfg.patch_interval > 0:
+            check_reference(cfg, self.layout, policy, reference)
+        probe_set.measure_reference(policy, reference)
+        probe_set.load_state_dict(self._restored_probe_set)
+        self.probe_set = probe_set
+        self.outputs = MonitorOutputs(sink, trace_writer, strict=cfg.strict)
+        self.outputs.config(cfg, self.layout, probe_set.num_pairs)
+
+    @property
+    def probe_batch(self) -> dict[str, torch.Tensor] | None:
+        """The tokenized probe set in TRL's ``(2K, T)`` layout (after :meth:`setup`)."""
+        return self.probe_set.batch if self.probe_set is not None else None
+
+    # -- one step --------------------------------------------------------------------------------
+    def due(self, step: int) -> bool:
+        """Whether anything — a probe, a patching probe, a snapshot — is due at ``step``. Pure and cheap:
+        the adapters call it first, so steps off the schedule cost nothing."""
+        return self.schedule.probe_due(step) or self.schedule.patch_due(step) or self.guard.wants_snapshot(step)
+
+    def observe_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """Remember the latest training metrics (e.g. TRL's ``rewards/chosen``) for the detector."""
+        for key, value in metrics.items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._metrics[key.removeprefix("train/")] = float(value)
+
+    def on_step(
+        self,
+        step: int,
+        policy: nn.Module,
+        handles: TrainingHandles | None = None,
+        sync: RankSync | None = None,
+        reference: nn.Module | None = None,
+    ) -> GuardOutcome | None:
+        """Everything due after optimizer step ``step``: probes, early warning, snapshot, actions.
+
+        Off the schedule this returns ``None`` at once (no hook, no forward, no collective). ``sync``
+        hands rank 0's decision to every rank and lets the ranks agree on whether a snapshot or restore
+        worked (default: one process).
+
+        Returns:
+            What the guard did, or ``None`` when nothing was due. The adapter stops training when
+            ``outcome.stop``.
+        """
+        probe_due = self.schedule.probe_due(step)
+        if self.schedule.patch_due(step):
+            self.patch(step, policy, reference)
+        if not (probe_due or self.guard.wants_snapshot(step)):
+            return None
+        signals: dict[str, float] = {}
+        layers: dict[str, tuple[int, ...]] = {}
+        vectors: dict[str, list[float]] = {}
+        if probe_due:
+            result = self.probe(step, policy)
+            if result.trace is not None:
+                signals, layers = signals_from_bands(result.trace.bands)
+                vectors, vector_layers = vectors_from_trace(result.trace.to_dict())
+                layers.update(vector_layers)
+                signals.update(result.signals)
+                signals.update(self._metrics)
+            elif result.failure is not None and result.failure.non_finite and self.last_trace is not None:
+                geometry, layers = signals_from_bands(self.last_trace.bands)
+                signals = {name: math.nan for name in geometry}
+        sync = sync or LocalSync()
+        decision = sync.broadcast(self.guard.decide(step, signals, layers, vectors))
+        outcome = self.guard.act(step, decision, handles, sync)
+        self.outputs.guard_outcome(step, outcome, self.guard, log_alerts="log" in self.config.on_alert)
+        return outcome
+
+    def probe(self, step: int, policy: nn.Module) -> GeometryResult:
+        """Run one geometry probe now and write it out.
+
+        A failure (non-finite activations, out of memory, …) becomes a ``RuntimeWarning``, a logged
+        warning and an increment of ``spinal/probe/failures`` — unless ``config.strict``.
+        """
+        if self.layout is None or self.probe_set is None:
+            raise RuntimeError("SpinalMonitor.probe() called before setup()")
+        probe_set = self.probe_set
+        self.schedule.last_probe_step = step
+        measured, failure, seconds = attempt(
+            "geometry probe", step, lambda: self._measure(policy), self.config.strict
+        )
+        if failure is not None:
+            self.failures += 1
+            self.outputs.failure(failure, self.failures, "spinal/probe/failures")
+            return GeometryResult(step, None, failure, seconds)
+        signals: dict[str, float] = {}
+        if measured.readout is not None:
+            probe_set.adopt_first(measured.readout)
+            signals = probe_signals(measured.readout, probe_set.reference_logprobs)
+        result = GeometryResult(step, measured.trace, None, seconds, signals)
+        self.last_probe_seconds = seconds
+        self.probes_done += 1
+        self.last_trace = measured.trace
+        self.outputs.geometry(result, self.failures, self._metrics)
+        return result
+
+    def _measure(self, policy: nn.Module) -> Measurement:
+        assert self.layout is not None and self.probe_set is not None
+        return measure_geometry(policy, self.layout, self.probe_set.batch, self.config, self.probe_set.positions)
+
+    def patch(self, step: int, policy: nn.Module, reference: nn.Module | None) -> PatchingResult:
+        """Run the patching probe now; a failure becomes a warning and ``spinal/patch/failures``."""
+        from spinal_callback.probes.protocol import run_patching_probe
+
+        if self.probe_set is None:
+            raise RuntimeError("SpinalMonitor.patch() called before setup()")
+        batch = self.probe_set.batch
+        self.schedule.last_patch_step = step
+        outcome, failure, seconds = attempt(
+            "patching probe", step, lambda: run_patching_probe(policy, reference, batch, self.config),
+            self.config.strict,
+        )
+        result = PatchingResult(step, outcome, failure, seconds)
+        if failure is not None:
+            self.patch_failures += 1
+            self.outputs.failure(failure, self.patch_failures, "spinal/patch/failures")
+            return result
+        self.last_patch = outcome
+        self.outputs.patching(result, self.patch_failures)
+        return result
+
+    # -- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-typed state: counters, the schedule and the alert pipeline."""
+        return {
+            "version": _STATE_VERSION,
+            "probes_done": self.probes_done,
+            "failures": self.failures,
+            **self.schedule.state_dict(),
+            "patch_failures": self.patch_failures,
+            "config_fingerprint": self.config.fingerprint(),
+            "guard": self.guard.state_dict(),
+            "probe_set": self.probe_set.state_dict() if self.probe_set is not None else dict(self._restored_probe_set),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; unknown keys are ignored, missing ones keep defaults."""
+        import warnings
+
+        fingerprint = state.get("config_fingerprint")
+        if fingerprint is not None and fingerprint != self.config.fingerprint():
+            warnings.warn(
+                "spinal: restoring monitor state saved with a different SpinalConfig (probe settings changed); "
+                "counters are restored, but traces before and after the resume are not comparable.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.probes_done = int(state.get("probes_done", self.probes_done))
+        self.failures = int(state.get("failures", self.failures))
+        self.patch_failures = int(state.get("patch_failures", self.patch_failures))
+        self.schedule.load_state_dict(state)
+        self._restored_probe_set = dict(state.get("probe_set") or {})
+        if self.probe_set is not None:
+            self.probe_set.load_state_dict(self._restored_probe_set)
+        if state.get("guard"):
+            self.guard.load_state_dict(state["guard"])
+
+    def close(self) -> None:
+        """Flush and close the outputs (idempotent)."""
+        self.outputs.close()
