@@ -1,22 +1,32 @@
-"""The lead-time study: does spinal's geometry warn earlier than the detectors users already have?
+"""The lead-time studies: does spinal's geometry warn earlier than the detectors users already have?
 
-Trains the study's runs of the demo model (``spinal_callback.evidence``), each with the spinal callback,
-a recorder of every training metric and held-out evaluations every 2 steps, then scores every detector
-on the same runs and writes the table and figures ``docs/evidence.md`` shows:
+**Study 1** (``--set study1``, the default) trains the study's runs of the demo model (``studies``), each
+with the spinal callback, a recorder of every training metric and held-out evaluations every 2 steps, then
+scores every detector on the same runs and writes the table and figures ``docs/evidence.md`` shows:
 
 - scenarios: ``stable`` (5 seeds by default), ``lr_ramp``, ``label_flip``, ``small_beta`` (3 seeds each);
 - ground truth: the behavioural onset from held-out accuracy / held-out chosen log-probability
-  (:mod:`spinal_callback.evidence.ground_truth`);
+  (:mod:`studies.ground_truth`);
 - detectors: spinal (default, geometry only, TRL metrics only), Lightning's ``SpikeDetection`` on the loss,
   OLMo-core's 6σ / 128-step z-score on the loss and on the grad norm, and drop-from-best thresholds on TRL's
-  reward accuracy and chosen log-probability (:mod:`spinal_callback.evidence.baselines`).
+  reward accuracy and chosen log-probability (:mod:`studies.baselines`).
 
-Runs go to ``--out`` (one folder each; finished runs are reused, ``--force`` retrains them), ``--jobs``
-processes at a time with one torch thread each. Usage::
+**Study 2** (pre-registered in ``docs/evidence.md``) trains one of its run sets, exactly as the protocol lists
+them (:mod:`studies.scenarios`): ``--set calibration`` (C: 21 runs), ``--set test`` (T: 57 runs) or
+``--set rollback`` (the 8 rollback-value runs). The models they need (M1, M2, M1′) are pre-trained first, once
+each, in parallel. Study-2 sets are trained only; scoring them is not part of this script yet.
 
-    python scripts/study_early_warning.py                 # the whole study, ~12 min on 2 idle cores
-    python scripts/study_early_warning.py --analyse-only  # re-score the runs already in --out
-    python scripts/study_early_warning.py --quick         # smoke run: one short run per scenario
+Runs go to ``--out`` (default ``spinal_runs/study`` for study 1, ``spinal_runs/study2`` for study 2; one folder
+each; finished runs — those with a ``run.json`` — are reused, ``--force`` retrains them), ``--jobs`` processes at
+a time with one torch thread each; every run's output goes to ``<out>/<run>.log``. Usage::
+
+    python scripts/study_early_warning.py                   # study 1, ~12 min on 2 idle cores
+    python scripts/study_early_warning.py --analyse-only    # re-score study 1's runs already in --out
+    python scripts/study_early_warning.py --quick           # smoke run: one short run per scenario
+    python scripts/study_early_warning.py --set calibration --jobs 2
+    python scripts/study_early_warning.py --set test --jobs 2
+    python scripts/study_early_warning.py --set rollback --jobs 2
+    python scripts/study_early_warning.py --set test --quick  # smoke: a few 30-step runs, into <out>-quick
 """
 
 from __future__ import annotations
@@ -28,24 +38,103 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from spinal_callback.evidence.analysis import DETECTORS, load_run, onsets, score_run, summarise, twin_divergence
-from spinal_callback.evidence.scenarios import SCENARIOS, RunSpec, run_spec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
+
+from studies.scenarios import SCENARIOS, RunSpec, calibration_set, rollback_set, run_spec, shorten, test_set
+
+#: ``--set`` values: study 1, and study 2's calibration, test and rollback-value sets.
+SETS = ("study1", "calibration", "test", "rollback")
+#: Steps of a ``--quick`` study-2 run (fault steps and the label-noise ramp are scaled down with them).
+QUICK_STEPS = 30
 
 
 def _train(job: tuple[RunSpec, str, str, int]) -> tuple[str, float]:
-    """Worker: one run, its stdout/stderr into ``<run>.log`` next to the run folder."""
+    """Worker: one run, its stdout/stderr (and the traceback of a failure) into ``<run>.log`` beside its folder."""
     from spinal_callback.demo.model import SFTSettings
-    from spinal_callback.evidence.runner import StudySettings, run_study
+    from studies.runner import StudySettings, run_study
 
     spec, out, cache, sft_steps = job
     started = time.perf_counter()
     with open(Path(out) / f"{spec.name}.log", "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
-        run_study(spec, out, cache, StudySettings(), SFTSettings(max_steps=sft_steps))
+        try:
+            run_study(spec, out, cache, StudySettings(), SFTSettings(max_steps=sft_steps))
+        except BaseException:
+            traceback.print_exc()
+            raise
     return spec.name, time.perf_counter() - started
+
+
+def _pretrain(job: tuple[str, str, int]) -> tuple[str, float, float]:
+    """Worker: pre-train (or load) one study model with one torch thread; ``(model, accuracy, seconds)``."""
+    import torch
+
+    from spinal_callback.demo.model import SFTSettings
+    from studies.runner import load_model
+
+    model, cache, sft_steps = job
+    torch.set_num_threads(1)
+    _, _, result = load_model(model, cache, SFTSettings(max_steps=sft_steps))
+    return model, result.accuracy_after, result.seconds
+
+
+def pretrain_models(models: list[str], cache: str, sft_steps: int, jobs: int) -> None:
+    """Pre-train every model in ``models`` once into ``cache`` (distinct models in parallel, ``jobs`` at a time),
+    so that no two run workers ever pre-train the same model at once."""
+    if not models:
+        return
+    if len(models) == 1 or jobs == 1:
+        from spinal_callback.demo.model import SFTSettings
+        from studies.runner import load_model
+
+        for model in models:
+            _, _, result = load_model(model, cache, SFTSettings(max_steps=sft_steps), progress=True)
+            print(f"model {model}: held-out accuracy {result.accuracy_after:.3f} "
+                  f"({'cached' if result.cached else f'pre-trained in {result.seconds:.0f} s'})", flush=True)
+        return
+    with ProcessPoolExecutor(min(jobs, len(models))) as pool:
+        for model, accuracy, seconds in pool.map(_pretrain, [(m, cache, sft_steps) for m in models]):
+            done = f"pre-trained in {seconds:.0f} s" if seconds else "cached"
+            print(f"model {model}: held-out accuracy {accuracy:.3f} ({done})", flush=True)
+
+
+def train_runs(specs: list[RunSpec], out: Path, cache: str, sft_steps: int, jobs: int) -> list[str]:
+    """Train ``specs`` into ``out``, ``jobs`` at a time; return the names of the runs that failed."""
+    failed = []
+    with ProcessPoolExecutor(jobs) as pool:
+        futures = {pool.submit(_train, (s, str(out), cache, sft_steps)): s.name for s in specs}
+        for future in as_completed(futures):
+            name = futures[future]
+            try:
+                _, seconds = future.result()
+            except Exception as err:  # one broken run must not stop the others
+                failed.append(name)
+                print(f"FAILED {name}: {type(err).__name__}: {err} (see {out / (name + '.log')})", flush=True)
+            else:
+                print(f"trained {name} in {seconds:.0f} s", flush=True)
+    return failed
+
+
+def study2_specs(which: str, quick: bool = False) -> list[RunSpec]:
+    """The runs of study 2's set ``which`` (``"calibration"``, ``"test"`` or ``"rollback"``), in protocol order.
+
+    ``quick``: a smoke selection instead — the first run of each scenario, plus the first run of each model
+    not yet covered — shortened to :data:`QUICK_STEPS` steps (:func:`~studies.scenarios.shorten`).
+    """
+    specs = {"calibration": calibration_set, "test": test_set, "rollback": rollback_set}[which]()
+    if not quick:
+        return specs
+    picked: dict[str, RunSpec] = {}
+    for spec in specs:
+        picked.setdefault(spec.scenario, spec)
+    for spec in specs:
+        if spec.model not in {p.model for p in picked.values()}:
+            picked[spec.name] = spec
+    return [shorten(spec, QUICK_STEPS) for spec in picked.values()]
 
 
 def _specs(args: argparse.Namespace) -> list[RunSpec]:
@@ -97,6 +186,8 @@ DIVERGENCE_SIGNALS = (
 
 def divergence_table(runs: list, onset: dict) -> tuple[str, dict]:
     """Per signal and mid-run fault scenario: median (onset − step the run left its stable twin), runs ahead."""
+    from studies.analysis import twin_divergence
+
     stable = {r.spec["seed"]: r for r in runs if r.scenario == "stable"}
     paired = [r for r in runs if r.is_fault and r.spec.get("fault_step") is not None and r.spec["seed"] in stable
               and onset[r.name] is not None]
@@ -122,7 +213,8 @@ def divergence_table(runs: list, onset: dict) -> tuple[str, dict]:
 
 def analyse(out: Path, img_dir: Path | None, names: list[str]) -> dict:
     """Score every detector on the finished runs ``names`` in ``out``; write results.json, table.md, figures."""
-    from spinal_callback.evidence.plots import plot_lead_times, plot_run
+    from studies.analysis import DETECTORS, load_run, onsets, score_run, summarise
+    from studies.plots import plot_lead_times, plot_run
 
     runs = [load_run(out / name) for name in names]
     onset = onsets(runs)
@@ -158,48 +250,91 @@ def analyse(out: Path, img_dir: Path | None, names: list[str]) -> dict:
     return results
 
 
+def analyse_study2(which: str, out: Path) -> None:
+    """Study 2's protocol: the calibration set makes every choice (``calibration.json``); the test and rollback
+    sets are scored with those choices (``results.json``); both write a Markdown table beside them."""
+    from studies.study2 import choose, evaluate
+    from studies.tables import calibration_table, test_tables
+
+    if which == "calibration":
+        text = calibration_table(choose(out))
+        (out / "calibration.md").write_text(text)
+    elif (out / "calibration.json").is_file():
+        text = test_tables(evaluate(out))
+        (out / "table.md").write_text(text)
+    else:
+        print(f"no {out / 'calibration.json'}: run --set calibration first; the test set is scored with its choices")
+        return
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=os.path.join("spinal_runs", "study"), help="run folders and results")
+    parser.add_argument("--set", dest="which", choices=SETS, default="study1",
+                        help="study 1 (default), or study 2's calibration, test or rollback-value set")
+    parser.add_argument("--out", default=None,
+                        help="run folders and results (default: spinal_runs/study, spinal_runs/study2 for study 2)")
     parser.add_argument("--cache-dir", default=None, help="pre-trained demo model cache (default: <out>/sft_cache)")
-    parser.add_argument("--img-dir", default=os.path.join("docs", "img"), help="figures ('' for none)")
+    parser.add_argument("--img-dir", default=os.path.join("docs", "img"), help="figures ('' for none; study 1)")
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, one torch thread each")
-    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
-    parser.add_argument("--stable-seeds", type=int, default=5, help="seeds of the stable scenario (default 5)")
-    parser.add_argument("--fault-seeds", type=int, default=3, help="seeds of each fault scenario (default 3)")
-    parser.add_argument("--steps", type=int, default=240, help="DPO steps per run (default 240)")
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS, help="study 1 only")
+    parser.add_argument("--stable-seeds", type=int, default=5, help="seeds of study 1's stable scenario (default 5)")
+    parser.add_argument("--fault-seeds", type=int, default=3, help="seeds of each study-1 fault scenario (default 3)")
+    parser.add_argument("--steps", type=int, default=240, help="DPO steps per study-1 run (default 240)")
     parser.add_argument("--fault-window", type=int, nargs=2, default=(130, 160), metavar=("LOW", "HIGH"),
-                        help="mid-run faults start at a seeded step in [LOW, HIGH] (default 130 160)")
-    parser.add_argument("--sft-steps", type=int, default=800, help="pre-training steps of the demo model")
+                        help="study 1's mid-run faults start at a seeded step in [LOW, HIGH] (default 130 160)")
+    parser.add_argument("--sft-steps", type=int, default=800, help="pre-training steps of the demo models")
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
     parser.add_argument("--analyse-only", action="store_true", help="score the finished runs, train nothing")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 seed per scenario, 40 steps, faults at 20-25, short pre-training")
+                        help="smoke run: study 1: 1 seed per scenario, 40 steps, faults at 20-25; study 2: the first "
+                        f"run of each scenario and model, {QUICK_STEPS} steps, faults scaled down, into <out>-quick; "
+                        "short pre-training")
     args = parser.parse_args(argv)
+    study1 = args.which == "study1"
     if args.quick:
-        args.stable_seeds, args.fault_seeds, args.steps, args.fault_window, args.sft_steps = 1, 1, 40, (20, 25), 60
+        args.sft_steps = 60
+        if study1:
+            args.stable_seeds, args.fault_seeds, args.steps, args.fault_window = 1, 1, 40, (20, 25)
     if args.jobs < 1:
         parser.error(f"--jobs must be positive, got {args.jobs}")
+    if args.out is None:
+        args.out = os.path.join("spinal_runs", "study" if study1 else "study2" + ("-quick" if args.quick else ""))
     out = Path(args.out)
+    if args.analyse_only and args.which in ("test", "rollback") and not (out / "calibration.json").is_file():
+        parser.error(f"{out / 'calibration.json'} is missing: score the calibration set first "
+                     "(--set calibration); the test set is scored with its choices")
     out.mkdir(parents=True, exist_ok=True)
     cache = args.cache_dir or str(out / "sft_cache")
-    specs = _specs(args)
+    if study1:
+        specs = _specs(args)
+    else:
+        specs = study2_specs(args.which, quick=args.quick)
     todo = [s for s in specs if args.force or not (out / s.name / "run.json").is_file()]
     if args.analyse_only:
         todo = []
     started = time.perf_counter()
+    failed: list[str] = []
     if todo:
-        from spinal_callback.demo.model import SFTSettings, pretrained_demo_model
-
-        # Pre-train the shared model once, before the workers race to build it.
-        pretrained_demo_model(cache, seed=0, settings=SFTSettings(max_steps=args.sft_steps), progress=True)
-        with ProcessPoolExecutor(args.jobs) as pool:
-            for name, seconds in pool.map(_train, [(s, str(out), cache, args.sft_steps) for s in todo]):
-                print(f"trained {name} in {seconds:.0f} s", flush=True)
+        # Pre-train the shared models once, before the workers race to build them.
+        pretrain_models(list(dict.fromkeys(s.model for s in todo)), cache, args.sft_steps, args.jobs)
+        print(f"training {len(todo)} of {len(specs)} runs ({len(specs) - len(todo)} already finished), "
+              f"{args.jobs} at a time, into {out}", flush=True)
+        failed = train_runs(todo, out, cache, args.sft_steps, args.jobs)
     names = [s.name for s in specs if (out / s.name / "run.json").is_file()]
-    print(f"training: {len(todo)} runs in {time.perf_counter() - started:.0f} s ({args.jobs} jobs)")
-    analyse(out, Path(args.img_dir) if args.img_dir else None, names)
-    return 0
+    print(f"training: {len(todo)} runs in {time.perf_counter() - started:.0f} s ({args.jobs} jobs); "
+          f"{len(names)}/{len(specs)} runs of the set finished" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    if study1:
+        analyse(out, Path(args.img_dir) if args.img_dir else None, names)
+    else:
+        analyse_study2(args.which, out)
+    print(f"elapsed: {_duration(time.perf_counter() - started)}")
+    return 1 if failed else 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,183 @@
+"""Study 2: replaying the trend-aware detector, and its variants, on the recorded runs.
+
+A run folder holds everything the callback measured (``spinal_trace.jsonl``: per-layer depth traces and the
+probe-forward ``"signals"``) and every training log record, so any detector can be replayed offline on
+exactly what it would have seen live, each probe step seeing only the past. The variants (protocol in
+``docs/evidence.md``) differ only in which signals they watch; each is calibrated on the calibration set's
+healthy runs with :func:`spinal_callback.early_warning.calibrate`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.early_warning import (
+    AlertReason,
+    EarlyWarningDetector,
+    calibrate,
+    signals_from_bands,
+    vectors_from_trace,
+)
+from spinal_callback.sinks.jsonl import read_trace_file
+
+__all__ = ["VARIANTS", "Run", "alarms", "calibrated", "load", "observations", "variant_config"]
+
+_GEOMETRY = {f"band/late/{m}": "both" for m in ("contraction", "transport", "entropy", "transport_curvature")}
+_PROBE_SET = {f"pairs/{m}": "both" for m in ("logp_chosen", "logp_rejected", "margin", "logratio_margin")}
+_HEAD = {"head/log_z": "both", "head/max_logit": "both"}
+_TRL = {m: "both" for m in ("rewards/chosen", "logps/chosen", "rewards/accuracies", "rewards/margins")}
+_VECTORS = ("layers/late/transport", "layers/late/contraction")
+
+#: Variant name → (watched scalar signals, watched per-layer vectors).
+VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "geometry": (_GEOMETRY, _VECTORS),
+    "probe-set control": (_PROBE_SET, ()),
+    "head": (_HEAD, ()),
+    "geometry + head": ({**_GEOMETRY, **_HEAD}, _VECTORS),
+    "geometry + probe-set": ({**_GEOMETRY, **_PROBE_SET}, _VECTORS),
+    "all three": ({**_GEOMETRY, **_PROBE_SET, **_HEAD}, _VECTORS),
+    "TRL metrics": (_TRL, ()),
+}
+
+
+@dataclass
+class Run:
+    """One finished run: its spec, training logs, held-out evaluations and trace records."""
+
+    name: str
+    spec: dict[str, Any]
+    logs: list[dict[str, float]]
+    evals: list[dict[str, float]]
+    traces: list[dict[str, Any]]
+    live_alerts: list[dict[str, Any]]
+    rollbacks: list[dict[str, Any]]
+
+    @property
+    def part(self) -> str:
+        return str(self.spec.get("part", ""))
+
+    @property
+    def is_fault(self) -> bool:
+        return self.spec.get("fault_step") is not None
+
+    @property
+    def fault_start(self) -> int:
+        return int(self.spec["fault_step"]) if self.is_fault else 10**9
+
+    def series(self, key: str) -> list[tuple[int, float]]:
+        return [(int(r["step"]), float(r[key])) for r in self.logs if key in r]
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load(run_dir: str | Path) -> Run:
+    """Read a finished run folder (``FileNotFoundError`` when it has no ``run.json``)."""
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    records = read_trace_file(run_dir / "spinal_trace.jsonl")
+    return Run(
+        name=run_dir.name, spec=meta["spec"],
+        logs=[r for r in _jsonl(run_dir / "logs.jsonl") if "loss" in r], evals=_jsonl(run_dir / "evals.jsonl"),
+        traces=[r for r in records if r.get("type") == "trace"],
+        live_alerts=[r for r in records if r.get("type") == "alert"],
+        rollbacks=[r for r in records if r.get("type") == "rollback"],
+    )
+
+
+def observations(run: Run, stride: int = 1) -> list[tuple[int, dict[str, float], dict[str, list[float]]]]:
+    """What the monitor feeds its detector at each probe step: band summaries, probe-forward signals, per-layer
+    vectors, and the TRL metrics logged *before* the step (HF calls ``on_step_end`` before it logs the step).
+
+    ``stride`` keeps every ``stride``-th probe (a probe interval ``stride`` times the recorded one).
+    """
+    logs = sorted(run.logs, key=lambda r: r["step"])
+    out, latest, i = [], {}, 0
+    for record in run.traces[::stride]:
+        step = int(record["step"])
+        while i < len(logs) and logs[i]["step"] < step:
+            latest.update({k: float(v) for k, v in logs[i].items() if k != "step"})
+            i += 1
+        signals, _ = signals_from_bands(record.get("bands", {}))
+        signals.update({k: (math.nan if v is None else float(v)) for k, v in (record.get("signals") or {}).items()})
+        signals.update(latest)
+        vectors, _ = vectors_from_trace(record)
+        out.append((step, signals, vectors))
+    return out
+
+
+def variant_config(name: str, base: DetectorConfig | None = None) -> DetectorConfig:
+    """The detector settings of variant ``name`` (uncalibrated thresholds of ``base``)."""
+    signals, vectors = VARIANTS[name]
+    base = base or DetectorConfig()
+    checks = tuple(c for c in base.checks if c != "pattern_change" or vectors)
+    return replace(base, signals=dict(signals), vectors=tuple(vectors), checks=checks)
+
+
+def calibrated(name: str, healthy: Sequence[Run], stride: int = 1, target_rate: float = 0.5,
+               base: DetectorConfig | None = None) -> DetectorConfig:
+    """Variant ``name`` with thresholds set on ``healthy`` runs to ``target_rate`` alarms per 1000 probe steps."""
+    streams = [observations(run, stride) for run in healthy]
+    return calibrate(streams, variant_config(name, base), target_rate=target_rate)
+
+
+def alarms(run: Run, config: DetectorConfig, stride: int = 1) -> list[int]:
+    """Steps at which the detector raises an alert on ``run`` (NON_FINITE included: a real instability)."""
+    detector = EarlyWarningDetector(config)
+    out = []
+    for step, signals, vectors in observations(run, stride):
+        found = detector.update(step, signals, vectors=vectors)
+        if found:
+            out.append(step)
+    return out
+
+
+def alarm_reasons(run: Run, config: DetectorConfig, stride: int = 1) -> list[tuple[int, str, str]]:
+    """``(step, reason, signal)`` of every alert, for the per-run listing."""
+    detector = EarlyWarningDetector(config)
+    out = []
+    for step, signals, vectors in observations(run, stride):
+        for alert in detector.update(step, signals, vectors=vectors):
+            reason = alert.reason.value if isinstance(alert.reason, AlertReason) else str(alert.reason)
+            out.append((step, reason, alert.signal))
+    return out
+
+
+def signal_series(run: Run, signal: str) -> dict[int, float]:
+    """One signal over the run's probe steps (band summaries and probe-forward signals)."""
+    out = {}
+    for step, signals, _ in observations(run):
+        value = signals.get(signal)
+        if value is not None and math.isfinite(value):
+            out[step] = value
+    return out
+
+
+def eval_series(run: Run, key: str) -> dict[int, float]:
+    return {int(r["step"]): float(r[key]) for r in run.evals if r.get(key) is not None}
+
+
+def first_divergence(run: Mapping[int, float], twin: Mapping[int, float], start: int, k: float = 3.0) -> int | None:
+    """Study 1's twin oracle on any two series: the first step ≥ ``start`` where ``|run − twin|`` exceeds ``k`` ×
+    the twin's step-to-step fluctuation (1.4826·MAD of its differences) at two consecutive observations."""
+    import itertools
+    import statistics
+
+    steps = sorted(set(run) & set(twin))
+    diffs = [twin[t] - twin[s] for s, t in itertools.pairwise(steps)]
+    if len(diffs) < 3:
+        return None
+    centre = statistics.median(diffs)
+    noise = 1.4826 * statistics.median(abs(d - centre) for d in diffs) or 1e-12
+    out = [s for s in steps if s >= start and abs(run[s] - twin[s]) > k * noise]
+    for first, second in itertools.pairwise(out):
+        if steps.index(second) == steps.index(first) + 1:
+            return first
+    return None

@@ -1,0 +1,313 @@
+"""The studies' scenarios: what each run does, and the exact run lists of study 2's protocol.
+
+Each scenario draws its fault step (when it has one) from the run's seed, so a seed always reproduces
+the same run. The faults are chosen a priori and not tuned to the detectors.
+
+**Study 1** (:data:`SCENARIOS`, :func:`run_spec`):
+
+- ``stable``: the demo recipe as it ships (learning rate 5e-5, β = 0.1);
+- ``lr_ramp``: from a random step on, the learning rate is multiplied by ``lr_growth`` after every
+  optimizer step (×1.06 → ×10 after 40 steps, ×100 after 80): a ramp to divergence;
+- ``label_flip``: from a random step on, ``flip_fraction`` of the preference pairs arrive with chosen and
+  rejected swapped (a broken data shard);
+- ``small_beta``: β = 0.005 from the start, at a learning rate of 1e-4 — the implicit KL anchor is 20×
+  weaker than the demo's, and the chosen log-probabilities fall while the margin keeps growing (likelihood
+  displacement). At the demo's 5e-5 the DPO loss barely leaves log 2 in 240 steps with either β, so the
+  two runs cannot differ; at 1e-4 with β = 0.1 a control run stayed healthy for 240 steps.
+
+**Study 2** (pre-registered in ``docs/evidence.md``; :func:`calibration_set`, :func:`test_set`,
+:func:`rollback_set`) adds three models (:data:`MODELS`), three learning-rate schedules
+(:data:`SCHEDULES`), healthy runs over a range of learning rates and β (``healthy``), and four fault
+families that act from the fault step on (:data:`TEST_FAULTS`):
+
+- ``lr_jump``: the learning rate is multiplied by 20 at the fault step, at once (an event: a rollback that
+  restores an earlier optimizer and scheduler state undoes it, as for the demo's ``--lr-spike``);
+- ``adam_beta2``: Adam's β₂ is 0.5 and its ε 1e-12 at every optimizer step from the fault step on (a setting
+  that stays wrong: it is re-applied after a rollback);
+- ``grad_noise``: every gradient tensor gets Gaussian noise of 5× its norm (σ = 5‖g‖/√n) at every step
+  from the fault step on;
+- ``label_noise_ramp``: the share of pairs with chosen and rejected swapped rises linearly from 0 at the
+  fault step to 100 % 60 steps later (a data source going bad).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+__all__ = [
+    "CALIBRATION_BETAS",
+    "CALIBRATION_LRS",
+    "MODELS",
+    "SCENARIOS",
+    "SCHEDULES",
+    "STUDY2_SCENARIOS",
+    "TEST_FAULTS",
+    "TEST_FAULT_SEEDS",
+    "ModelShape",
+    "RunSpec",
+    "calibration_set",
+    "fault_test_spec",
+    "healthy_spec",
+    "healthy_test_spec",
+    "rollback_set",
+    "run_spec",
+    "shorten",
+    "test_set",
+]
+
+#: Study 1's scenario names, in report order.
+SCENARIOS = ("stable", "lr_ramp", "label_flip", "small_beta")
+
+#: Study 2's test fault families, in report order (none of them is in the calibration set).
+TEST_FAULTS = ("lr_jump", "adam_beta2", "grad_noise", "label_noise_ramp")
+
+#: Every scenario name study 2 uses: healthy runs, study 1's stable twins and faults (calibration), test faults.
+STUDY2_SCENARIOS = ("healthy", "stable", "lr_ramp", "label_flip", *TEST_FAULTS)
+
+#: Learning-rate schedules (``lr_scheduler_type`` of transformers), each with 5 warm-up steps.
+SCHEDULES = ("constant_with_warmup", "cosine", "linear")
+
+#: Seeds of the test fault families: 8 per family, 300–307, 310–317, 320–327, 330–337.
+TEST_FAULT_SEEDS = {family: tuple(range(300 + 10 * i, 308 + 10 * i)) for i, family in enumerate(TEST_FAULTS)}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """One pre-trained demo policy of study 2.
+
+    Attributes:
+        num_layers: decoder blocks of the tiny Llama.
+        hidden_size: its residual width.
+        sft_seed: seed of its initialisation and supervised warm-up (``pretrained_demo_model``'s ``seed``).
+    """
+
+    num_layers: int
+    hidden_size: int
+    sft_seed: int
+
+
+#: Study 2's models: M1 is the ``spinal demo`` model, M2 a second shape, M1p (M1′) M1's shape from a second
+#: supervised warm-up seed. Study 1 used M1 only.
+MODELS = {
+    "M1": ModelShape(num_layers=9, hidden_size=96, sft_seed=0),
+    "M2": ModelShape(num_layers=6, hidden_size=128, sft_seed=0),
+    "M1p": ModelShape(num_layers=9, hidden_size=96, sft_seed=1),
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one study run.
+
+    Every fault parameter has a neutral default, so a spec does exactly what its non-default fields say;
+    the runner acts on the fields, not on the scenario name.
+
+    Attributes:
+        scenario: the run's kind: one of :data:`SCENARIOS` (study 1) or :data:`STUDY2_SCENARIOS`.
+        seed: seed of the preference data, its order and training (the pre-trained model is shared).
+        max_steps: DPO optimizer steps.
+        fault_step: first optimizer step the fault acts on (``None`` for runs without a mid-run fault).
+        learning_rate: DPO learning rate at the end of the warm-up.
+        beta: DPO β.
+        lr_growth: per-step learning-rate factor after every step from ``fault_step`` on (1.0: no ramp).
+        flip_fraction: share of pairs swapped from ``fault_step`` on (0.0: none).
+        model: the pre-trained policy, a key of :data:`MODELS`.
+        schedule: the learning-rate schedule, one of :data:`SCHEDULES`.
+        lr_jump: learning-rate factor applied once, at optimizer step ``fault_step`` (1.0: none).
+        adam_beta2: Adam's β₂ from ``fault_step`` on (``None``: unchanged).
+        adam_eps: Adam's ε from ``fault_step`` on (``None``: unchanged).
+        grad_noise: Gaussian gradient noise from ``fault_step`` on, in units of each tensor's gradient norm
+            (0.0: none).
+        label_noise_ramp: steps over which the share of swapped pairs rises linearly from 0 (at ``fault_step``)
+            to 1 (0: no ramp).
+        rollback: the live callback rolls back on an alert (``on_alert=("log", "rollback")``).
+        part: the protocol part the run belongs to (``"C-healthy"``, ``"T-faults"``, …; empty for study 1).
+    """
+
+    scenario: str
+    seed: int
+    max_steps: int
+    fault_step: int | None = None
+    learning_rate: float = 5e-5
+    beta: float = 0.1
+    lr_growth: float = 1.0
+    flip_fraction: float = 0.0
+    model: str = "M1"
+    schedule: str = "constant_with_warmup"
+    lr_jump: float = 1.0
+    adam_beta2: float | None = None
+    adam_eps: float | None = None
+    grad_noise: float = 0.0
+    label_noise_ramp: int = 0
+    rollback: bool = False
+    part: str = ""
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"`model` must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.fault_step is not None and not 1 <= self.fault_step <= self.max_steps:
+            raise ValueError(f"`fault_step` must be in 1..max_steps ({self.max_steps}), got {self.fault_step}")
+
+    @property
+    def name(self) -> str:
+        """``"<scenario>-s<seed>"`` (``"-rb"`` appended for a rollback run), the run's folder name."""
+        return f"{self.scenario}-s{self.seed}" + ("-rb" if self.rollback else "")
+
+    @property
+    def fault_start(self) -> int:
+        """The first step a detector may legitimately alarm at: ``fault_step``, or 0 for faults from the start."""
+        return self.fault_step if self.fault_step is not None else 0
+
+    @property
+    def is_fault(self) -> bool:
+        """Whether the run has a fault (``stable`` and ``healthy`` runs have none)."""
+        return self.scenario not in ("stable", "healthy")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able view."""
+        return asdict(self)
+
+
+def _fault_step(scenario: str, seed: int, max_steps: int, fault_window: tuple[int, int]) -> int:
+    """The fault step of ``scenario`` for ``seed``: uniform over the inclusive ``fault_window``, seeded."""
+    low, high = fault_window
+    if not 1 <= low <= high < max_steps:
+        raise ValueError(f"`fault_window` must satisfy 1 <= low <= high < max_steps ({max_steps}), got {fault_window}")
+    return random.Random(f"fault:{scenario}:{seed}").randint(low, high)
+
+
+def run_spec(scenario: str, seed: int, max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> RunSpec:
+    """Study 1's run of ``scenario`` for ``seed`` (on M1, constant schedule).
+
+    Args:
+        scenario: one of :data:`SCENARIOS`.
+        seed: the run's seed; also draws the fault step uniformly from ``fault_window``.
+        max_steps: DPO optimizer steps.
+        fault_window: inclusive range of fault steps for the mid-run faults. Its start leaves every
+            detector its warm-up, including the 128-step window of the OLMo-core-style z-score.
+
+    Raises:
+        ValueError: unknown scenario, or a fault window outside ``1..max_steps``.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"`scenario` must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
+    if scenario in ("stable", "small_beta"):
+        if scenario == "small_beta":
+            return RunSpec(scenario, seed, max_steps, beta=0.005, learning_rate=1e-4)
+        return RunSpec(scenario, seed, max_steps)
+    fault = _fault_step(scenario, seed, max_steps, fault_window)
+    if scenario == "lr_ramp":
+        return RunSpec(scenario, seed, max_steps, fault_step=fault, lr_growth=1.06)
+    return RunSpec(scenario, seed, max_steps, fault_step=fault, flip_fraction=0.75)
+
+
+def healthy_spec(seed: int, model: str, learning_rate: float, beta: float, schedule: str, part: str,
+                 max_steps: int = 240) -> RunSpec:
+    """A fault-free study-2 run (``scenario="healthy"``) with the given recipe."""
+    return RunSpec("healthy", seed, max_steps, learning_rate=learning_rate, beta=beta, model=model,
+                   schedule=schedule, part=part)
+
+
+def _log_uniform(rng: random.Random, low: float, high: float) -> float:
+    return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
+def healthy_test_spec(seed: int, max_steps: int = 240) -> RunSpec:
+    """The T-healthy run of ``seed``: a log-uniform learning rate in [3e-5, 2e-4], a log-uniform β in
+    [0.05, 0.3], a schedule uniform over :data:`SCHEDULES` and a model uniform over :data:`MODELS`, all drawn
+    (in that order) from a RNG seeded with the run's seed alone."""
+    rng = random.Random(f"T-healthy:{seed}")
+    learning_rate = _log_uniform(rng, 3e-5, 2e-4)
+    beta = _log_uniform(rng, 0.05, 0.3)
+    schedule = rng.choice(SCHEDULES)
+    model = rng.choice(tuple(MODELS))
+    return healthy_spec(seed, model, learning_rate, beta, schedule, "T-healthy", max_steps)
+
+
+
+def fault_test_spec(family: str, seed: int, max_steps: int = 240,
+                    fault_window: tuple[int, int] = (130, 160)) -> RunSpec:
+    """The T-faults run of ``family`` for ``seed``: the demo recipe (5e-5, β 0.1, constant) on M1 for an even
+    seed and M1p for an odd one, the fault from a step drawn from the seed in ``fault_window``.
+
+    Raises:
+        ValueError: unknown family, or a fault window outside ``1..max_steps``.
+    """
+    if family not in TEST_FAULTS:
+        raise ValueError(f"`family` must be one of {', '.join(TEST_FAULTS)}, got {family!r}")
+    fault = _fault_step(family, seed, max_steps, fault_window)
+    model = "M1" if seed % 2 == 0 else "M1p"
+    faults: dict[str, dict[str, Any]] = {
+        "lr_jump": {"lr_jump": 20.0},
+        "adam_beta2": {"adam_beta2": 0.5, "adam_eps": 1e-12},
+        "grad_noise": {"grad_noise": 5.0},
+        "label_noise_ramp": {"label_noise_ramp": 60},
+    }
+    fields = faults[family]
+    return RunSpec(family, seed, max_steps, fault_step=fault, model=model, part="T-faults", **fields)
+
+
+
+#: C-healthy's grid: learning rates (rows of the Latin square) and β (its columns).
+CALIBRATION_LRS = (3e-5, 1e-4, 2e-4)
+CALIBRATION_BETAS = (0.05, 0.1, 0.3)
+
+
+def calibration_set(max_steps: int = 240) -> list[RunSpec]:
+    """Calibration set C of study 2, in protocol order (21 runs).
+
+    - C-healthy (12, seeds 100–111): M1 on the 9 combinations of learning rate × β, row by row (learning
+      rate), the schedule from a Latin square — row ``r``, column ``c`` → ``SCHEDULES[(r + c) % 3]``
+      (constant, cosine, linear, shifted by one per row) —, then M2 on the diagonal (3e-5, 0.05, constant),
+      (1e-4, 0.1, cosine), (2e-4, 0.3, linear);
+    - C-stable (3, seeds 0–2): study 1's ``stable`` runs (M1, the demo recipe) — the twins of C-faults;
+    - C-faults (6): study 1's ``lr_ramp`` and ``label_flip`` on M1, seeds 0–2, with study 1's fault draw.
+    """
+    runs: list[RunSpec] = []
+    seed = 100
+    for r, lr in enumerate(CALIBRATION_LRS):
+        for c, beta in enumerate(CALIBRATION_BETAS):
+            runs.append(healthy_spec(seed, "M1", lr, beta, SCHEDULES[(r + c) % 3], "C-healthy", max_steps))
+            seed += 1
+    for i, (lr, beta) in enumerate(zip(CALIBRATION_LRS, CALIBRATION_BETAS)):
+        runs.append(healthy_spec(seed, "M2", lr, beta, SCHEDULES[i], "C-healthy", max_steps))
+        seed += 1
+    runs += [replace(run_spec("stable", s, max_steps), part="C-stable") for s in range(3)]
+    runs += [replace(run_spec(scenario, s, max_steps), part="C-faults")
+             for scenario in ("lr_ramp", "label_flip") for s in range(3)]
+    return runs
+
+
+def test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T of study 2, in protocol order (57 runs): T-healthy seeds 200–224 (:func:`healthy_test_spec`),
+    then each family of :data:`TEST_FAULTS` on its 8 seeds (:func:`fault_test_spec`)."""
+    runs = [healthy_test_spec(seed, max_steps) for seed in range(200, 225)]
+    for family in TEST_FAULTS:
+        runs += [fault_test_spec(family, seed, max_steps, fault_window) for seed in TEST_FAULT_SEEDS[family]]
+    return runs
+
+
+test_set.__test__ = False  # type: ignore[attr-defined]  # a protocol function, not a pytest test
+
+
+def rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """The rollback-value runs (8): the first seed of each test fault family and T-healthy seeds 200–203, each
+    identical to its T run except ``rollback=True`` (its name ends in ``-rb``; ``part`` is kept)."""
+    firsts = [fault_test_spec(family, TEST_FAULT_SEEDS[family][0], max_steps, fault_window)
+              for family in TEST_FAULTS]
+    healthy = [healthy_test_spec(seed, max_steps) for seed in range(200, 204)]
+    return [replace(spec, rollback=True) for spec in (*firsts, *healthy)]
+
+
+def shorten(spec: RunSpec, max_steps: int) -> RunSpec:
+    """``spec`` squeezed into ``max_steps`` for a smoke run: the fault step and the label-noise ramp are scaled
+    by ``max_steps / spec.max_steps`` (a fault step stays at least 1, a ramp at least 1 step)."""
+    ratio = max_steps / spec.max_steps
+    fault = None if spec.fault_step is None else min(max_steps, max(1, round(spec.fault_step * ratio)))
+    ramp = max(1, round(spec.label_noise_ramp * ratio)) if spec.label_noise_ramp else 0
+    return replace(spec, max_steps=max_steps, fault_step=fault, label_noise_ramp=ramp)

@@ -1,0 +1,90 @@
+"""Study 2's Markdown tables, from ``calibration.json`` and ``results.json`` (what ``docs/evidence.md`` shows)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["calibration_table", "test_tables"]
+
+
+def _lead(value: Any) -> str:
+    return "–" if value is None else f"{value:+g}"
+
+
+def _rate(summary: Mapping[str, Any]) -> str:
+    n, k = summary["fault_runs"], summary["detected_before_onset"]
+    if not n:
+        return "–"
+    low, high = summary["rate_ci"]
+    return f"{k}/{n} ({100 * low:.0f}–{100 * high:.0f} %) · {_lead(summary['median_lead'])}"
+
+
+def _false(summary: Mapping[str, Any]) -> str:
+    low, high = summary["false_per_1000_ci"]
+    return f"{summary['false_per_1000']:.2f} ({low:.2f}–{high:.2f})"
+
+
+def calibration_table(result: Mapping[str, Any]) -> str:
+    """Variants on the calibration set, the shipped choice, the interval study and the twin oracle."""
+    lines = [
+        f"Calibration set: {result['healthy_runs']} healthy runs, {result['fault_runs']} fault runs.",
+        "",
+        "| variant | C-faults detected before onset (95 % CI) · median lead | C-healthy false alarms / 1000 probes "
+        "(in-sample) | thresholds z · h · var · T² |",
+        "|---|---:|---:|---|",
+    ]
+    for name, entry in result["variants"].items():
+        c = entry["config"]
+        thresholds = " · ".join(f"{c[k]:.3g}" for k in ("z_threshold", "cusum_h", "variance_threshold", "t2_threshold"))
+        lines.append(f"| {name} | {_rate(entry['faults'])} | {_false(entry['healthy'])} | {thresholds} |")
+    lines += ["", f"Shipped: **{result['shipped']}**, probe interval **{result['interval']}** steps.", "",
+              "| interval (steps) | C-faults detected before onset · median lead |", "|---:|---:|"]
+    for interval, entry in result["per_interval"].items():
+        lines.append(f"| {interval} | {_rate(entry['faults'])} |")
+    if result.get("twins"):
+        signals = list(next(iter(result["twins"].values())))
+        lines += ["", "Twin oracle (C-faults against their C-stable twin): steps before the onset at which the fault "
+                  "run first left its twin (positive: before the onset).", "",
+                  "| run | " + " | ".join(signals) + " |", "|---|" + "---:|" * len(signals)]
+        for run, row in result["twins"].items():
+            lines.append(f"| {run} | " + " | ".join(_lead(row[s]) for s in signals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def test_tables(result: Mapping[str, Any]) -> str:
+    """Detection, leads and false alarms per detector on the test set; paired comparisons; rollback value."""
+    families = [k for k in next(iter(result["detectors"].values())) if k not in ("all", "healthy", "runs")]
+    lines = [
+        f"Probe interval {result['interval']} steps; shipped detector: **spinal: {result['shipped']}**.",
+        "",
+        "Cells: detected before the onset / fault runs with an onset (95 % Clopper–Pearson) · median lead in steps.",
+        "",
+        "| detector | " + " | ".join(families) + " | all faults | healthy: false alarms / 1000 probes (95 % CI) | "
+        "healthy runs with an alarm | fault runs: alarms before the fault |",
+        "|---|" + "---:|" * (len(families) + 4),
+    ]
+    for name, entry in result["detectors"].items():
+        cells = [_rate(entry[f]) for f in families]
+        pre_fault = sum(1 for r in entry["runs"] if r["fault_start"] < 10**9 and r["false_alarms"])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_rate(entry['all'])} | {_false(entry['healthy'])} | "
+                     f"{entry['healthy']['runs_with_false_alarm']} | {pre_fault} |")
+    better, worse, p = result["shipped_vs_best_baseline"]
+    g_better, g_worse, g_p = result["geometry_vs_probe_set"]
+    lines += [
+        "",
+        f"Paired per-run lead, shipped detector vs the best baseline ({result['best_baseline']}): shipped earlier in "
+        f"{better} runs, later in {worse} (sign test p = {p:.3g}).",
+        f"Geometry vs the probe-set control: geometry earlier in {g_better} runs, later in {g_worse} "
+        f"(sign test p = {g_p:.3g}).",
+    ]
+    if result.get("matched_thresholds"):
+        shown = ", ".join(f"{k}: {'none' if v is None else f'{v:g}'}" for k, v in result["matched_thresholds"].items())
+        lines.append(f"Matched baseline thresholds (≤ 0.5 false alarms per 1000 probe steps on C-healthy): {shown}.")
+    if result.get("rollback"):
+        lines += ["", "| run | fault | live alerts | rollbacks | held-out accuracy at the end, rollback off → on |",
+                  "|---|---|---:|---:|---:|"]
+        for row in result["rollback"]:
+            lines.append(f"| {row['run']} | {'yes' if row['fault'] else 'no'} | {row['alerts']} | {row['rollbacks']} | "
+                         f"{row['accuracy_off']:.3f} → {row['accuracy_on']:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,153 @@
+"""Scenario specs: seeded fault steps inside the window, validation, and study 2's run lists as pre-registered."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from studies import scenarios
+from studies.scenarios import MODELS, SCENARIOS, SCHEDULES, TEST_FAULTS, RunSpec, run_spec, shorten
+
+
+@pytest.mark.parametrize("scenario", ["lr_ramp", "label_flip"])
+def test_fault_step_is_seeded_and_inside_the_window(scenario):
+    steps = [run_spec(scenario, seed).fault_step for seed in range(20)]
+    assert steps == [run_spec(scenario, seed).fault_step for seed in range(20)]
+    assert all(130 <= s <= 160 for s in steps)
+    assert len(set(steps)) > 5
+
+
+def test_scenario_settings():
+    assert run_spec("stable", 0).fault_step is None and run_spec("stable", 0).fault_start == 0
+    assert run_spec("lr_ramp", 0).lr_growth > 1
+    assert 0.5 < run_spec("label_flip", 0).flip_fraction <= 1
+    assert run_spec("small_beta", 0).beta < run_spec("stable", 0).beta
+    assert run_spec("label_flip", 3).name == "label_flip-s3"
+    assert set(SCENARIOS) == {"stable", "lr_ramp", "label_flip", "small_beta"}
+
+
+def test_bad_scenarios_are_refused():
+    with pytest.raises(ValueError, match="`scenario` must be one of"):
+        run_spec("meltdown", 0)
+    with pytest.raises(ValueError, match="`fault_window`"):
+        run_spec("lr_ramp", 0, max_steps=100, fault_window=(130, 160))
+    with pytest.raises(ValueError, match="`model`"):
+        RunSpec("healthy", 0, 10, model="M3")
+    with pytest.raises(ValueError, match="`schedule`"):
+        RunSpec("healthy", 0, 10, schedule="exponential")
+    with pytest.raises(ValueError, match="`family`"):
+        scenarios.fault_test_spec("lr_ramp", 300)
+
+
+# ---------------------------------------------------------------------------------------------- study 2
+def test_models_are_the_protocols():
+    assert {k: (m.num_layers, m.hidden_size, m.sft_seed) for k, m in MODELS.items()} == {
+        "M1": (9, 96, 0), "M2": (6, 128, 0), "M1p": (9, 96, 1),
+    }
+    assert SCHEDULES == ("constant_with_warmup", "cosine", "linear")
+
+
+def _common(spec: RunSpec) -> None:
+    assert spec.max_steps == 240 and spec.rollback is False
+
+
+def test_calibration_set_is_the_protocols():
+    runs = scenarios.calibration_set()
+    assert len(runs) == 21
+    assert Counter(r.part for r in runs) == {"C-healthy": 12, "C-stable": 3, "C-faults": 6}
+    for run in runs:
+        _common(run)
+    healthy = [r for r in runs if r.part == "C-healthy"]
+    assert [r.seed for r in healthy] == list(range(100, 112))
+    assert all(r.scenario == "healthy" and r.fault_step is None and not r.is_fault for r in healthy)
+    m1 = [r for r in healthy if r.model == "M1"]
+    assert len(m1) == 9
+    assert {(r.learning_rate, r.beta) for r in m1} == {(lr, b) for lr in (3e-5, 1e-4, 2e-4) for b in (0.05, 0.1, 0.3)}
+    # Latin square: row = learning rate, column = β; every schedule once per row and once per column.
+    square = {(r.learning_rate, r.beta): r.schedule for r in m1}
+    for lr in (3e-5, 1e-4, 2e-4):
+        assert sorted(square[lr, b] for b in (0.05, 0.1, 0.3)) == sorted(SCHEDULES)
+    for b in (0.05, 0.1, 0.3):
+        assert sorted(square[lr, b] for lr in (3e-5, 1e-4, 2e-4)) == sorted(SCHEDULES)
+    assert [square[3e-5, b] for b in (0.05, 0.1, 0.3)] == ["constant_with_warmup", "cosine", "linear"]
+    assert [square[1e-4, b] for b in (0.05, 0.1, 0.3)] == ["cosine", "linear", "constant_with_warmup"]
+    m2 = [(r.learning_rate, r.beta, r.schedule) for r in healthy if r.model == "M2"]
+    assert m2 == [(3e-5, 0.05, "constant_with_warmup"), (1e-4, 0.1, "cosine"), (2e-4, 0.3, "linear")]
+    stable = [r for r in runs if r.part == "C-stable"]
+    assert stable == [replace(run_spec("stable", s), part="C-stable") for s in range(3)]
+    assert all(r.model == "M1" and r.learning_rate == 5e-5 and r.beta == 0.1 for r in stable)
+    faults = [r for r in runs if r.part == "C-faults"]
+    assert [(r.scenario, r.seed) for r in faults] == [(f, s) for f in ("lr_ramp", "label_flip") for s in range(3)]
+    assert all(r == replace(run_spec(r.scenario, r.seed), part="C-faults") and r.model == "M1" for r in faults)
+
+
+def test_test_set_is_the_protocols():
+    runs = scenarios.test_set()
+    assert len(runs) == 57
+    assert runs == scenarios.test_set()  # seeded: the same list every time
+    for run in runs:
+        _common(run)
+    healthy = [r for r in runs if r.part == "T-healthy"]
+    assert [r.seed for r in healthy] == list(range(200, 225))
+    for r in healthy:
+        assert r.scenario == "healthy" and r.fault_step is None and not r.is_fault
+        assert 3e-5 <= r.learning_rate <= 2e-4 and 0.05 <= r.beta <= 0.3
+        assert r.schedule in SCHEDULES and r.model in MODELS
+    # Drawn, not fixed: the draws spread over their ranges and categories.
+    assert len({r.schedule for r in healthy}) == 3 and len({r.model for r in healthy}) == 3
+    logs = [math.log(r.learning_rate) for r in healthy]
+    assert max(logs) - min(logs) > 0.5 * (math.log(2e-4) - math.log(3e-5))
+    faults = [r for r in runs if r.part == "T-faults"]
+    assert len(faults) == 32
+    seeds = {f: [r.seed for r in faults if r.scenario == f] for f in TEST_FAULTS}
+    assert seeds == {"lr_jump": list(range(300, 308)), "adam_beta2": list(range(310, 318)),
+                     "grad_noise": list(range(320, 328)), "label_noise_ramp": list(range(330, 338))}
+    for r in faults:
+        assert r.is_fault and 130 <= r.fault_step <= 160
+        assert r.model == ("M1" if r.seed % 2 == 0 else "M1p")
+        assert (r.learning_rate, r.beta, r.schedule) == (5e-5, 0.1, "constant_with_warmup")
+        assert r.lr_growth == 1.0 and r.flip_fraction == 0.0
+    assert len({r.fault_step for r in faults}) > 8
+    by = {r.scenario: r for r in faults}
+    assert by["lr_jump"].lr_jump == 20
+    assert (by["adam_beta2"].adam_beta2, by["adam_beta2"].adam_eps) == (0.5, 1e-12)
+    assert by["grad_noise"].grad_noise == 5
+    assert by["label_noise_ramp"].label_noise_ramp == 60
+    # Each family sets only its own fault.
+    neutral = RunSpec("x", 0, 240)
+    for family, spec in by.items():
+        changed = {k for k in ("lr_jump", "adam_beta2", "adam_eps", "grad_noise", "label_noise_ramp")
+                   if getattr(spec, k) != getattr(neutral, k)}
+        assert changed == ({"adam_beta2", "adam_eps"} if family == "adam_beta2" else {family})
+
+
+def test_rollback_set_mirrors_its_test_runs():
+    test = {r.name: r for r in scenarios.test_set()}
+    runs = scenarios.rollback_set()
+    assert [(r.scenario, r.seed) for r in runs] == [
+        ("lr_jump", 300), ("adam_beta2", 310), ("grad_noise", 320), ("label_noise_ramp", 330),
+        ("healthy", 200), ("healthy", 201), ("healthy", 202), ("healthy", 203),
+    ]
+    for r in runs:
+        assert r.rollback and r.name.endswith("-rb")
+        twin = test[r.name.removesuffix("-rb")]
+        assert replace(r, rollback=False) == twin
+
+
+def test_run_names_are_unique_and_stable():
+    every = scenarios.calibration_set() + scenarios.test_set() + scenarios.rollback_set()
+    names = [r.name for r in every]
+    assert len(names) == len(set(names)) == 21 + 57 + 8
+    assert names[:2] == ["healthy-s100", "healthy-s101"] and "lr_jump-s300-rb" in names
+    assert [r.name for r in scenarios.calibration_set()] == names[:21]
+
+
+def test_shorten_scales_the_fault():
+    spec = scenarios.fault_test_spec("label_noise_ramp", 330)
+    short = shorten(spec, 30)
+    assert short.max_steps == 30 and short.label_noise_ramp == round(60 / 8)
+    assert short.fault_step == round(spec.fault_step / 8) and short.name == spec.name
+    assert shorten(scenarios.healthy_test_spec(200), 30).fault_step is None
