@@ -102,6 +102,19 @@ def pretrain_models(models: list[str], cache: str, sft_steps: int, jobs: int) ->
             print(f"model {model}: held-out accuracy {accuracy:.3f} ({done})", flush=True)
 
 
+def interleave(specs: list[RunSpec]) -> list[RunSpec]:
+    """``specs`` round-robin over their scenarios, each scenario in its own order."""
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.scenario, []).append(spec)
+    out: list[RunSpec] = []
+    while any(groups.values()):
+        for group in groups.values():
+            if group:
+                out.append(group.pop(0))
+    return out
+
+
 def train_runs(specs: list[RunSpec], out: Path, cache: str, sft_steps: int, jobs: int) -> list[str]:
     """Train ``specs`` into ``out``, ``jobs`` at a time; return the names of the runs that failed."""
     failed = []
@@ -311,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         specs = study2_specs(args.which, quick=args.quick)
     todo = [s for s in specs if args.force or not (out / s.name / "run.json").is_file()]
+    if not study1:
+        todo = interleave(todo)  # every scenario advances together, so a stopped study is still balanced
     if args.analyse_only:
         todo = []
     started = time.perf_counter()
