@@ -43,6 +43,10 @@ VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "geometry + probe-set": ({**_GEOMETRY, **_PROBE_SET}, _VECTORS),
     "all three": ({**_GEOMETRY, **_PROBE_SET, **_HEAD}, _VECTORS),
     "TRL metrics": (_TRL, ()),
+    # Amendment 1 (docs/evidence.md): combinations with TRL's metrics, added after the calibration set's
+    # results and before any test-set scoring.
+    "TRL metrics + probe-set": ({**_TRL, **_PROBE_SET}, ()),
+    "all signals": ({**_GEOMETRY, **_PROBE_SET, **_HEAD, **_TRL}, _VECTORS),
 }
 
 
