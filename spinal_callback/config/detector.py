@@ -26,28 +26,28 @@ DIRECTIONS = ("both", "up", "down")
 #: Tests the detector can run (the values of the matching ``AlertReason`` members).
 CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change")
 
-#: Watched scalar signals and their direction priors: the late band's geometry (tags without ``spinal/``), the
-#: output head's logit statistics and the DPO quantities of the fixed probe pairs (measured in the probe's
-#: own forward, see :mod:`spinal_callback.monitor.signals`), then TRL's DPO metrics (watched when fed). No
-#: prior anywhere: healthy DPO moves every one of them, in either direction (late-band contraction and
-#: transport drift for the whole run; chosen log-probabilities and rewards fall in many healthy runs —
-#: likelihood displacement, Razin et al. 2024).
+#: Watched scalar signals and their direction priors: the shipped default is what the lead-time study's
+#: calibration set chose (docs/evidence.md, study 2): TRL's DPO metrics (watched when the trainer logs them)
+#: and the DPO quantities of the fixed probe pairs, measured in the probe's own forward
+#: (:mod:`spinal_callback.monitor.signals`). On that set no geometry or head variant separated faults from
+#: healthy runs; they stay available (``band/<band>/<metric>``, ``head/…``, ``layers/<band>/<metric>`` vectors).
+#: No direction prior: healthy DPO moves every one of them either way (likelihood displacement, Razin et al.
+#: 2024).
 DEFAULT_SIGNALS: dict[str, str] = {
-    "band/late/transport_curvature": "both",
-    "band/late/contraction": "both",
-    "band/late/transport": "both",
-    "band/late/entropy": "both",
-    "head/log_z": "both",
-    "head/max_logit": "both",
-    "pairs/logp_chosen": "both",
-    "pairs/logratio_margin": "both",
     "rewards/chosen": "both",
+    "logps/chosen": "both",
+    "rewards/accuracies": "both",
     "rewards/margins": "both",
+    "pairs/logp_chosen": "both",
+    "pairs/logp_rejected": "both",
+    "pairs/margin": "both",
+    "pairs/logratio_margin": "both",
 }
 
-#: Watched per-layer vectors (see :func:`~spinal_callback.early_warning.inputs.vectors_from_trace`): the
-#: late band's per-layer transport and contraction, for the cross-layer PATTERN_CHANGE test.
-DEFAULT_VECTORS: tuple[str, ...] = ("layers/late/transport", "layers/late/contraction")
+#: Watched per-layer vectors (see :func:`~spinal_callback.early_warning.inputs.vectors_from_trace`) for the
+#: cross-layer PATTERN_CHANGE test: none by default (the study's calibration set did not choose them); e.g.
+#: ``("layers/late/transport", "layers/late/contraction")``.
+DEFAULT_VECTORS: tuple[str, ...] = ()
 
 #: TRL's DPO training metrics (names as logged, without ``train/``), for
 #: :func:`~spinal_callback.early_warning.names.check_signal_names` at setup.
@@ -117,8 +117,12 @@ class DetectorConfig:
         metadata={"help": "Tests to run, any of 'trend_break', 'slope_change', 'variance_burst' and "
                   "'pattern_change'. Non-finite values are governed by `non_finite`."},
     )
+    # The four thresholds below ship as calibrated by the lead-time study (docs/evidence.md, study 2:
+    # calibration set, 12 healthy DPO runs, 0.5 false alarms per 1000 probe steps at probe interval 2,
+    # `python scripts/study_early_warning.py --set calibration`), rounded up; t2_threshold by the
+    # detector's synthetic calibration (docs/early_warning.md): the study did not choose vectors.
     z_threshold: float = field(
-        default=4.3,
+        default=11.42,
         metadata={"help": "TREND_BREAK: |z| of the residual against the trend forecast, z = (x − x̂)/σ̂_pred, "
                   "that counts as an exceedance (same sign for min_consecutive observations). Calibrated."},
     )
@@ -128,7 +132,7 @@ class DetectorConfig:
                   "− k), in noise units. Not calibrated (cusum_h is, for this k)."},
     )
     cusum_h: float = field(
-        default=6.2,
+        default=33.06,
         metadata={"help": "SLOPE_CHANGE: decision threshold h of the CUSUM, in noise units; the statistic is "
                   "capped at h so an episode ends soon after the signal is back on a trend. Calibrated."},
     )
@@ -138,7 +142,7 @@ class DetectorConfig:
                   "largest left out) is compared with the noise. At least 3, at most window + lag."},
     )
     variance_threshold: float = field(
-        default=5.4,
+        default=7.3,
         metadata={"help": "VARIANCE_BURST: ratio V = trimmed mean of (Δx − β)² over 2σ̂² (σ̂ measured before "
                   "those increments; about 0.47 on white noise with m = 8) that counts as an exceedance. "
                   "Calibrated. > 1."},

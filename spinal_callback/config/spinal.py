@@ -58,8 +58,17 @@ class SpinalConfig:
     """
 
     interval: int = field(
+        default=2,
+        metadata={"help": "Probe every `interval` optimizer steps (plus step 0, the baseline): the output-head and "
+                  "probe-pair signals and the bands the detector watches, which the early warning reads. The "
+                  "default 2 is what the lead-time study calibrated the shipped detector at (docs/evidence.md); "
+                  "a larger interval costs less (docs/benchmarks.md) — recalibrate with `spinal calibrate`."},
+    )
+    trace_interval: int = field(
         default=50,
-        metadata={"help": "Run the geometry probe every `interval` optimizer steps (plus step 0, the baseline)."},
+        metadata={"help": "Full depth trace (every layer) every N optimizer steps and at step 0; the probes in "
+                  "between measure only the bands the detector watches (the late band at least). 0: every probe "
+                  "is a full trace."},
     )
     num_probe_pairs: int = field(
         default=16,
@@ -163,8 +172,8 @@ class SpinalConfig:
     )
     chunk_size: int = field(
         default=64,
-        metadata={"help": "Tokens per logit-lens chunk: the lens holds about 5 × chunk_size × vocab float64 "
-                  "values at once (~370 MiB at 64 × 152k)."},
+        metadata={"help": "Tokens per logit-lens chunk: the lens holds two chunk_size × vocab float32 arrays at "
+                  "once (~75 MiB at 64 × 152k)."},
     )
     seed: int = field(
         default=0,
@@ -177,6 +186,7 @@ class SpinalConfig:
 
     def __post_init__(self) -> None:
         check_int("interval", self.interval, 1)
+        check_int("trace_interval", self.trace_interval, 0)
         check_int("num_probe_pairs", self.num_probe_pairs, 1)
         check_int("max_tokens", self.max_tokens, 1)
         check_int("max_length", self.max_length, 1)
@@ -282,7 +292,8 @@ class SpinalConfig:
 
     def fingerprint(self) -> str:
         """Short stable hash of the fields that define what is measured (used in ``state_key``)."""
-        keys = ("interval", "num_probe_pairs", "max_tokens", "max_length", "tail", "rtol", "bands", "seed")
+        keys = ("interval", "trace_interval", "num_probe_pairs", "max_tokens", "max_length", "tail", "rtol", "bands",
+                "seed")
         payload = {k: getattr(self, k) for k in keys}
         payload["probe_pairs"] = self.probe_pairs
         blob = json.dumps(payload, sort_keys=True, default=str).encode()

@@ -58,8 +58,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_output_dir: st
 
     spinal = parser.add_argument_group("spinal callback")
     spinal.add_argument("--no-spinal", action="store_true", help="Train without the spinal callback.")
-    spinal.add_argument("--interval", type=int, default=5,
-                        help="Geometry probe every N optimizer steps (default: 5).")
+    spinal.add_argument("--interval", type=int, default=2,
+                        help="Probe every N optimizer steps: the early-warning signals and the late band "
+                        "(default: 2, the library's default).")
+    spinal.add_argument("--trace-interval", type=int, default=10,
+                        help="Full depth trace every N optimizer steps (default: 10; 0: every probe).")
     spinal.add_argument("--num-probe-pairs", type=int, default=16,
                         help="Preference pairs in the fixed probe set (default: 16).")
 
@@ -74,6 +77,8 @@ def check_common_arguments(parser: argparse.ArgumentParser, args: argparse.Names
     for flag, value in positive:
         if value <= 0:
             parser.error(f"{flag} must be positive, got {value}")
+    if args.trace_interval < 0:
+        parser.error(f"--trace-interval must be 0 or positive, got {args.trace_interval}")
     if args.learning_rate is not None and args.learning_rate <= 0:
         parser.error(f"--learning-rate must be positive, got {args.learning_rate}")
     if args.threads < 0:

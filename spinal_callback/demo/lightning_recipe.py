@@ -100,7 +100,8 @@ def _build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, An
     if not args.no_spinal:
         from spinal_callback import SpinalConfig, SpinalLightningCallback
 
-        callback = SpinalLightningCallback(SpinalConfig(interval=args.interval, num_probe_pairs=args.num_probe_pairs))
+        callback = SpinalLightningCallback(SpinalConfig(interval=args.interval, trace_interval=args.trace_interval,
+                                                              num_probe_pairs=args.num_probe_pairs))
         callbacks.append(callback)
     trainer = pl.Trainer(
         max_steps=args.max_steps,

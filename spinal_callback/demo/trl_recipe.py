@@ -60,7 +60,7 @@ def _spinal_config(args: argparse.Namespace) -> Any:
     from spinal_callback import RollbackConfig, SpinalConfig
 
     return SpinalConfig(
-        interval=args.interval, num_probe_pairs=args.num_probe_pairs,
+        interval=args.interval, trace_interval=args.trace_interval, num_probe_pairs=args.num_probe_pairs,
         on_alert=tuple(a.strip() for a in args.on_alert.split(",") if a.strip()),
         rollback=RollbackConfig(snapshot_interval=args.snapshot_interval),
     )

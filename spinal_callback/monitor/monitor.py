@@ -22,18 +22,20 @@ from torch import nn
 from spinal_callback.config import SpinalConfig
 from spinal_callback.early_warning import (
     EarlyWarningDetector,
-    check_signal_names,
-    signals_from_bands,
-    vectors_from_trace,
 )
-from spinal_callback.early_warning.t2 import require_pattern_support
 from spinal_callback.geometry.trace import DepthTrace
 from spinal_callback.model.architectures import DecoderLayout, resolve_layout
 from spinal_callback.monitor.outputs import MonitorOutputs
-from spinal_callback.monitor.probe_set import ProbeSet, check_reference
+from spinal_callback.monitor.probe_set import ProbeSet, check_reference, tier_layers
 from spinal_callback.monitor.probing import GeometryResult, Measurement, PatchingResult, attempt, measure_geometry
 from spinal_callback.monitor.schedule import ProbeSchedule
-from spinal_callback.monitor.signals import available_signals, probe_signals
+from spinal_callback.monitor.signals import (
+    DetectorInputs,
+    check_detector_inputs,
+    pair_noise,
+    pair_values,
+    probe_signals,
+)
 from spinal_callback.recovery.guard import AlertGuard, GuardOutcome, TrainingHandles
 from spinal_callback.recovery.rollback import RollbackManager
 from spinal_callback.recovery.sync import LocalSync, RankSync
@@ -52,15 +54,9 @@ _STATE_VERSION = 1
 class SpinalMonitor:
     """Probe schedule, fixed probe set, probes, alert pipeline and outputs — no training framework inside.
 
-    Typical use (the adapters do this through a :class:`~spinal_callback.monitor.session.MonitorSession`)::
-
-        monitor = SpinalMonitor(config)
-        monitor.setup(policy, records=train_dataset, tokenizer=tok, sink=sink, trace_writer=writer)
-        ...                                               # after every optimizer step:
-        if monitor.due(step):
-            outcome = monitor.on_step(step, policy, handles, sync, reference)
-            if outcome is not None and outcome.stop: ...  # the trainer stops
-        monitor.close()
+    Use: ``setup(policy, ...)`` once, then ``on_step(step, policy, handles, sync, reference)`` after each
+    optimizer step where :meth:`due` (the trainer stops when ``outcome.stop``), ``close()`` at the end; the
+    adapters do this through a :class:`~spinal_callback.monitor.session.MonitorSession`.
 
     Attributes:
         config: the :class:`SpinalConfig`.
@@ -82,6 +78,8 @@ class SpinalMonitor:
         self.layout: DecoderLayout | None = None
         self.probe_set: ProbeSet | None = None
         self._restored_probe_set: Mapping[str, Any] = {}
+        self._tier_layers: list[int] | None = None
+        self._last_pairs: dict[str, torch.Tensor] | None = None
         self.schedule = ProbeSchedule(config.interval, config.patch_interval, config.probe_at_start)
         self.outputs = MonitorOutputs(strict=config.strict)
         self.last_trace: DepthTrace | None = None
@@ -124,12 +122,10 @@ class SpinalMonitor:
             trace_writer: JSON-lines output (rank zero only; ``None`` elsewhere).
             rank_zero: whether this process is global rank 0. Other ranks keep their rollback
                 snapshots in memory even with ``storage="disk"``: only rank 0 writes files.
-            reference: the reference model: it scores the probe pairs once (``pairs/logratio_*``) and is
-                checked here when patching probes are on (``None`` is fine for a PEFT policy: its
-                adapter-disabled base is the reference; else the first probe stands in).
-            metric_names: the trainer's metric names the detector may watch (e.g.
-                :data:`~spinal_callback.config.detector.DPO_METRICS` under TRL); ``None`` when unknown before
-                training logs them — names outside the monitor's own name spaces are then taken on trust.
+            reference: scores the probe pairs once (``pairs/logratio_*``; ``None``: a PEFT policy's
+                adapter-disabled base, else the first probe); checked when patching probes are on.
+            metric_names: the trainer's metric names the detector may watch (``None``: not known before
+                training logs them; names outside the monitor's own name spaces are then taken on trust).
 
         Raises:
             UnsupportedArchitectureError: the policy's architecture is not registered.
@@ -137,10 +133,7 @@ class SpinalMonitor:
                 ones), no usable probe pair, or patching probes without a usable reference.
         """
         cfg = self.config
-        check_signal_names(cfg.detector, available_signals([*cfg.detector.signals, *cfg.detector.vectors],
-                                                           metric_names))
-        if cfg.detector.vectors and "pattern_change" in cfg.detector.checks:
-            require_pattern_support()  # before training, not at the first probe
+        check_detector_inputs(cfg.detector, metric_names)
         self.layout = resolve_layout(policy)
         if not rank_zero and self.guard.rollback is not None and cfg.rollback.storage == "disk":
             self.guard.rollback = RollbackManager(replace(cfg.rollback, storage="memory", snapshot_dir=None))
@@ -150,6 +143,7 @@ class SpinalMonitor:
         probe_set.measure_reference(policy, reference)
         probe_set.load_state_dict(self._restored_probe_set)
         self.probe_set = probe_set
+        self._tier_layers = tier_layers(cfg, self.layout.num_layers)
         self.outputs = MonitorOutputs(sink, trace_writer, strict=cfg.strict)
         self.outputs.config(cfg, self.layout, probe_set.num_pairs)
 
@@ -165,7 +159,11 @@ class SpinalMonitor:
         return self.schedule.probe_due(step) or self.schedule.patch_due(step) or self.guard.wants_snapshot(step)
 
     def observe_metrics(self, metrics: Mapping[str, Any]) -> None:
-        """Remember the latest training metrics (e.g. TRL's ``rewards/chosen``) for the detector."""
+        """Remember training metrics (e.g. TRL's ``rewards/chosen``) for the detector.
+
+        The detector sees each logged value once, at the next probe: a trainer that logs every 10 steps
+        while the monitor probes every 2 feeds its metrics at every 5th probe, never the same value twice
+        (a repeated value would look like a flat trend)."""
         for key, value in metrics.items():
             if isinstance(value, torch.Tensor) and value.numel() == 1:
                 value = value.item()
@@ -195,22 +193,12 @@ class SpinalMonitor:
             self.patch(step, policy, reference)
         if not (probe_due or self.guard.wants_snapshot(step)):
             return None
-        signals: dict[str, float] = {}
-        layers: dict[str, tuple[int, ...]] = {}
-        vectors: dict[str, list[float]] = {}
+        inputs = DetectorInputs()
         if probe_due:
-            result = self.probe(step, policy)
-            if result.trace is not None:
-                signals, layers = signals_from_bands(result.trace.bands)
-                vectors, vector_layers = vectors_from_trace(result.trace.to_dict())
-                layers.update(vector_layers)
-                signals.update(result.signals)
-                signals.update(self._metrics)
-            elif result.failure is not None and result.failure.non_finite and self.last_trace is not None:
-                geometry, layers = signals_from_bands(self.last_trace.bands)
-                signals = {name: math.nan for name in geometry}
+            inputs = DetectorInputs.of(self.probe(step, policy), self.last_trace, self._metrics)
+            self._metrics = {}  # each logged value is fed once
         sync = sync or LocalSync()
-        decision = sync.broadcast(self.guard.decide(step, signals, layers, vectors))
+        decision = sync.broadcast(self.guard.decide(step, *inputs.astuple()))
         outcome = self.guard.act(step, decision, handles, sync)
         self.outputs.guard_outcome(step, outcome, self.guard, log_alerts="log" in self.config.on_alert)
         return outcome
@@ -233,10 +221,14 @@ class SpinalMonitor:
             self.outputs.failure(failure, self.failures, "spinal/probe/failures")
             return GeometryResult(step, None, failure, seconds)
         signals: dict[str, float] = {}
+        noise: dict[str, float] = {}
         if measured.readout is not None:
             probe_set.adopt_first(measured.readout)
             signals = probe_signals(measured.readout, probe_set.reference_logprobs)
-        result = GeometryResult(step, measured.trace, None, seconds, signals)
+            per_pair = pair_values(measured.readout, probe_set.reference_logprobs)
+            noise = pair_noise(per_pair, self._last_pairs)
+            self._last_pairs = per_pair
+        result = GeometryResult(step, measured.trace, None, seconds, signals, noise)
         self.last_probe_seconds = seconds
         self.probes_done += 1
         self.last_trace = measured.trace
@@ -245,7 +237,10 @@ class SpinalMonitor:
 
     def _measure(self, policy: nn.Module) -> Measurement:
         assert self.layout is not None and self.probe_set is not None
-        return measure_geometry(policy, self.layout, self.probe_set.batch, self.config, self.probe_set.positions)
+        step, every = self.schedule.last_probe_step, self.config.trace_interval
+        layers = None if every == 0 or step % every == 0 else self._tier_layers
+        return measure_geometry(policy, self.layout, self.probe_set.batch, self.config, self.probe_set.positions,
+                                compute_layers=layers)
 
     def patch(self, step: int, policy: nn.Module, reference: nn.Module | None) -> PatchingResult:
         """Run the patching probe now; a failure becomes a warning and ``spinal/patch/failures``."""

@@ -65,6 +65,8 @@ class MonitorOutputs:
         record = trace_record(result.step, trace)
         if result.signals:
             record["signals"] = dict(result.signals)
+        if result.noise:
+            record["noise"] = dict(result.noise)
         if metrics:
             record["metrics"] = dict(metrics)
         self.record(record)

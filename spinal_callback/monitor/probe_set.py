@@ -21,7 +21,7 @@ from spinal_callback.model.architectures import DecoderLayout, resolve_layout, u
 from spinal_callback.model.probe_batch import collate_pairs, pad_token_id, pairs_from_records, tokenize_pairs
 from spinal_callback.monitor.signals import HeadReadout, ScoredPositions, head_readout
 
-__all__ = ["ProbeSet", "check_reference"]
+__all__ = ["ProbeSet", "check_reference", "tier_layers"]
 
 log = logging.getLogger("spinal_callback")
 
@@ -134,3 +134,22 @@ def check_reference(
                 f"{ref_layout.num_layers} blocks / vocabulary {ref_layout.vocab_size}; patching needs the same "
                 "architecture"
             )
+
+
+def tier_layers(config: SpinalConfig, num_layers: int) -> list[int] | None:
+    """The layers a probe between full traces measures: every band the detector watches (``band/<band>/…``,
+    ``layers/<band>/…``), and the late band always (its last block also feeds the head readout). ``None``
+    (every layer) when a watched name is a pattern over bands, or the bands are all of them anyway."""
+    from spinal_callback.geometry import BAND_NAMES
+    from spinal_callback.geometry.selection import band_layers
+
+    bands = {"late"}
+    for name in [*config.detector.signals, *config.detector.vectors]:
+        kind, _, rest = name.partition("/")
+        if kind in ("band", "layers"):
+            band = rest.partition("/")[0]
+            if band not in BAND_NAMES:
+                return None
+            bands.add(band)
+    layers = sorted({layer for band in bands for layer in band_layers(band, num_layers, config.bands)})
+    return layers if layers and len(layers) < num_layers else None

@@ -9,7 +9,7 @@ failure is a warning and a counter. :class:`GeometryResult` and :class:`Patching
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from spinal_callback.config import SpinalConfig
-from spinal_callback.geometry.trace import DepthTrace, capture_hidden, trace_from_hidden
+from spinal_callback.geometry.selection import LayerPlan
+from spinal_callback.geometry.trace import DepthTrace, capture_layers, trace_from_hidden
 from spinal_callback.model.architectures import DecoderLayout
 from spinal_callback.monitor.signals import HeadReadout, ScoredPositions, head_readout, keep_scored_hidden
 
@@ -101,6 +102,7 @@ class GeometryResult:
 
     Attributes:
         signals: ``head/…`` and ``pairs/…`` values (:func:`~spinal_callback.monitor.signals.probe_signals`).
+        noise: measured noise floors of the ``pairs/…`` signals (:func:`~spinal_callback.monitor.signals.pair_noise`).
     """
 
     step: int
@@ -108,6 +110,7 @@ class GeometryResult:
     failure: ProbeFailure | None
     seconds: float
     signals: dict[str, float] = field(default_factory=dict)
+    noise: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,9 +129,13 @@ def measure_geometry(
     batch: dict[str, torch.Tensor],
     config: SpinalConfig,
     positions: ScoredPositions | None = None,
+    compute_layers: Sequence[int] | None = None,
 ) -> Measurement:
     """The depth trace of ``policy`` on the probe ``batch`` (one no-grad eval forward), and — when the
     scored ``positions`` are given — the output head's readout from the same forward.
+
+    ``compute_layers`` (1-based) measures only those layers (and captures only what they need); the others
+    are NaN in the trace (``None``: every layer).
 
     Raises:
         NonFiniteActivations: a block's output holds NaN/inf at the measured positions.
@@ -136,23 +143,27 @@ def measure_geometry(
     keep: AbstractContextManager[list[torch.Tensor]] = (
         keep_scored_hidden(layout.blocks[-1], positions) if positions is not None else nullcontext([])
     )
+    plan = LayerPlan.of(compute_layers, layout.num_layers)
     with keep as kept:  # entered first: its hook sees the last block before the capture stops the forward
-        hidden = capture_hidden(
+        hidden = capture_layers(
             policy,
             batch["input_ids"],
             batch["attention_mask"],
             batch["completion_mask"],
+            layers=plan.hidden,
             layout=layout,
             max_tokens=config.max_tokens,
             seed=config.seed,
         )
-    device = hidden[0].device  # blocks may sit on several devices (device_map="auto")
-    finite = torch.stack([torch.isfinite(h).all().to(device) for h in hidden]).tolist()  # one host sync
-    bad = [i + 1 for i, ok in enumerate(finite) if not ok]
+    captured = sorted(hidden)
+    device = hidden[captured[0]].device  # blocks may sit on several devices (device_map="auto")
+    finite = torch.stack([torch.isfinite(hidden[layer]).all().to(device) for layer in captured]).tolist()  # one sync
+    bad = [layer for layer, ok in zip(captured, finite) if not ok]
     if bad:
         raise NonFiniteActivations(bad)
     trace = trace_from_hidden(
-        hidden, layout, tail=config.tail, rtol=config.rtol, bands=config.bands, chunk_size=config.chunk_size
+        hidden, layout, compute_layers=None if plan.is_full else plan.computed,
+        tail=config.tail, rtol=config.rtol, bands=config.bands, chunk_size=config.chunk_size,
     )
     readout = head_readout(layout, kept[0], positions) if positions is not None and kept else None
     return Measurement(trace, readout)

@@ -18,14 +18,19 @@ turns it into logits in token chunks, from which come
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from spinal_callback.model.architectures import DecoderLayout
 from spinal_callback.model.capture import block_output
+
+if TYPE_CHECKING:
+    from spinal_callback.config.detector import DetectorConfig
 
 __all__ = [
     "PROBE_SIGNALS",
@@ -133,6 +138,34 @@ def head_readout(
     return HeadReadout(logprobs.cpu(), float(stats[0]), float(stats[1]))
 
 
+def pair_values(readout: HeadReadout, reference_logprobs: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Per-pair values of the ``pairs/…`` signals (each signal is their mean over the K pairs)."""
+    k = readout.logprobs.shape[0] // 2
+    chosen, rejected = readout.logprobs[:k], readout.logprobs[k:]
+    out = {"pairs/logp_chosen": chosen, "pairs/logp_rejected": rejected, "pairs/margin": chosen - rejected}
+    if reference_logprobs is not None:
+        ratio = readout.logprobs - reference_logprobs.to(readout.logprobs)
+        out["pairs/logratio_margin"] = ratio[:k] - ratio[k:]
+    return out
+
+
+def pair_noise(now: Mapping[str, torch.Tensor], before: Mapping[str, torch.Tensor] | None) -> dict[str, float]:
+    """Measured noise floor of each ``pairs/…`` signal: the standard error, across the K probe pairs, of its
+    change since the previous probe, std_i(Δv_i)/√K — how much the mean's step would differ on another draw
+    of probe pairs. A fixed probe set of a smoothly moving model is nearly noiseless, so without this floor a
+    small healthy bend of the mean looks like many σ (SPEC §3: a measured floor, not a fixed fraction)."""
+    if before is None:
+        return {}
+    out = {}
+    for name, values in now.items():
+        previous = before.get(name)
+        if previous is None or values.numel() < 2 or previous.shape != values.shape:
+            continue
+        change = (values - previous).double()
+        out[name] = float(change.std(unbiased=True) / change.numel() ** 0.5)
+    return out
+
+
 def probe_signals(readout: HeadReadout, reference_logprobs: torch.Tensor | None) -> dict[str, float]:
     """The detector and TensorBoard signals of one readout (names in the module docstring)."""
     k = readout.logprobs.shape[0] // 2
@@ -170,3 +203,45 @@ def available_signals(configured: Iterable[str], metric_names: Collection[str] |
     else:
         names.update(metric_names)
     return names
+
+
+def check_detector_inputs(config: DetectorConfig, metric_names: Collection[str] | None) -> None:
+    """Refuse, before training, detector settings the run cannot feed: unknown signal or vector names (the
+    message lists the available ones), or watched vectors without scikit-learn."""
+    from spinal_callback.early_warning import check_signal_names
+    from spinal_callback.early_warning.t2 import require_pattern_support
+
+    check_signal_names(config, available_signals([*config.signals, *config.vectors], metric_names))
+    if config.vectors and "pattern_change" in config.checks:
+        require_pattern_support()
+
+
+@dataclass
+class DetectorInputs:
+    """What one probe step feeds the detector: scalar signals, their layers, per-layer vectors, noise floors."""
+
+    signals: dict[str, float] = field(default_factory=dict)
+    layers: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    vectors: dict[str, list[float]] = field(default_factory=dict)
+    noise: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, result: Any, last_trace: Any, metrics: Mapping[str, float]) -> DetectorInputs:
+        """From a probe result: band summaries, vectors, probe-forward signals, their floors and the trainer's
+        fresh ``metrics``. A probe that met non-finite activations feeds NaN for every band signal of the
+        last good trace, which the detector reports as NON_FINITE."""
+        from spinal_callback.early_warning import signals_from_bands, vectors_from_trace
+
+        if result.trace is not None:
+            signals, layers = signals_from_bands(result.trace.bands)
+            vectors, vector_layers = vectors_from_trace(result.trace.to_dict())
+            return cls({**signals, **result.signals, **metrics}, {**layers, **vector_layers}, vectors,
+                       dict(result.noise))
+        if result.failure is not None and result.failure.non_finite and last_trace is not None:
+            geometry, layers = signals_from_bands(last_trace.bands)
+            return cls({name: math.nan for name in geometry}, layers)
+        return cls()
+
+    def astuple(self) -> tuple[dict, dict, dict, dict]:
+        """``(signals, layers, vectors, noise)`` — the arguments of ``AlertGuard.decide`` after the step."""
+        return self.signals, self.layers, self.vectors, self.noise

@@ -100,9 +100,10 @@ class AlertGuard:
         signals: Mapping[str, float],
         layers: Mapping[str, tuple[int, ...]],
         vectors: Mapping[str, Sequence[float]] | None = None,
+        noise: Mapping[str, float] | None = None,
     ) -> dict:
         """The pure decision of this step (computed on rank 0, then synced): alerts and snapshot."""
-        alerts = self.detector.update(step, signals, layers, vectors=vectors) if signals or vectors else []
+        alerts = self.detector.update(step, signals, layers, noise=noise, vectors=vectors) if signals or vectors else []
         quiet = self.detector.quiet and not alerts
         snapshot = self.rollback is not None and self.rollback.should_snapshot(step, episode_open=not quiet)
         return {"alerts": [a.to_dict() for a in alerts], "snapshot": snapshot}

@@ -24,8 +24,10 @@ class CalibrationInputError(ValueError):
     """The trace files cannot be calibrated on (none given, unreadable, or without trace records)."""
 
 
-def observations_from_records(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, dict[str, float], dict]]:
-    """``(step, signals, vectors)`` per ``"trace"`` record: what the monitor fed its detector at that probe."""
+def observations_from_records(
+    records: Sequence[Mapping[str, Any]],
+) -> list[tuple[int, dict[str, float], dict, dict[str, float]]]:
+    """``(step, signals, vectors, noise)`` per ``"trace"`` record: what the monitor fed its detector at that probe."""
     out = []
     for record in records:
         if record.get("type") != "trace":
@@ -35,7 +37,8 @@ def observations_from_records(records: Sequence[Mapping[str, Any]]) -> list[tupl
             for name, value in (record.get(key) or {}).items():
                 signals[name] = math.nan if value is None else float(value)
         vectors, _ = vectors_from_trace(record)
-        out.append((int(record["step"]), signals, vectors))
+        noise = {k: float(v) for k, v in (record.get("noise") or {}).items() if v is not None}
+        out.append((int(record["step"]), signals, vectors, noise))
     return out
 
 

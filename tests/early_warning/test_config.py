@@ -11,12 +11,13 @@ from spinal_callback.early_warning.names import check_signal_names
 
 AVAILABLE = ["band/late/transport", "band/late/contraction", "band/late/transport_curvature", "band/late/entropy",
              "band/mid/transport", "layers/late/transport", "layers/late/contraction", "head/log_z",
-             "head/max_logit", "pairs/logp_chosen", "pairs/logratio_margin", *DPO_METRICS]
+             "head/max_logit", "pairs/logp_chosen", "pairs/logp_rejected", "pairs/margin", "pairs/logratio_margin",
+             *DPO_METRICS]
 
 
 def test_defaults_help_and_normalisation() -> None:
     cfg = DetectorConfig()
-    assert next(iter(cfg.signals)) == "band/late/transport_curvature"
+    assert next(iter(cfg.signals)) == "rewards/chosen"  # the study's calibration set chose TRL + probe-pair signals
     assert set(cfg.signals.values()) == {"both"}  # no "down = bad" prior on quantities healthy DPO lowers
     assert cfg.vectors == DEFAULT_VECTORS and cfg.checks == CHECKS
     helps = DetectorConfig.help()

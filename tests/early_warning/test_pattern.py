@@ -90,7 +90,7 @@ def test_vectors_from_trace_and_size_changes() -> None:
 def test_scalar_scoring_needs_no_sklearn_and_vectors_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     for module in ("sklearn", "sklearn.covariance"):
         monkeypatch.setitem(sys.modules, module, None)  # any import of scikit-learn now fails
-    det = EarlyWarningDetector(DetectorConfig())
+    det = EarlyWarningDetector(DetectorConfig(signals={MEAN: "both"}, vectors=(VECTOR,)))
     for t in range(40):
         det.update(t, {MEAN: 1.0 + 0.01 * t + 0.001 * (t % 3)})
     assert det.last_scores[MEAN]

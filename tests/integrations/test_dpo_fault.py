@@ -18,8 +18,9 @@ pytest.importorskip("trl")
 from spinal_callback.demo import trl_recipe
 from spinal_callback.demo.inputs import prepare_inputs, silence_known_warnings
 
-FAULT = "50:30"
-STEPS = 110
+FAULT_STEP = 80  # after the detector's warm-up: 24 probes at interval 2
+FAULT = f"{FAULT_STEP}:30"
+STEPS = 130
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,8 @@ def sft_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _run(tmp_path: Path, cache: Path, *extra: str) -> tuple[list[dict], Any]:
     args = trl_recipe.build_parser().parse_args([
-        "--output-dir", str(tmp_path), "--cache-dir", str(cache), "--max-steps", str(STEPS), "--interval", "5",
-        "--on-alert", "log,rollback", "--snapshot-interval", "10", "--seed", "0", *extra,
+        "--output-dir", str(tmp_path), "--cache-dir", str(cache), "--max-steps", str(STEPS), "--interval", "2",
+        "--logging-steps", "1", "--on-alert", "log,rollback", "--snapshot-interval", "10", "--seed", "0", *extra,
     ])
     inputs = prepare_inputs(args)
     before = inputs.accuracy()
@@ -45,10 +46,10 @@ def test_lr_spike_raises_an_alert_and_rolls_back_to_a_healthy_run(tmp_path: Path
     records, (callback, before, after) = _run(tmp_path, sft_cache, "--lr-spike", FAULT)
     alerts = [r for r in records if r["type"] == "alert"]
     rollbacks = [r for r in records if r["type"] == "rollback"]
-    assert alerts and min(a["step"] for a in alerts) > 50, [(a["step"], a["signal"]) for a in alerts]
+    assert alerts and min(a["step"] for a in alerts) > FAULT_STEP, [(a["step"], a["signal"]) for a in alerts]
     assert len(rollbacks) == 1, rollbacks
     rollback = rollbacks[0]
-    assert rollback["to_step"] <= 50 < rollback["from_step"]
+    assert rollback["to_step"] <= FAULT_STEP < rollback["from_step"]
     # healthy again: no alert after the rollback, the learning rate is back below the original,
     # and the policy is at least as good as before DPO
     assert all(a["step"] <= rollback["step"] for a in alerts)

@@ -120,3 +120,15 @@ def test_probe_signals_without_reference_have_no_log_ratios() -> None:
     assert signals["pairs/logp_chosen"] == pytest.approx(-1.5)
     assert signals["pairs/margin"] == pytest.approx(((-1.0 + 3.0) + (-2.0 + 2.5)) / 2)
     assert not any(name.startswith("pairs/logratio") for name in signals)
+
+
+def test_pair_noise_is_the_standard_error_of_the_per_pair_change() -> None:
+    from spinal_callback.monitor.signals import pair_noise
+
+    before = {"pairs/margin": torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)}
+    now = {"pairs/margin": torch.tensor([1.1, 2.3, 2.9, 4.5], dtype=torch.float64)}
+    changes = torch.tensor([0.1, 0.3, -0.1, 0.5], dtype=torch.float64)
+    expected = float(changes.std(unbiased=True) / 2.0)
+    assert pair_noise(now, before)["pairs/margin"] == pytest.approx(expected, rel=1e-9)
+    assert pair_noise(now, None) == {}
+    assert pair_noise(now, {"pairs/margin": torch.tensor([1.0, 2.0])}) == {}  # a different probe set

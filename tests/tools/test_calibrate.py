@@ -41,11 +41,11 @@ def _healthy_files(tmp_path: Path, runs: int = 4, steps: int = 80) -> list[Path]
 
 def test_observations_replay_bands_signals_metrics_and_vectors(tmp_path: Path) -> None:
     records = [_record(0, random.Random(0), 0.0), {"type": "alert", "step": 0}]
-    [(step, signals, vectors)] = observations_from_records(records)
+    [(step, signals, vectors, noise)] = observations_from_records(records)
     assert step == 0 and signals["band/late/transport"] == records[0]["bands"]["late"]["transport"]
     assert signals["pairs/logp_chosen"] == records[0]["signals"]["pairs/logp_chosen"]
     assert signals["rewards/chosen"] == records[0]["metrics"]["rewards/chosen"]
-    assert len(vectors["layers/late/transport"]) == 3
+    assert len(vectors["layers/late/transport"]) == 3 and noise == {}
 
 
 def test_calibrate_writes_settings_that_spinal_config_loads(tmp_path: Path) -> None:
