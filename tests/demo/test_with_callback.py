@@ -3,7 +3,8 @@
 These exercise the integration end to end — SpinalTrainerCallback inside TRL's DPOTrainer and
 SpinalLightningCallback inside a Lightning fit — and fail if either callback is missing or broken,
 unlike the ``--no-spinal`` recipe tests. They check the trace file has ``"trace"`` records at the
-scheduled steps (step 0 and every ``--interval`` steps) and that TensorBoard holds finite
+scheduled steps (step 0 and every ``--interval`` steps; a full depth trace at each: ``--trace-interval``
+equal to it) and that TensorBoard holds finite
 ``spinal/contraction/L1`` and ``spinal/band/late/transport`` scalars next to the framework's own.
 """
 
@@ -42,7 +43,8 @@ def test_trl_recipe_with_the_callback(tiny_flags, tmp_path) -> None:
     pytest.importorskip("trl")
     from spinal_callback.demo.trl_recipe import main
 
-    flags = [*tiny_flags, "--max-steps", str(STEPS), "--interval", str(INTERVAL), "--num-probe-pairs", "4"]
+    flags = [*tiny_flags, "--max-steps", str(STEPS), "--interval", str(INTERVAL), "--trace-interval", str(INTERVAL),
+             "--num-probe-pairs", "4"]
     assert main([*flags, "--logging-steps", "1"]) == 0
     _check_run(tmp_path / "run", "train/rewards/accuracies")
     trace = summary(tmp_path / "run")["trace_path"]
@@ -54,7 +56,8 @@ def test_trl_recipe_with_the_callback_under_peft(tiny_flags, tmp_path) -> None:
     pytest.importorskip("peft")
     from spinal_callback.demo.trl_recipe import main
 
-    flags = [*tiny_flags, "--max-steps", str(STEPS), "--interval", str(INTERVAL), "--num-probe-pairs", "4"]
+    flags = [*tiny_flags, "--max-steps", str(STEPS), "--interval", str(INTERVAL), "--trace-interval", str(INTERVAL),
+             "--num-probe-pairs", "4"]
     assert main([*flags, "--peft", "--logging-steps", "1"]) == 0
     _check_run(tmp_path / "run", "train/rewards/accuracies")
 
@@ -63,7 +66,8 @@ def test_lightning_recipe_with_the_callback(tiny_flags, tmp_path) -> None:
     pytest.importorskip("lightning")
     from spinal_callback.demo.lightning_recipe import main
 
-    flags = [*tiny_flags, "--max-steps", str(STEPS), "--interval", str(INTERVAL), "--num-probe-pairs", "4"]
+    flags = [*tiny_flags, "--max-steps", str(STEPS), "--interval", str(INTERVAL), "--trace-interval", str(INTERVAL),
+             "--num-probe-pairs", "4"]
     assert main([*flags, "--log-every-n-steps", "1"]) == 0
     _check_run(tmp_path / "run", "rewards/accuracies")
     assert summary(tmp_path / "run")["log_dir"] == str(tmp_path / "run" / "lightning" / "version_0")
