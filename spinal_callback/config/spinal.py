@@ -65,10 +65,10 @@ class SpinalConfig:
                   "a larger interval costs less (docs/benchmarks.md) — recalibrate with `spinal calibrate`."},
     )
     trace_interval: int = field(
-        default=50,
-        metadata={"help": "Full depth trace (every layer) every N optimizer steps and at step 0; the probes in "
-                  "between measure only the bands the detector watches (the late band at least). 0: every probe "
-                  "is a full trace."},
+        default=0,
+        metadata={"help": "0 (default): every probe is a full depth trace. N > 0: a full depth trace every N "
+                  "optimizer steps and at step 0, and the probes in between measure only the bands the detector "
+                  "watches (the late band at least) — about half the cost of a full trace at 12+ layers."},
     )
     num_probe_pairs: int = field(
         default=16,

@@ -229,7 +229,8 @@ class DetectorInputs:
     def of(cls, result: Any, last_trace: Any, metrics: Mapping[str, float]) -> DetectorInputs:
         """From a probe result: band summaries, vectors, probe-forward signals, their floors and the trainer's
         fresh ``metrics``. A probe that met non-finite activations feeds NaN for every band signal of the
-        last good trace, which the detector reports as NON_FINITE."""
+        last good trace and every probe-forward signal, which the detector reports as NON_FINITE whatever
+        it watches."""
         from spinal_callback.early_warning import signals_from_bands, vectors_from_trace
 
         if result.trace is not None:
@@ -239,7 +240,7 @@ class DetectorInputs:
                        dict(result.noise))
         if result.failure is not None and result.failure.non_finite and last_trace is not None:
             geometry, layers = signals_from_bands(last_trace.bands)
-            return cls({name: math.nan for name in geometry}, layers)
+            return cls({name: math.nan for name in [*geometry, *PROBE_SIGNALS]}, layers)
         return cls()
 
     def astuple(self) -> tuple[dict, dict, dict, dict]:

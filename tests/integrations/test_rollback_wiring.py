@@ -13,6 +13,7 @@ import torch
 L = pytest.importorskip("lightning.pytorch")
 
 from spinal_callback import AlertReason, SpinalConfig, SpinalLightningCallback  # noqa: E402
+from spinal_callback.config.detector import DEFAULT_SIGNALS  # noqa: E402
 
 from .test_lightning import TinyPolicyModule, _fit  # noqa: E402
 
@@ -41,10 +42,14 @@ def _records(path: str | None) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+#: The default detector signals plus the late-band geometry these tests follow through a resume.
+GEOMETRY = {**DEFAULT_SIGNALS, "band/late/transport": "both", "band/late/contraction": "both"}
+
+
 def _config(actions: tuple[str, ...]) -> SpinalConfig:
     return SpinalConfig(
         interval=1, num_probe_pairs=4, on_alert=actions,
-        detector={"warmup": 5},  # default signals and bad directions
+        detector={"warmup": 5, "signals": GEOMETRY},  # the late-band geometry plus the default signals
         rollback={"snapshot_interval": 2, "keep": 4, "lr_scale": 0.5},
     )
 
@@ -96,7 +101,7 @@ def test_stop_action_stops_the_run(tmp_path: Path) -> None:
 
 def test_detector_state_snapshot_index_and_rollback_count_survive_a_checkpoint_resume(tmp_path: Path) -> None:
     config = SpinalConfig(
-        interval=1, num_probe_pairs=4, on_alert=("log", "rollback"), detector={"warmup": 5},
+        interval=1, num_probe_pairs=4, on_alert=("log", "rollback"), detector={"warmup": 5, "signals": GEOMETRY},
         rollback={"snapshot_interval": 2, "keep": 4, "storage": "disk", "snapshot_dir": str(tmp_path / "snaps")},
     )
     callback = SpinalLightningCallback(config)

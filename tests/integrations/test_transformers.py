@@ -15,6 +15,7 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from spinal_callback import SpinalConfig, SpinalTrainerCallback, UnsupportedArchitectureError
+from spinal_callback.config.detector import DEFAULT_SIGNALS
 
 from .helpers import all_finite, images, pairs, scalars, tiny_llama, tokenizer
 
@@ -39,6 +40,10 @@ def _trainer(tmp_path: Path, callback: SpinalTrainerCallback, *, max_steps: int 
         model=model, ref_model=ref, args=config, train_dataset=Dataset.from_list(pairs()),
         processing_class=tok, callbacks=[callback], peft_config=peft_config,
     )
+
+
+#: The default detector signals plus the late-band transport whose history the resume test follows.
+WATCH = {"signals": {**DEFAULT_SIGNALS, "band/late/transport": "both"}}
 
 
 def _trace_records(path: str) -> list[dict]:
@@ -146,7 +151,7 @@ def test_strict_mode_raises(tmp_path: Path) -> None:
 
 
 def test_state_round_trips_through_trainer_state_json(tmp_path: Path) -> None:
-    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=2))
+    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=2, detector=WATCH))
     callback.monitor.guard.alerts_total = 7  # stands for alerts raised earlier in the run
     trainer = _trainer(tmp_path, callback, max_steps=4, save_strategy="steps", save_steps=4)
     trainer.train()
@@ -155,12 +160,12 @@ def test_state_round_trips_through_trainer_state_json(tmp_path: Path) -> None:
     assert saved["attributes"]["_restored_state"]["last_probe_step"] == 4
     assert saved["attributes"]["_restored_state"]["probes_done"] == 3
     rebuilt = SpinalTrainerCallback(**saved["args"])
-    assert rebuilt.config == SpinalConfig(interval=2, num_probe_pairs=2)
+    assert rebuilt.config == SpinalConfig(interval=2, num_probe_pairs=2, detector=WATCH)
     detector_state = saved["attributes"]["_restored_state"]["guard"]["detector"]
     assert detector_state == callback.monitor.guard.detector.state_dict()
 
     # resume to step 6: the callback picks its counters up and does not re-probe step 4
-    resumed_cb = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=2))
+    resumed_cb = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=2, detector=WATCH))
     resumed = _trainer(tmp_path / "resumed", resumed_cb, max_steps=6)  # own run dir, whatever the clock says
     resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
     assert resumed_cb.monitor.probes_done == 4

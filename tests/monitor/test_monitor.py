@@ -36,7 +36,7 @@ def test_probe_returns_a_typed_result() -> None:
 
 
 def test_non_finite_activations_are_a_typed_failure_and_a_detector_signal() -> None:
-    monitor, model = _monitor(interval=1)
+    monitor, model = _monitor(interval=1, trace_interval=0)
     monitor.on_step(0, model)  # a finite baseline
     with torch.no_grad():
         model.model.layers[1].mlp.down_proj.weight.fill_(float("nan"))
