@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -163,6 +162,3 @@ def _rollback_value(out_dir: Path) -> list[dict[str, Any]]:
         })
     return rows
 
-
-def median_or_none(values: Sequence[float]) -> float | None:
-    return statistics.median(values) if values else None
