@@ -1,9 +1,9 @@
-"""Benchmark the geometry probe: what one depth trace costs, and what idle monitoring costs a step.
+"""Benchmark the geometry probe: what one depth trace costs against a forward, in time and memory.
 
-Two measurements, each taken side by side in one process (repetitions interleaved, medians after
-warm-up) so that the ratios they print are robust to a machine that speeds up or slows down:
+Measured side by side in one process (repetitions interleaved, medians after warm-up) so that the
+ratios it prints are robust to a machine that speeds up or slows down:
 
-1. **Depth trace vs forward, vs its floor, and the late-band tier.** One
+**Depth trace vs forward, vs its floor, and the late-band tier.** One
    :func:`spinal_callback.geometry.compute_depth_trace` (default options, ``max_tokens=512``) against
    one plain no-grad forward of the same batch (whole model, LM head included, ``use_cache=False``),
    over model sizes from tiny to ~100M parameters (and 0.5B-1B configs on a GPU). The trace's
@@ -16,10 +16,9 @@ warm-up) so that the ratios they print are robust to a machine that speeds up or
    tensors allocated (and still alive) during the call (tensor storages only: allocator slack and
    kernel scratch space are not seen), for the probe's two phases and for one training step
    (forward + backward + AdamW, steady state) of the same model and batch.
-2. **Idle monitoring vs none in a training step.** Forward + backward + AdamW on a small llama config,
-   with a :class:`spinal_callback.model.capture.LayerCapture` attached to every block but never armed, in
-   ABAB... order against the same model with no hook. This is an upper bound: the callbacks attach
-   no hook at all off the probe interval.
+Off the probe schedule the callbacks register no hook and run nothing (the adapters' tests count hook
+registrations, module calls and host syncs on those steps: all zero), so there is no idle cost to
+time; what a probe schedule costs a whole DPO run is ``scripts/bench_overhead.py``.
 
 Models are built from configs with random weights (no network). Usage::
 
@@ -45,7 +44,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -65,7 +63,6 @@ from spinal_callback.geometry.spectral import (
 )
 from spinal_callback.geometry.trace import capture_hidden, compute_depth_trace, trace_from_hidden
 from spinal_callback.model.architectures import DecoderLayout, resolve_layout
-from spinal_callback.model.capture import LayerCapture, select_positions
 
 MAX_TOKENS = 512  # compute_depth_trace's default
 CHUNK_SIZE = 64  # trace_from_hidden's default
@@ -150,12 +147,6 @@ TRACE_PRESETS = {
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
-    """Wall-clock and process CPU seconds of one call, with the device synchronised on both sides."""
-    wall, cpu, _ = _timed_sys(fn, device)
-    return wall, cpu
 
 
 def _timed_sys(fn: Callable[[], object], device: torch.device) -> tuple[float, float, float]:
@@ -566,209 +557,6 @@ def print_trace_results(results: Sequence[TraceResult]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# 2. Training step with idle monitoring vs none
-
-
-@dataclass
-class ABStats:
-    """Idle hooks (B) vs none (A) over interleaved pairs, on one clock.
-
-    ``overhead_pct`` = median(B) / median(A) - 1 with a 95% CI from a circular block bootstrap over
-    the pairs (blocks of consecutive pairs keep the machine's drift together, so the interval is not
-    falsely narrow when the load changes during the run); ``paired_median_pct`` = median_i(B_i/A_i) - 1;
-    the pairs are cut into consecutive blocks: ``min_of_block_medians_pct`` = min_k median_k(B) /
-    min_k median_k(A) - 1, ``block_overheads_pct`` = the overhead within each block.
-    """
-
-    base_ms: float
-    idle_ms: float
-    overhead_pct: float
-    ci95_pct: tuple[float, float]
-    paired_median_pct: float
-    min_of_block_medians_pct: float
-    block_overheads_pct: list[float]
-
-
-def _overhead(base: np.ndarray, idle: np.ndarray) -> float:
-    return 100.0 * (float(np.median(idle)) / float(np.median(base)) - 1.0)
-
-
-def ab_stats(base: Sequence[float], idle: Sequence[float], blocks: int = 5, seed: int = 0) -> ABStats:
-    a, b = np.asarray(base, dtype=float), np.asarray(idle, dtype=float)
-    pairs = len(a)
-    rng = np.random.default_rng(seed)
-    length = max(1, min(5, pairs // 4))
-    starts = rng.integers(0, pairs, size=(2000, -(-pairs // length)))
-    idx = ((starts[:, :, None] + np.arange(length)) % pairs).reshape(2000, -1)[:, :pairs]
-    boot = 100.0 * (np.median(b[idx], axis=1) / np.median(a[idx], axis=1) - 1.0)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    size = max(1, pairs // blocks)
-    spans = [slice(s, s + size) for s in range(0, size * (pairs // size), size)]
-    min_b = min(float(np.median(b[sp])) for sp in spans)
-    min_a = min(float(np.median(a[sp])) for sp in spans)
-    return ABStats(
-        base_ms=1e3 * float(np.median(a)),
-        idle_ms=1e3 * float(np.median(b)),
-        overhead_pct=_overhead(a, b),
-        ci95_pct=(float(lo), float(hi)),
-        paired_median_pct=100.0 * float(np.median(b / a - 1.0)),
-        min_of_block_medians_pct=100.0 * (min_b / min_a - 1.0),
-        block_overheads_pct=[round(_overhead(a[sp], b[sp]), 3) for sp in spans],
-    )
-
-
-@dataclass
-class StepResult:
-    """Part 2: the same training step with and without idle hooks, on the wall clock and on the
-    process CPU-time clock (the latter is far less sensitive to other processes sharing the CPU)."""
-
-    model: str
-    params: int
-    layers: int
-    batch: int
-    seq: int
-    pairs: int
-    wall: ABStats
-    cpu_time: ABStats
-    cpu_share: float
-    hook_us_per_call: float
-    predicted_pct: float
-    hook_calls_per_step: float
-    raw_base_s: list[float] = field(default_factory=list)
-    raw_idle_s: list[float] = field(default_factory=list)
-    raw_base_cpu_s: list[float] = field(default_factory=list)
-    raw_idle_cpu_s: list[float] = field(default_factory=list)
-
-
-def hook_call_cost(device: torch.device, calls: int = 20_000) -> float:
-    """Microseconds one idle LayerCapture hook adds to one module call (measured on nn.Identity)."""
-    x = torch.zeros(1, 2, 8, device=device)
-    modules = [nn.Identity() for _ in range(4)]
-    rows = cols = torch.zeros(1, dtype=torch.long)
-
-    def run() -> None:
-        for _ in range(calls // len(modules)):
-            for module in modules:
-                module(x)
-
-    plain: list[float] = []
-    hooked: list[float] = []
-    capture = LayerCapture(modules, rows, cols)
-    for rep in range(6):
-        for with_hook in ((False, True) if rep % 2 == 0 else (True, False)):
-            if with_hook:
-                capture.attach()
-            start = time.perf_counter()
-            run()
-            (hooked if with_hook else plain).append(time.perf_counter() - start)
-            capture.remove()
-    return 1e6 * (statistics.median(hooked) - statistics.median(plain)) / calls
-
-
-def bench_step(
-    spec: ModelSpec,
-    *,
-    device: torch.device,
-    dtype: torch.dtype,
-    batch: int,
-    seq: int,
-    pairs: int,
-    warmup: int,
-) -> StepResult:
-    model = spec.build(device, dtype).train()
-    layout = resolve_layout(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    gen = torch.Generator().manual_seed(2)
-    input_ids = torch.randint(0, spec.vocab, (batch, seq), generator=gen).to(device)
-    attention_mask = torch.ones_like(input_ids)
-    rows, cols = select_positions(attention_mask.cpu(), max_tokens=MAX_TOKENS)
-    capture = LayerCapture(layout.blocks, rows, cols)  # attached for the "idle" steps, never armed
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        out = model(input_ids=input_ids, attention_mask=attention_mask, labels=input_ids, use_cache=False)
-        out.loss.backward()
-        optimizer.step()
-
-    def run(idle: bool) -> tuple[float, float]:
-        if idle:
-            capture.attach()  # outside the timed region, like the removal
-        try:
-            return _timed(step, device)
-        finally:
-            capture.remove()
-
-    for i in range(warmup):
-        run(idle=i % 2 == 1)
-    calls_before = sum(capture.calls)
-    wall0, cpu0 = time.perf_counter(), _cpu_seconds()
-    base: list[tuple[float, float]] = []
-    idle: list[tuple[float, float]] = []
-    for i in range(pairs):  # AB BA AB BA ...: neither variant always runs first
-        for is_idle in ((False, True) if i % 2 == 0 else (True, False)):
-            (idle if is_idle else base).append(run(is_idle))
-    cpu_share = (_cpu_seconds() - cpu0) / ((time.perf_counter() - wall0) * torch.get_num_threads())
-    calls = (sum(capture.calls) - calls_before) / pairs
-    if capture.hidden:
-        raise RuntimeError("the idle LayerCapture recorded activations: it was armed")
-
-    wall = ab_stats([w for w, _ in base], [w for w, _ in idle])
-    cpu = ab_stats([c for _, c in base], [c for _, c in idle])
-    hook_us = hook_call_cost(device)
-    return StepResult(
-        model=spec.name,
-        params=_num_params(model),
-        layers=spec.layers,
-        batch=batch,
-        seq=seq,
-        pairs=pairs,
-        wall=wall,
-        cpu_time=cpu,
-        cpu_share=cpu_share,
-        hook_us_per_call=hook_us,
-        predicted_pct=100.0 * hook_us * 1e-3 * calls / wall.base_ms,
-        hook_calls_per_step=calls,
-        raw_base_s=[round(w, 6) for w, _ in base],
-        raw_idle_s=[round(w, 6) for w, _ in idle],
-        raw_base_cpu_s=[round(c, 6) for _, c in base],
-        raw_idle_cpu_s=[round(c, 6) for _, c in idle],
-    )
-
-
-def print_step_result(r: StepResult) -> None:
-    print(
-        f"\n## 2. Training step (forward + backward + AdamW), idle LayerCapture on every block vs none; "
-        f"{r.model} ({_fmt_params(r.params)} params, {r.layers} layers), batch {r.batch}x{r.seq}, "
-        f"{r.pairs} interleaved pairs"
-    )
-    header = [
-        "clock", "no hooks ms", "idle hooks ms", "overhead", "95% CI (block bootstrap)", "paired median",
-        "min of block medians", "per-block overheads",
-    ]
-    rows = []
-    for clock, s in (("wall", r.wall), ("process CPU", r.cpu_time)):
-        blocks = ", ".join(f"{x:+.2f}" for x in s.block_overheads_pct)
-        rows.append([
-            clock, f"{s.base_ms:.1f}", f"{s.idle_ms:.1f}", f"{s.overhead_pct:+.2f}%",
-            f"[{s.ci95_pct[0]:+.2f}%, {s.ci95_pct[1]:+.2f}%]", f"{s.paired_median_pct:+.2f}%",
-            f"{s.min_of_block_medians_pct:+.2f}%", f"[{blocks}] %",
-        ])
-    print(_table(header, rows))
-    print(
-        "  overhead = median(idle) / median(no hooks) - 1, 95% CI from a circular block bootstrap over\n"
-        "  the pairs; paired median = median_i(idle_i / none_i) - 1; the pairs are cut into 5 blocks of\n"
-        "  consecutive pairs: min of block medians = min_k median_k(idle) / min_k median_k(none) - 1, and\n"
-        "  per-block = the overhead within each block (its spread is the noise of this machine).\n"
-        "  process CPU = user+sys time of all threads (robust to a shared CPU with --threads 1); "
-        f"cpu share during the pairs {100 * r.cpu_share:.0f}%.\n"
-        f"  hook calls per idle step: {r.hook_calls_per_step:.0f}; one idle hook call costs "
-        f"{r.hook_us_per_call:.2f} us (nn.Identity, isolated) -> predicted overhead "
-        f"{r.predicted_pct:.4f}% of a step.\n"
-        "  Target: <= 0.5%. The real callbacks attach no hook at all off the probe interval."
-    )
-
-
-# ---------------------------------------------------------------------------------------------------
 # Driver
 
 
@@ -840,12 +628,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--budget", type=float, default=None, help="seconds of timed reps per model, for adaptive reps"
     )
-    parser.add_argument("--train-model", choices=sorted(SIZES), default=None, help="training-step model")
-    parser.add_argument("--train-batch", type=int, default=None, help="training batch size")
-    parser.add_argument("--train-seq", type=int, default=None, help="training sequence length")
-    parser.add_argument("--pairs", type=int, default=None, help="A/B step pairs (default 150)")
-    parser.add_argument("--skip-trace", action="store_true", help="skip part 1")
-    parser.add_argument("--skip-step", action="store_true", help="skip part 2")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--json", type=str, default=None, metavar="PATH", help="also write results as JSON")
     return parser.parse_args(argv)
@@ -867,13 +649,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = args.models or TRACE_PRESETS[preset]
     budget = args.budget if args.budget is not None else (3.0 if args.quick else 20.0)
     max_reps = 5 if args.quick else 15
-    default_train = "train-tiny" if args.quick else "qwen0.5b-like" if gpu else "train-17m"
-    train_model = args.train_model or default_train
-    train_batch = args.train_batch or (4 if args.quick else 8 if gpu else 4)
-    pairs = args.pairs or (10 if args.quick else 150)
     batch = args.batch or (4 if args.quick else 8)
     seq = args.seq or (64 if args.quick else 128)
-    train_seq = args.train_seq or (64 if args.quick else 128)
 
     started, cpu_start = time.perf_counter(), _cpu_seconds()
     meta = _machine(device)
@@ -888,29 +665,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     out: dict[str, Any] = {"meta": meta}
 
-    if not args.skip_trace:
-        results = []
-        for name in models:
-            t0 = time.perf_counter()
-            results.append(
-                bench_trace(
-                    SIZES[name], device=device, dtype=dtype, batch=batch, seq=seq,
-                    reps=args.reps, budget_s=budget, max_reps=max_reps,
-                )
+    results = []
+    for name in models:
+        t0 = time.perf_counter()
+        results.append(
+            bench_trace(
+                SIZES[name], device=device, dtype=dtype, batch=batch, seq=seq,
+                reps=args.reps, budget_s=budget, max_reps=max_reps,
             )
-            print(f"  [{name}: {time.perf_counter() - t0:.0f}s]", flush=True)
-            if gpu:
-                torch.cuda.empty_cache()
-        print_trace_results(results)
-        out["trace_vs_forward"] = [asdict(r) for r in results]
-
-    if not args.skip_step:
-        step = bench_step(
-            SIZES[train_model], device=device, dtype=dtype, batch=train_batch, seq=train_seq,
-            pairs=pairs, warmup=4 if args.quick else 6,
         )
-        print_step_result(step)
-        out["idle_monitoring_step"] = asdict(step)
+        print(f"  [{name}: {time.perf_counter() - t0:.0f}s]", flush=True)
+        if gpu:
+            torch.cuda.empty_cache()
+    print_trace_results(results)
+    out["trace_vs_forward"] = [asdict(r) for r in results]
 
     elapsed = time.perf_counter() - started
     if hasattr(os, "getloadavg"):

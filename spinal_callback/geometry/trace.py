@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +20,8 @@ from spinal_callback.geometry.record import LAYER_METRICS, DepthTrace, summarise
 from spinal_callback.geometry.selection import LayerPlan
 from spinal_callback.geometry.spectral import centered_spectrum, contraction_from_spectrum, effective_rank_from_spectrum
 from spinal_callback.model.architectures import DecoderLayout, resolve_layout, unwrap_parallel
-from spinal_callback.model.capture import LayerCapture, StopForward, select_positions
+from spinal_callback.model.probe_batch import select_positions
+from spinal_callback.model.runner import BlockEdit, ModelRun, forward_blocks, probe_mode
 
 __all__ = [
     "LAYER_METRICS",
@@ -127,12 +127,6 @@ def trace_from_hidden(
     return trace
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def capture_layers(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -143,12 +137,17 @@ def capture_layers(
     layout: DecoderLayout | None = None,
     max_tokens: int | None = 512,
     seed: int = 0,
+    readers: Mapping[int, BlockEdit] | None = None,
 ) -> dict[int, torch.Tensor]:
     """One no-grad, eval-mode forward; returns ``{ℓ: H_ℓ}`` at the selected positions for ``layers``.
 
     ``layers`` are 1-based block indices (``None``: every block). The forward stops after the deepest
-    of them (the blocks below it and the LM head never run). Train/eval flags of every submodule are
-    restored afterwards, exactly as they were.
+    block needed (the blocks below it and the LM head never run). Train/eval flags of every submodule
+    are restored afterwards, exactly as they were.
+
+    Args:
+        readers: more read-only edits for the same forward, keyed by 0-based block index; each is
+            called with the block's full ``(B, T, d)`` output and must return ``None``.
     """
     layout = layout or resolve_layout(model)
     wanted = LayerPlan.of(layers, layout.num_layers).computed
@@ -160,24 +159,26 @@ def capture_layers(
             f"{tuple(input_ids.shape)}"
         )
     rows, cols = select_positions(attention_mask, completion_mask, max_tokens=max_tokens, seed=seed)
-    runner = unwrap_parallel(model)  # keep PEFT: its forward applies prompt-style adapters
-    device = _model_device(runner)
-    modes = [(m, m.training) for m in runner.modules()]
-    kwargs: dict[str, Any] = {}
-    if getattr(getattr(layout.model, "config", None), "use_cache", None) is not None:
-        kwargs["use_cache"] = False
-    blocks = [layout.blocks[layer - 1] for layer in wanted]
-    runner.eval()
-    try:
-        with torch.no_grad(), LayerCapture(blocks, rows, cols, stop_after_last=True, armed=True) as cap:
-            try:
-                runner(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs)
-            except StopForward:
-                pass
-            return dict(zip(wanted, cap.stacked()))
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    captured: dict[int, torch.Tensor] = {}
+    extra = dict(readers or {})
+
+    def read(layer: int) -> BlockEdit:
+        also = extra.pop(layer - 1, None)
+
+        def edit(hidden: torch.Tensor) -> None:
+            captured[layer] = hidden.detach()[rows.to(hidden.device), cols.to(hidden.device)]
+            if also is not None:
+                also(hidden)
+
+        return edit
+
+    edits: dict[int, BlockEdit] = {layer - 1: read(layer) for layer in wanted}
+    edits.update(extra)  # readers of blocks that are not captured
+    # Keep PEFT: its forward applies prompt-style adapters.
+    run = ModelRun("model", unwrap_parallel(model), layout)
+    with probe_mode(run), torch.no_grad():
+        forward_blocks(run, input_ids, attention_mask, edits, stop_after=max(edits))
+    return {layer: captured[layer] for layer in wanted}
 
 
 def capture_hidden(

@@ -1,9 +1,10 @@
 """The monitored model: where its blocks and logit lens live, how to run it for a probe, the probe batch.
 
 - :mod:`~spinal_callback.model.architectures` — registry of decoder layouts, one unwrap of wrappers.
-- :mod:`~spinal_callback.model.capture` — read-only capture of block outputs (hook lifecycle).
-- :mod:`~spinal_callback.model.runner` — one forward up to the last block with block edits (patching).
-- :mod:`~spinal_callback.model.probe_batch` — the fixed probe set, tokenized and collated.
+- :mod:`~spinal_callback.model.runner` — the one block runner: a forward that reads or replaces block
+  outputs and stops after the deepest block needed (geometry capture, reference scoring, patching).
+- :mod:`~spinal_callback.model.pairing` — a policy paired with its reference for patching.
+- :mod:`~spinal_callback.model.probe_batch` — the fixed probe set, tokenized and collated; token positions.
 """
 
 from spinal_callback.model.architectures import (

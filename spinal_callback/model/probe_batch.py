@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["collate_pairs", "pad_token_id", "pairs_from_records", "tokenize_pairs"]
+__all__ = ["collate_pairs", "pad_token_id", "pairs_from_records", "select_positions", "tokenize_pairs"]
 
 _ID_FIELDS = ("prompt_ids", "chosen_ids", "rejected_ids")
 _TEXT_FIELDS = ("prompt", "chosen", "rejected")
@@ -155,3 +155,53 @@ def pairs_from_records(records: Iterable[Mapping[str, Any]], count: int, tokeniz
     if not taken:
         raise ValueError("The training data is empty: no preference pair for the probe set")
     return taken
+
+
+def select_positions(
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor | None = None,
+    max_tokens: int | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token positions a probe measures: completion tokens if known, else all non-padding tokens.
+
+    When more than ``max_tokens`` positions qualify, a deterministic subsample (a permutation from a
+    generator seeded with ``seed``, then sorted) keeps ``max_tokens`` of them, so the same batch
+    always yields the same positions — for every layer and every training step.
+
+    Args:
+        attention_mask: ``(B, T)`` 0/1 mask of real (non-padding) tokens.
+        completion_mask: optional ``(B, T)`` 0/1 mask of completion tokens (TRL's layout).
+        max_tokens: cap on the number of positions, or ``None`` for no cap.
+        seed: seed of the subsample.
+
+    Returns:
+        ``(rows, cols)`` long tensors on the mask's device, in row-major order.
+
+    Raises:
+        ValueError: masks are not 2-D, differ in shape, or select no position at all.
+    """
+    if attention_mask.ndim != 2:
+        raise ValueError(f"`attention_mask` must be 2-D (batch, seq), got shape {tuple(attention_mask.shape)}")
+    mask = attention_mask.bool()
+    if completion_mask is not None:
+        if completion_mask.shape != attention_mask.shape:
+            raise ValueError(
+                f"`completion_mask` shape {tuple(completion_mask.shape)} differs from `attention_mask` "
+                f"shape {tuple(attention_mask.shape)}"
+            )
+        mask = mask & completion_mask.bool()
+    if max_tokens is not None and max_tokens < 1:
+        raise ValueError(f"`max_tokens` must be a positive integer or None, got {max_tokens!r}")
+    rows, cols = mask.nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        which = "attention_mask & completion_mask" if completion_mask is not None else "attention_mask"
+        raise ValueError(
+            f"The probe batch selects no token: {which} is all zeros (an all-padding batch or empty "
+            "completions). Give sequences with at least one real completion token."
+        )
+    if max_tokens is not None and rows.numel() > max_tokens:
+        gen = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(rows.numel(), generator=gen)[:max_tokens].sort().values.to(rows.device)
+        rows, cols = rows[keep], cols[keep]
+    return rows, cols

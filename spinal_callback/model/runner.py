@@ -1,12 +1,13 @@
-"""Running a policy or reference model for a probe: which module, in which mode, with which block edits.
+"""The one block runner: every probe forward — geometry capture, reference scoring, patching — goes through it.
 
-A :class:`ModelRun` is one side of a patching experiment — the policy, or the reference (a separate
-model, or the PEFT policy with its adapter disabled, as TRL does with ``ref_model=None``).
-:func:`forward_blocks` runs it once with optional *edits* of block outputs (read or replace the hidden
-states of block ℓ) and stops after the last block (:class:`~spinal_callback.model.capture.StopForward`): the
-LM head never runs, the caller scores tokens from the returned last-block output. It can also *skip*
-the unpatched prefix of the network: blocks before ``start`` return recorded hidden states instead of
-computing them.
+A :class:`ModelRun` is a model as a probe runs it: the policy, or the reference (a separate model, or
+the PEFT policy with its adapter disabled, as TRL does with ``ref_model=None``). :func:`forward_blocks`
+runs it once with optional *edits* of block outputs — a reader returns ``None`` and leaves the block's
+output as it was, a replacement returns new hidden states — and stops after the deepest block it needs
+(:class:`StopForward`): the blocks after it and the LM head never run; the caller scores tokens from the
+returned hidden states with the logit lens. It can also *skip* the unpatched prefix of the network:
+blocks before ``start`` return recorded hidden states instead of computing them. Hooks exist only for
+the duration of one call and are removed in ``finally``, whatever happens inside.
 """
 
 from __future__ import annotations
@@ -19,10 +20,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from spinal_callback.model.architectures import DecoderLayout, resolve_layout, unwrap_parallel
-from spinal_callback.model.capture import StopForward, block_output
+from spinal_callback.model.architectures import DecoderLayout
 
-__all__ = ["BlockEdit", "ModelRun", "forward_blocks", "probe_mode", "resolve_layers", "resolve_runs"]
+__all__ = ["BlockEdit", "ModelRun", "StopForward", "block_output", "forward_blocks", "probe_mode"]
+
+
+class StopForward(Exception):
+    """Raised from the deepest needed block's hook to skip the rest of a probe forward."""
+
+
+def block_output(output: object) -> torch.Tensor:
+    """The hidden states of a block's output, whether it returns a tensor, a tuple or a ModelOutput."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    for attr in ("hidden_states", "last_hidden_state"):
+        hidden = getattr(output, attr, None)
+        if isinstance(hidden, torch.Tensor):
+            return hidden
+    raise TypeError(f"Cannot find hidden states in a decoder block output of type {type(output).__name__}")
+
 
 #: ``edit(hidden) -> new hidden or None`` applied to one block's output hidden states ``(R, T, d)``.
 BlockEdit = Callable[[torch.Tensor], "torch.Tensor | None"]
@@ -30,10 +48,10 @@ BlockEdit = Callable[[torch.Tensor], "torch.Tensor | None"]
 
 @dataclass
 class ModelRun:
-    """One side of a patching experiment.
+    """A model as a probe runs it (for patching: one side of the experiment).
 
     Attributes:
-        name: ``"policy"`` or ``"reference"`` (used in messages).
+        name: ``"policy"``, ``"reference"`` or ``"model"`` (used in messages).
         module: the module that is called (parallel wrappers removed, PEFT kept).
         layout: its decoder blocks and logit head.
         adapter_disabled: run under ``module.disable_adapter()`` (a PEFT policy used as reference).
@@ -58,76 +76,6 @@ class ModelRun:
         if self.adapter_disabled:
             return self.module.disable_adapter()  # type: ignore[operator]
         return contextlib.nullcontext()
-
-
-def _describe(layout: DecoderLayout) -> dict[str, Any]:
-    config = getattr(layout.model, "config", None)
-    return {
-        "architecture": layout.architecture,
-        "decoder blocks": layout.num_layers,
-        "vocabulary": layout.vocab_size,
-        "hidden size": getattr(config, "hidden_size", None),
-    }
-
-
-def resolve_runs(policy: nn.Module, reference: nn.Module | None) -> tuple[ModelRun, ModelRun]:
-    """Pair the policy with its reference and check that they can be patched into each other.
-
-    Args:
-        policy: the model being trained (PEFT-, DDP- or compile-wrapped too).
-        reference: the reference model, or ``None`` to use the PEFT policy with its adapter disabled.
-
-    Raises:
-        ValueError: ``reference`` is ``None`` and the policy has no adapter to disable, or the two
-            models differ in architecture, number of decoder blocks, vocabulary or hidden size (the
-            message shows both).
-    """
-    if not isinstance(policy, nn.Module):
-        raise ValueError(f"`policy` must be a torch.nn.Module, got {type(policy).__name__}")
-    policy_module = unwrap_parallel(policy)
-    policy_run = ModelRun("policy", policy_module, resolve_layout(policy))
-    if reference is None:
-        if not callable(getattr(policy_module, "disable_adapter", None)):
-            raise ValueError(
-                f"`reference` is None but the policy ({type(policy_module).__name__}) is not a PEFT model "
-                "with an adapter to disable; pass the reference model (e.g. the trainer's ref_model)"
-            )
-        return policy_run, ModelRun("reference", policy_module, policy_run.layout, adapter_disabled=True)
-    if not isinstance(reference, nn.Module):
-        raise ValueError(f"`reference` must be a torch.nn.Module or None, got {type(reference).__name__}")
-    reference_module = unwrap_parallel(reference)
-    reference_run = ModelRun("reference", reference_module, resolve_layout(reference))
-    mine, theirs = _describe(policy_run.layout), _describe(reference_run.layout)
-    differ = [key for key in mine if mine[key] != theirs[key]]
-    if differ:
-        shown = lambda d: ", ".join(f"{k} {v}" for k, v in d.items())  # noqa: E731
-        raise ValueError(
-            f"`policy` and `reference` cannot be patched into each other: they differ in {', '.join(differ)} "
-            f"(policy {type(policy_module).__name__}: {shown(mine)}; reference "
-            f"{type(reference_module).__name__}: {shown(theirs)})"
-        )
-    return policy_run, reference_run
-
-
-def resolve_layers(layers: Any, num_layers: int) -> list[int]:
-    """1-based layer numbers → sorted 0-based block indices; ``None`` means every block.
-
-    Raises:
-        ValueError: a layer outside ``1..num_layers``, a repeated layer, or an empty selection.
-    """
-    if layers is None:
-        return list(range(num_layers))
-    try:
-        chosen = [int(layer) for layer in layers]
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"`layers` must be a sequence of 1-based layer numbers or None, got {layers!r}") from error
-    bad = [layer for layer in chosen if not 1 <= layer <= num_layers]
-    if bad or not chosen or len(set(chosen)) != len(chosen):
-        raise ValueError(
-            f"`layers` must be distinct 1-based layer numbers in 1..{num_layers} (the model has {num_layers} "
-            f"decoder blocks), got {layers!r}"
-        )
-    return sorted(layer - 1 for layer in chosen)
 
 
 @contextlib.contextmanager
@@ -182,30 +130,43 @@ def forward_blocks(
     attention_mask: torch.Tensor,
     edits: Mapping[int, BlockEdit] | None = None,
     *,
+    stop_after: int | None = None,
     start: int = 0,
     start_hidden: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One forward of ``run`` up to the last decoder block, with block-output edits.
+    """One forward of ``run`` up to block ``stop_after``, with block-output edits.
 
     Mode and grad state are the caller's (see :func:`probe_mode`). Hooks live only for this call.
 
     Args:
-        run: the model side to run (its adapter context is entered here).
+        run: the model to run (its adapter context is entered here).
         input_ids, attention_mask: ``(R, T)`` inputs (moved to the model's device).
-        edits: 0-based block index → ``edit(hidden)``; a returned tensor replaces the block's output
-            hidden states (the edit of the last block sees, and may change, the final hidden states).
+        edits: 0-based block index → ``edit(hidden)``, called once with the block's output hidden states
+            ``(R, T, d)``; a returned tensor replaces them, ``None`` leaves them as they are (a reader).
+        stop_after: 0-based index of the last block to run (default: the last block of the model); it
+            must be at least every edited block.
         start: first block to compute; blocks ``0..start-1`` are skipped and return ``start_hidden``
             (the recorded output of block ``start-1`` for these rows). Needs bare-tensor block outputs.
         start_hidden: ``(R, T, d)`` hidden states standing for the output of block ``start-1``.
 
     Returns:
-        The (possibly edited) output hidden states of the last block, ``(R, T, d)``.
+        The (possibly edited) output hidden states of block ``stop_after``, ``(R, T, d)``.
+
+    Raises:
+        ValueError: ``stop_after`` or ``start`` out of range, an edit below ``start`` or past
+            ``stop_after``, or a block whose hidden states are not ``(batch, seq, hidden)``.
+        RuntimeError: the forward never reached block ``stop_after``.
     """
     edits = dict(edits or {})
     blocks = run.layout.blocks
-    last = len(blocks) - 1
+    last = len(blocks) - 1 if stop_after is None else stop_after
+    if not 0 <= last < len(blocks):
+        raise ValueError(f"`stop_after` must be a block index in 0..{len(blocks) - 1}, got {stop_after}")
     if start and (start_hidden is None or not 0 < start <= last):
         raise ValueError(f"`start` must be in 1..{last} with `start_hidden`, got start={start}")
+    outside = [index for index in edits if not start <= index <= last]
+    if outside:
+        raise ValueError(f"edits of blocks {sorted(outside)} lie outside the blocks run ({start}..{last})")
     result: dict[str, torch.Tensor] = {}
 
     def make_hook(index: int) -> Callable[[nn.Module, object, object], object]:
@@ -214,6 +175,11 @@ def forward_blocks(
         def hook(module: nn.Module, args: object, output: object) -> object:
             run.tensor_outputs = isinstance(output, torch.Tensor)
             hidden = block_output(output)
+            if hidden.ndim != 3:
+                raise ValueError(
+                    f"Decoder block {index + 1} returned hidden states of shape {tuple(hidden.shape)}; "
+                    "expected (batch, seq, hidden)"
+                )
             new = edit(hidden) if edit is not None else None
             if new is not None:
                 output, hidden = _replace_hidden(output, new), new
@@ -246,5 +212,5 @@ def forward_blocks(
         for handle in handles:
             handle.remove()
     if "final" not in result:
-        raise RuntimeError(f"The {run.name} forward did not reach its last decoder block")
+        raise RuntimeError(f"The {run.name} forward did not reach decoder block {last + 1}")
     return result["final"]

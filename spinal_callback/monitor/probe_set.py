@@ -70,7 +70,8 @@ class ProbeSet:
         """Score the probe targets once with the frozen reference (a separate model, or the PEFT policy with
         its adapter disabled). Without one, the first probe's policy scores stand in; a failure warns and
         does the same."""
-        from spinal_callback.model.runner import forward_blocks, probe_mode, resolve_runs
+        from spinal_callback.model.pairing import resolve_runs
+        from spinal_callback.model.runner import forward_blocks, probe_mode
 
         if reference is None and not callable(getattr(unwrap_parallel(policy), "disable_adapter", None)):
             return
@@ -78,8 +79,7 @@ class ProbeSet:
             _, run = resolve_runs(policy, reference)
             with probe_mode(run), torch.no_grad():
                 final = forward_blocks(run, self.batch["input_ids"], self.batch["attention_mask"])
-            rows, cols = self.positions.rows.to(final.device), self.positions.cols.to(final.device)
-            readout = head_readout(run.layout, final[rows, cols], self.positions)
+            readout = head_readout(run.layout, self.positions.take(final), self.positions)
         except Exception as exc:
             message = (f"spinal: scoring the probe pairs with the reference failed ({type(exc).__name__}: {exc}); "
                        "pairs/logratio_* signals are measured against the policy at the first probe instead")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ from spinal_callback.config import SpinalConfig
 from spinal_callback.geometry.selection import LayerPlan
 from spinal_callback.geometry.trace import DepthTrace, capture_layers, trace_from_hidden
 from spinal_callback.model.architectures import DecoderLayout
-from spinal_callback.monitor.signals import HeadReadout, ScoredPositions, head_readout, keep_scored_hidden
+from spinal_callback.monitor.signals import HeadReadout, ScoredPositions, head_readout
 
 __all__ = [
     "GeometryResult",
@@ -140,21 +139,20 @@ def measure_geometry(
     Raises:
         NonFiniteActivations: a block's output holds NaN/inf at the measured positions.
     """
-    keep: AbstractContextManager[list[torch.Tensor]] = (
-        keep_scored_hidden(layout.blocks[-1], positions) if positions is not None else nullcontext([])
-    )
     plan = LayerPlan.of(compute_layers, layout.num_layers)
-    with keep as kept:  # entered first: its hook sees the last block before the capture stops the forward
-        hidden = capture_layers(
-            policy,
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["completion_mask"],
-            layers=plan.hidden,
-            layout=layout,
-            max_tokens=config.max_tokens,
-            seed=config.seed,
-        )
+    kept: list[torch.Tensor] = []
+    readers = {layout.num_layers - 1: lambda hidden: kept.append(positions.take(hidden))} if positions else {}
+    hidden = capture_layers(
+        policy,
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["completion_mask"],
+        layers=plan.hidden,
+        layout=layout,
+        max_tokens=config.max_tokens,
+        seed=config.seed,
+        readers=readers,
+    )
     captured = sorted(hidden)
     device = hidden[captured[0]].device  # blocks may sit on several devices (device_map="auto")
     finite = torch.stack([torch.isfinite(hidden[layer]).all().to(device) for layer in captured]).tolist()  # one sync

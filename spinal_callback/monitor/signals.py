@@ -17,17 +17,14 @@ turns it into logits in token chunks, from which come
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from spinal_callback.model.architectures import DecoderLayout
-from spinal_callback.model.capture import block_output
 
 if TYPE_CHECKING:
     from spinal_callback.config.detector import DetectorConfig
@@ -38,7 +35,6 @@ __all__ = [
     "ScoredPositions",
     "available_signals",
     "head_readout",
-    "keep_scored_hidden",
     "probe_signals",
 ]
 
@@ -74,6 +70,10 @@ class ScoredPositions:
         rows, cols = label.nonzero(as_tuple=True)
         return cls(rows, cols - 1, batch["input_ids"][rows, cols], int(label.shape[0]))
 
+    def take(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The predictor positions' rows of ``(2K, T, d)`` hidden states, detached: ``(n, d)``."""
+        return hidden.detach()[self.rows.to(hidden.device), self.cols.to(hidden.device)]
+
 
 @dataclass(frozen=True)
 class HeadReadout:
@@ -88,28 +88,6 @@ class HeadReadout:
     logprobs: torch.Tensor
     log_z: float
     max_logit: float
-
-
-@contextlib.contextmanager
-def keep_scored_hidden(block: nn.Module, positions: ScoredPositions) -> Iterator[list[torch.Tensor]]:
-    """Hook the last decoder block for one forward and keep its output at the predictor positions.
-
-    Enter it *before* the geometry capture so this hook runs first (hooks run in registration
-    order) and sees the block output before the capture stops the forward. Only the first call is
-    kept; the hook is removed on exit.
-    """
-    kept: list[torch.Tensor] = []
-
-    def hook(module: nn.Module, args: object, output: object) -> None:
-        if not kept:
-            hidden = block_output(output).detach()
-            kept.append(hidden[positions.rows.to(hidden.device), positions.cols.to(hidden.device)])
-
-    handle = block.register_forward_hook(hook)
-    try:
-        yield kept
-    finally:
-        handle.remove()
 
 
 def head_readout(

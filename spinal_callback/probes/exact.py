@@ -29,7 +29,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from spinal_callback.model.runner import probe_mode, resolve_layers
+from spinal_callback.model.pairing import resolve_layers
+from spinal_callback.model.runner import probe_mode
 from spinal_callback.probes._json import json_float, json_list
 from spinal_callback.probes.margins import pair_margins, validate_probe_batch
 from spinal_callback.probes.replicate import PatchSpec, exact_replacement, plan_patches, run_patches

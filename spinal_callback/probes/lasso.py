@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from spinal_callback.model.runner import probe_mode, resolve_layers
+from spinal_callback.model.pairing import resolve_layers
+from spinal_callback.model.runner import probe_mode
 from spinal_callback.probes._json import json_float, json_list
 from spinal_callback.probes.margins import pair_margins, validate_probe_batch
 from spinal_callback.probes.unpatched import UnpatchedRuns, shared_runs, unpatched_or_compute

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from spinal_callback.model.architectures import unwrap_parallel
-from spinal_callback.model.runner import ModelRun, probe_mode, resolve_runs
+from spinal_callback.model.pairing import resolve_runs
+from spinal_callback.model.runner import ModelRun, probe_mode
 from spinal_callback.probes.gradients import margin_gradients
 from spinal_callback.probes.margins import ProbeBatch, validate_probe_batch
 from spinal_callback.probes.replicate import run_unpatched

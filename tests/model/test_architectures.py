@@ -17,7 +17,7 @@ from spinal_callback.model.architectures import (
     resolve_layout,
     unwrap_model,
 )
-from spinal_callback.model.capture import block_output
+from spinal_callback.model.runner import block_output
 from tests.conftest import TINY_ARCHITECTURES, VOCAB_SIZE, make_batch, tiny_causal_lm
 
 
