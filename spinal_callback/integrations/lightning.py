@@ -2,61 +2,25 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
-try:
-    import lightning.pytorch as pl
-    from lightning.pytorch.loggers import TensorBoardLogger
-except ImportError:  # pragma: no cover - the standalone `pytorch_lightning` distribution
-    try:
-        import pytorch_lightning as pl  # type: ignore[no-redef]
-        from pytorch_lightning.loggers import TensorBoardLogger  # type: ignore[no-redef,assignment]
-    except ImportError as exc:
-        raise ImportError(
-            "SpinalLightningCallback needs Lightning: pip install \"spinal-callback[lightning]\""
-        ) from exc
-
 from spinal_callback.config import SpinalConfig
 from spinal_callback.integrations._common import LOGGED_TAGS
+from spinal_callback.integrations._lightning_support import (
+    ModelGetter,
+    StrategySync,
+    default_policy,
+    default_reference,
+    outputs,
+    pl,
+)
 from spinal_callback.monitor.session import MonitorSession, dataset_of
 from spinal_callback.recovery.guard import TrainingHandles
 
 __all__ = ["SpinalLightningCallback"]
-
-ModelGetter = Callable[["pl.LightningModule"], nn.Module]
-
-
-def _first_module(pl_module: pl.LightningModule, attrs: tuple[str, ...]) -> nn.Module | None:
-    for attr in attrs:
-        candidate = getattr(pl_module, attr, None)
-        if isinstance(candidate, nn.Module):
-            return candidate
-    return None
-
-
-def _default_policy(pl_module: pl.LightningModule) -> nn.Module:
-    return _first_module(pl_module, ("policy", "model")) or pl_module
-
-
-def _default_reference(pl_module: pl.LightningModule) -> nn.Module | None:
-    return _first_module(pl_module, ("reference", "ref_model"))
-
-
-class _StrategySync:
-    """:class:`~spinal_callback.recovery.sync.RankSync` over a Lightning strategy's collectives."""
-
-    def __init__(self, strategy: Any) -> None:
-        self.strategy = strategy
-
-    def broadcast(self, obj: Any) -> Any:
-        return self.strategy.broadcast(obj, src=0)
-
-    def all_ok(self, ok: bool) -> bool:
-        return bool(self.strategy.reduce_boolean_decision(bool(ok), all=True))
 
 
 class SpinalLightningCallback(pl.Callback):
@@ -105,8 +69,8 @@ class SpinalLightningCallback(pl.Callback):
                 raise TypeError(f"`{name}` must be a callable LightningModule -> nn.Module, got {getter!r}")
         self.session = MonitorSession(config)
         self.monitor = self.session.monitor
-        self._policy = policy or _default_policy
-        self._reference = reference or _default_reference
+        self._policy = policy or default_policy
+        self._reference = reference or default_reference
         self.tokenizer = tokenizer
 
     config = property(lambda self: self.session.config)
@@ -131,7 +95,7 @@ class SpinalLightningCallback(pl.Callback):
         # The train dataloader exists from here on; nothing has stepped yet, so misconfiguration
         # raised by start() still stops the run before its first optimizer step.
         if not self.session.started:
-            writer, log_dir, log_scalars = self._tensorboard(trainer)
+            writer, log_dir, log_scalars = outputs(trainer, self.config)
             self.session.start(
                 self.policy(pl_module), rank_zero=bool(trainer.is_global_zero), log_dir=log_dir, writer=writer,
                 log_scalars=log_scalars, records=dataset_of(trainer.train_dataloader),
@@ -159,7 +123,7 @@ class SpinalLightningCallback(pl.Callback):
             )
 
         stop = self.session.step(
-            trainer.global_step, self.policy(pl_module), handles, sync=_StrategySync(trainer.strategy),
+            trainer.global_step, self.policy(pl_module), handles, sync=StrategySync(trainer.strategy),
             reference=self.reference(pl_module), metrics=lambda: trainer.callback_metrics,
         )
         if stop:
@@ -180,18 +144,3 @@ class SpinalLightningCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.session.load_state_dict(state_dict)
-
-    # -- output ----------------------------------------------------------------------------------
-    def _tensorboard(self, trainer: pl.Trainer) -> tuple[Any, str, Callable[..., None] | None]:
-        """(the TensorBoardLogger's writer or None, the TensorBoard directory, scalars to every logger)."""
-        loggers = list(trainer.loggers)
-
-        def to_loggers(metrics: Mapping[str, float], step: int) -> None:
-            for logger in loggers:
-                logger.log_metrics(dict(metrics), step=step)
-
-        tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
-        if tb is not None and trainer.is_global_zero:
-            return tb.experiment, str(tb.log_dir), to_loggers
-        log_dir = self.config.log_dir or os.path.join(trainer.default_root_dir, "spinal")
-        return None, log_dir, to_loggers if loggers else None

@@ -3,8 +3,7 @@ callback events translated into session calls."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -14,6 +13,12 @@ from transformers.trainer_callback import ExportableState
 from spinal_callback.config import SpinalConfig
 from spinal_callback.config.detector import DPO_METRICS
 from spinal_callback.integrations._common import LOGGED_TAGS
+from spinal_callback.integrations._transformers_support import (
+    ScalarForwarder,
+    scalar_forwarder,
+    tensorboard_callback_dir,
+    tensorboard_dir,
+)
 from spinal_callback.monitor.session import MonitorSession, dataset_of, portable_config
 from spinal_callback.recovery.guard import TrainingHandles
 from spinal_callback.recovery.sync import TorchDistributedSync
@@ -23,39 +28,6 @@ __all__ = ["SpinalTrainerCallback", "tensorboard_callback_dir"]
 
 #: What transformers' Trainer and TRL's DPOTrainer log, as the detector may watch it.
 TRAINER_METRICS = (*DPO_METRICS, "epoch", "entropy", "num_tokens", "mean_token_accuracy")
-
-
-def _reports_to_tensorboard(args: Any) -> bool:
-    report_to = getattr(args, "report_to", None) or []
-    if isinstance(report_to, str):
-        report_to = [report_to]
-    return "tensorboard" in report_to or "all" in report_to
-
-
-def tensorboard_callback_dir(callbacks: Iterable[Any]) -> str | None:
-    """The run directory of HF's ``TensorBoardCallback`` among ``callbacks`` (set once training began)."""
-    for callback in callbacks:
-        if type(callback).__name__ == "TensorBoardCallback" and getattr(callback, "logging_dir", None):
-            return str(callback.logging_dir)
-    return None
-
-
-def _run_dir_of_this_process(runs: str) -> str | None:
-    """The newest directory under ``runs`` holding a TensorBoard event file written by this process.
-
-    HF's ``TensorBoardCallback`` opens its writer (and so its event file) in ``on_train_begin``, before
-    any user callback's; event file names end in ``.<pid>.<n>`` of the writing process.
-    """
-    pid = f".{os.getpid()}."
-    found: list[tuple[float, str]] = []
-    if not os.path.isdir(runs):
-        return None
-    for entry in os.scandir(runs):
-        if entry.is_dir():
-            for name in os.listdir(entry.path):
-                if name.startswith("events.out.tfevents.") and pid in name:
-                    found.append((os.path.getmtime(os.path.join(entry.path, name)), entry.path))
-    return max(found)[1] if found else None
 
 
 class SpinalTrainerCallback(TrainerCallback, ExportableState):
@@ -70,11 +42,13 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
     data, or ``config.probe_pairs`` tokenized with the trainer's ``processing_class`` — and logs the
     SPINAL depth trace. Off the probe steps it attaches nothing and costs nothing.
 
-    TensorBoard: with ``report_to`` including ``"tensorboard"`` the events go into the same run
-    directory as HF's ``TensorBoardCallback`` (found through the trainer when the callback has it,
-    else as the run directory this process's HF writer just opened under ``<output_dir>/runs``);
-    otherwise into ``config.log_dir`` (default ``<output_dir>/spinal``). The JSON-lines trace goes to
-    ``config.trace_path`` or ``<tensorboard dir>/spinal_trace.jsonl``. Only the main process writes.
+    Output follows ``report_to``: with ``"tensorboard"`` the events go into HF's own run directory
+    (found through the trainer when the callback has it, else as the run directory this process's HF
+    writer just opened under ``<output_dir>/runs``); without it TensorBoard is written only into
+    ``config.log_dir`` when that is set. Every other reporting integration (W&B, MLflow, Comet, …)
+    receives the scalars through its ``on_log`` when the callback knows the trainer. The JSON-lines trace
+    goes to ``config.trace_path``, else next to the TensorBoard events, else
+    ``<output_dir>/spinal/spinal_trace.jsonl``. Only the main process writes.
 
     Logged tags:
     """
@@ -85,7 +59,8 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         reference: the reference model for patching probes; default: the trainer's ``ref_model``
             when the callback knows the trainer, else the PEFT policy with its adapter disabled.
         trainer: optionally the trainer (as TRL's ``LogCompletionsCallback`` takes it), or later
-            through :meth:`set_trainer`: gives the ``ref_model`` and HF's TensorBoard directory.
+            through :meth:`set_trainer`: gives the ``ref_model``, HF's TensorBoard directory and the
+            reporting integrations (W&B, MLflow, …) the scalars are handed to.
 
     Attributes:
         session: the framework-neutral :class:`~spinal_callback.monitor.session.MonitorSession`.
@@ -105,13 +80,14 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         self.reference = reference
         self.trainer = trainer
         self._restored_state: dict[str, Any] | None = None
+        self._forwarder: ScalarForwarder | None = None
 
     config = property(lambda self: self.session.config)
     log_dir = property(lambda self: self.session.log_dir)
     trace_path = property(lambda self: self.session.trace_path)
 
     def set_trainer(self, trainer: Any) -> SpinalTrainerCallback:
-        """Give the callback its trainer (for the ``ref_model`` and HF's TensorBoard directory)."""
+        """Give the callback its trainer (``ref_model``, HF's TensorBoard directory, reporting integrations)."""
         self.trainer = trainer
         return self
 
@@ -131,8 +107,11 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         records = dataset_of(kwargs.get("train_dataloader"))
         if records is None and self.trainer is not None:
             records = getattr(self.trainer, "train_dataset", None)
+        rank_zero = bool(state.is_world_process_zero)
+        self._forwarder = scalar_forwarder(self.trainer, args) if rank_zero else None
         self.session.start(
-            model, rank_zero=bool(state.is_world_process_zero), log_dir=self._tensorboard_dir(args),
+            model, rank_zero=rank_zero, log_dir=tensorboard_dir(args, self.config, self.trainer),
+            output_dir=args.output_dir, log_scalars=self._forwarder,
             records=records, tokenizer=getattr(tokenizer, "tokenizer", tokenizer),  # processors wrap a tokenizer
             reference=self.reference, metric_names=TRAINER_METRICS,
         )
@@ -157,26 +136,18 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
                 scaler=getattr(getattr(self.trainer, "accelerator", None), "scaler", None),
             )
 
-        if self.session.step(state.global_step, kwargs["model"], handles, sync=TorchDistributedSync(),
-                             reference=self.reference):
+        stop = self.session.step(
+            state.global_step, kwargs["model"], handles, sync=TorchDistributedSync(), reference=self.reference
+        )
+        if self._forwarder is not None:
+            self._forwarder.flush()
+        if stop:
             control.should_training_stop = True
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.session.close()
-
-    # -- output ----------------------------------------------------------------------------------
-    def _tensorboard_dir(self, args: Any) -> str:
-        if _reports_to_tensorboard(args):
-            handler = getattr(self.trainer, "callback_handler", None)
-            found = tensorboard_callback_dir(getattr(handler, "callbacks", None) or [])
-            env = os.environ.get("TENSORBOARD_LOGGING_DIR")
-            found = found or (os.path.expanduser(env) if env else None)
-            found = found or _run_dir_of_this_process(os.path.join(args.output_dir, "runs"))
-            if found:
-                return found
-        if self.config.log_dir:
-            return self.config.log_dir
-        return os.path.join(args.output_dir, "spinal")
+        if self._forwarder is not None:
+            self._forwarder.flush()
 
     # -- ExportableState -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -32,6 +32,18 @@ def default_trace_path(config: SpinalConfig, tensorboard_dir: str) -> str:
     return config.trace_path or os.path.join(tensorboard_dir, TRACE_FILENAME)
 
 
+def _trace_path(config: SpinalConfig, log_dir: str | None, output_dir: str | None) -> str:
+    """``config.trace_path``, else next to the TensorBoard events, else ``<output_dir>/spinal/``."""
+    if config.trace_path or log_dir:
+        return default_trace_path(config, log_dir or "")
+    if output_dir is None:
+        raise ValueError(
+            "spinal-callback has nowhere to write its trace file: set SpinalConfig(trace_path=...) or "
+            "SpinalConfig(log_dir=...)"
+        )
+    return os.path.join(output_dir, "spinal", TRACE_FILENAME)
+
+
 def coerce_config(config: SpinalConfig | Mapping[str, Any] | None) -> SpinalConfig:
     """Accept a SpinalConfig, a plain dict of its fields (as saved in a checkpoint) or None."""
     if config is None:
@@ -88,7 +100,8 @@ class MonitorSession:
         policy: nn.Module,
         *,
         rank_zero: bool,
-        log_dir: str,
+        log_dir: str | None,
+        output_dir: str | None = None,
         writer: Any = None,
         log_scalars: Callable[..., None] | None = None,
         records: Iterable[Mapping[str, Any]] | None = None,
@@ -101,8 +114,11 @@ class MonitorSession:
         Args:
             policy: the model being trained.
             rank_zero: whether this process is global rank 0 (the only one that writes).
-            log_dir: the TensorBoard directory (the host framework's, or the callback's own).
-            writer: the host framework's ``SummaryWriter`` for that directory, or ``None`` to open one.
+            log_dir: the TensorBoard directory (the host framework's, or the callback's own), or ``None``
+                for no TensorBoard output (scalars then go to ``log_scalars`` only).
+            output_dir: where the trace file goes when there is no ``log_dir`` and no
+                ``config.trace_path`` (as ``<output_dir>/spinal/spinal_trace.jsonl``).
+            writer: the host framework's ``SummaryWriter`` for ``log_dir``, or ``None`` to open one.
             log_scalars: ``f(metrics, step)`` that sends scalars to every logger of the host framework
                 (``None``: scalars go to the TensorBoard writer only). With the session's own writer
                 (``writer=None``) scalars go to both.
@@ -120,8 +136,10 @@ class MonitorSession:
         try:
             if rank_zero:
                 self.log_dir = log_dir
-                self.trace_path = default_trace_path(cfg, log_dir)
-                if writer is None:  # the session's own writer: scalars go to it and to the host's loggers
+                self.trace_path = _trace_path(cfg, log_dir, output_dir)
+                if log_dir is None:  # no TensorBoard asked for: scalars to the host's loggers only
+                    sink = TensorBoardSink(None, log_scalars=log_scalars) if log_scalars else None
+                elif writer is None:  # the session's own writer: scalars go to it and to the host's loggers
                     own = _summary_writer(log_dir)
                     sink = TensorBoardSink(
                         own, log_scalars=_also_to(own, log_scalars) if log_scalars else None,
