@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from spinal_callback.config import DetectorConfig, RollbackConfig, SpinalConfig
+from spinal_callback.config import DetectorConfig, RollbackConfig, SpinalArguments, SpinalConfig
 from spinal_callback.early_warning.alerts import Alert, AlertReason
 from spinal_callback.geometry import DepthTrace, compute_depth_trace
 from spinal_callback.model.architectures import UnsupportedArchitectureError, register_architecture, resolve_layout
@@ -22,6 +22,7 @@ __all__ = [
     "DepthTrace",
     "DetectorConfig",
     "RollbackConfig",
+    "SpinalArguments",
     "SpinalConfig",
     "SpinalLightningCallback",
     "SpinalMonitor",

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -81,8 +84,26 @@ class RollbackConfig:
                              f"got {self.snapshot_dir!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-able view."""
+        """Plain, JSON-able view (the inverse of :meth:`from_dict`)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RollbackConfig:
+        """Build from a dict of fields; unknown keys are refused with their names."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown RollbackConfig field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**dict(data))
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> RollbackConfig:
+        """Read a JSON object of fields (e.g. written from :meth:`to_dict`)."""
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{os.fspath(path)!r} must hold a JSON object of RollbackConfig fields")
+        return cls.from_dict(data)
 
     @classmethod
     def help(cls) -> dict[str, str]:

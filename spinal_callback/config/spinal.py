@@ -35,18 +35,29 @@ def _fraction_pair(name: str, value: object, strict_order: bool) -> tuple[float,
 
 
 def _coerce(cls: type, name: str, value: object) -> Any:
+    """A ``cls`` from itself, a dict of its fields, a JSON object as text, or the path of a JSON file."""
     if isinstance(value, cls):
         return value
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        text = value
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"`{name}` is not a valid JSON object ({err.msg} at character {err.pos}): "
+                             f"{text[:80]!r}") from None
     if isinstance(value, Mapping):
-        return cls(**dict(value))
+        return cls.from_dict(value) if hasattr(cls, "from_dict") else cls(**dict(value))
     if isinstance(value, (str, os.PathLike)) and hasattr(cls, "from_json"):
         path = os.fspath(value)
         if not os.path.isfile(path):
-            raise ValueError(f"`{name}` {path!r} is not a file; give a {cls.__name__}, a dict of its fields or the "
-                             "path of a JSON file written by `spinal calibrate`")
-        return cls.from_json(path)
-    allowed = "a dict of its fields or a JSON file path" if hasattr(cls, "from_json") else "a dict of its fields"
-    raise ValueError(f"`{name}` must be a {cls.__name__}, {allowed}, got {value!r:.80}")
+            raise ValueError(f"`{name}` {path!r} is not a file; give a {cls.__name__}, a dict of its fields, a JSON "
+                             "object or the path of a JSON file (for the detector, one written by `spinal calibrate`)")
+        try:
+            return cls.from_json(path)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"`{name}` {path!r} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    raise ValueError(f"`{name}` must be a {cls.__name__}, a dict of its fields, a JSON object or a JSON file path, "
+                     f"got {value!r:.80}")
 
 
 @dataclass
@@ -54,7 +65,9 @@ class SpinalConfig:
     """Configuration of the geometry monitor; both callbacks take one.
 
     Every field is validated on construction; a bad value raises ``ValueError`` naming the field,
-    what is allowed and what was given.
+    what is allowed and what was given. Command-line parsers (``HfArgumentParser``, ``TrlParser``) take
+    :class:`~spinal_callback.config.arguments.SpinalArguments` instead: every field ``name`` as
+    ``--spinal_name``, and ``to_config()`` gives this class.
     """
 
     interval: int = field(
@@ -140,14 +153,14 @@ class SpinalConfig:
     detector: DetectorConfig = field(
         default_factory=DetectorConfig,
         metadata={"help": "Early-warning detector settings (watched signals, trend window, thresholds, "
-                  "hysteresis): a DetectorConfig, a dict of its fields, or the path of a JSON file written by "
-                  "`spinal calibrate` (thresholds from your own healthy runs)."},
+                  "hysteresis): a DetectorConfig, a dict of its fields, a JSON object, or the path of a JSON file "
+                  "written by `spinal calibrate` (thresholds from your own healthy runs)."},
     )
     rollback: RollbackConfig = field(
         default_factory=RollbackConfig,
         metadata={"help": "Snapshot and rollback settings (snapshot_interval, keep, storage, snapshot_dir, "
-                  "lr_scale, max_rollbacks): a RollbackConfig or a dict of its fields. Snapshots are taken "
-                  "only when 'rollback' is in on_alert."},
+                  "lr_scale, max_rollbacks): a RollbackConfig, a dict of its fields, a JSON object or the path of "
+                  "a JSON file of them. Snapshots are taken only when 'rollback' is in on_alert."},
     )
     strict: bool = field(
         default=False,

@@ -2,8 +2,10 @@
 
 Models are looked up by ``config.model_type`` (the name Hugging Face uses in ``config.json``), then by
 class name. Wrappers that sit in front of the model — PEFT's ``PeftModel``, DDP / DataParallel / FSDP
-``.module``, ``torch.compile``'s ``_orig_mod`` — are seen through. Architectures outside the built-in
-list are added with :func:`register_architecture`.
+``.module``, ``torch.compile``'s ``_orig_mod`` — are seen through. A model the registry does not list is
+handled by :mod:`~spinal_callback.model.discovery` (the block list of the config's layer count, the final
+norm next to it, ``get_output_embeddings()``, checked against the model's own logits);
+:func:`register_architecture` makes a layout explicit, or fixes one that discovery refuses.
 """
 
 from __future__ import annotations
@@ -11,10 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
 
-from spinal_callback.model.layout import DecoderLayout, LogitTransform
+from spinal_callback.model.discovery import discover_layout, missing_head_error, model_candidates, output_embedding
+from spinal_callback.model.layout import (
+    DecoderLayout,
+    LogitTransform,
+    UnsupportedArchitectureError,
+    divide_by_logits_scaling,
+    softcap_logits,
+)
 from spinal_callback.model.unwrap import unwrap_model, unwrap_parallel
 
 __all__ = [
@@ -27,9 +35,6 @@ __all__ = [
     "unwrap_model",
     "unwrap_parallel",
 ]
-
-class UnsupportedArchitectureError(LookupError):
-    """Raised when a model's decoder blocks, final norm or unembedding cannot be located."""
 
 
 @dataclass(frozen=True)
@@ -56,18 +61,8 @@ class ArchitectureSpec:
     logit_transform: LogitTransform | None = field(default=None, compare=False)
 
 
-def _softcap(logits: torch.Tensor, config: object) -> torch.Tensor:
-    cap = getattr(config, "final_logit_softcapping", None)
-    if cap:
-        return torch.tanh(logits / cap) * cap
-    return logits
-
-
-def _granite_scale(logits: torch.Tensor, config: object) -> torch.Tensor:
-    scale = getattr(config, "logits_scaling", None)
-    return logits / scale if scale else logits
-
-
+_softcap = softcap_logits
+_granite_scale = divide_by_logits_scaling
 _LLAMA_LIKE = ArchitectureSpec(blocks="model.layers", final_norm="model.norm", unembed="lm_head")
 _REGISTRY: dict[str, ArchitectureSpec] = {
     "llama": _LLAMA_LIKE,
@@ -199,12 +194,16 @@ def _declared_none(root: nn.Module, path: str | tuple[str, ...]) -> bool:
     return False
 
 
-def _how_to_register(cls_name: str, key: str) -> str:
+def _how_to_register(model: nn.Module, key: str) -> str:
+    """Registration advice with the candidate paths ``model`` really has (never another family's paths)."""
+    lists, norms, heads = model_candidates(model)
+    blocks = lists[0].split(" (", 1)[0] if lists else "..."
     return (
-        f"register it with spinal_callback.register_architecture({key!r}, blocks='model.layers', "
-        "final_norm='model.norm', unembed='lm_head') — giving the dotted paths of its decoder-block "
-        "ModuleList, final norm and unembedding as they appear in print(model). "
-        f"Registered: {', '.join(registered_architectures())}."
+        f"register it with spinal_callback.register_architecture({key!r}, blocks={blocks!r}, "
+        f"final_norm={norms[-1] if norms else None!r}, unembed={heads[0] if heads else '...'!r}) — giving the dotted "
+        "paths of its decoder-block ModuleList, final norm and unembedding as they appear in print(model). "
+        f"This model has decoder-block lists: {', '.join(lists) or 'none'}; norms outside them: "
+        f"{', '.join(norms[:6]) or 'none'}. Registered: {', '.join(registered_architectures())}."
     )
 
 
@@ -214,9 +213,14 @@ def resolve_layout(model: nn.Module) -> DecoderLayout:
     Args:
         model: a Hugging Face causal LM, possibly wrapped by PEFT, DDP/FSDP or ``torch.compile``.
 
+    A model the registry does not list is discovered (:func:`~spinal_callback.model.discovery.discover_layout`,
+    logged once at INFO level).
+
     Raises:
-        UnsupportedArchitectureError: the architecture is not registered, or a registered path does
-            not exist on this model. The message names the class and shows how to register it.
+        UnsupportedArchitectureError: the model has no output embedding (pass a ``*ForCausalLM``), a
+            registered path does not exist on this model, or the architecture is not registered and its
+            layout is ambiguous or cannot be discovered. The message names the class, the candidate paths
+            this model has, and how to register it.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
@@ -226,18 +230,18 @@ def resolve_layout(model: nn.Module) -> DecoderLayout:
     cls_name = type(bare).__name__
     key = model_type if model_type in _REGISTRY else cls_name if cls_name in _REGISTRY else None
     if key is None:
-        shown = f"{cls_name} (model_type {model_type!r})" if model_type else cls_name
-        raise UnsupportedArchitectureError(
-            f"Unsupported architecture: {shown} — {_how_to_register(cls_name, model_type or cls_name)}"
-        )
+        return discover_layout(bare, registered_architectures())
     spec = _REGISTRY[key]
+    if _get_path(bare, spec.unembed) is None and callable(getattr(bare, "get_output_embeddings", None)):
+        if output_embedding(bare) is None:
+            raise missing_head_error(bare)
 
     def need(path: str | tuple[str, ...], what: str) -> object:
         found = _get_path(bare, path)
         if found is None:
             raise UnsupportedArchitectureError(
                 f"Architecture {key!r} ({cls_name}) is registered with {what} at {path!r}, but the model "
-                f"has no such attribute — {_how_to_register(cls_name, key)} and overwrite=True."
+                f"has no such attribute — {_how_to_register(bare, key)} and overwrite=True."
             )
         return found[0]
 
