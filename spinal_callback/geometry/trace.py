@@ -19,9 +19,10 @@ from spinal_callback.geometry.lens import lens_statistics
 from spinal_callback.geometry.record import LAYER_METRICS, DepthTrace, summarise_bands
 from spinal_callback.geometry.selection import LayerPlan
 from spinal_callback.geometry.spectral import centered_spectrum, contraction_from_spectrum, effective_rank_from_spectrum
-from spinal_callback.model.architectures import DecoderLayout, resolve_layout, unwrap_parallel
+from spinal_callback.model.architectures import DecoderLayout, resolve_layout
 from spinal_callback.model.probe_batch import select_positions
 from spinal_callback.model.runner import BlockEdit, ModelRun, forward_blocks, probe_mode
+from spinal_callback.model.sharding import gathered_head, probe_root, sharding_of
 
 __all__ = [
     "LAYER_METRICS",
@@ -174,8 +175,8 @@ def capture_layers(
 
     edits: dict[int, BlockEdit] = {layer - 1: read(layer) for layer in wanted}
     edits.update(extra)  # readers of blocks that are not captured
-    # Keep PEFT: its forward applies prompt-style adapters.
-    run = ModelRun("model", unwrap_parallel(model), layout)
+    # Keep PEFT: its forward applies prompt-style adapters; keep an FSDP root: its forward gathers.
+    run = ModelRun("model", probe_root(model), layout, sharded=sharding_of(model))
     with probe_mode(run), torch.no_grad():
         forward_blocks(run, input_ids, attention_mask, edits, stop_after=max(edits))
     return {layer: captured[layer] for layer in wanted}
@@ -250,6 +251,7 @@ def compute_depth_trace(
         model, input_ids, attention_mask, completion_mask, layers=plan.hidden, layout=layout,
         max_tokens=max_tokens, seed=seed,
     )
-    return trace_from_hidden(
-        hidden, layout, compute_layers=plan.computed, tail=tail, rtol=rtol, bands=bands, chunk_size=chunk_size
-    )
+    with gathered_head(model, layout):  # a sharded model's norm and unembedding, gathered once for the lens
+        return trace_from_hidden(
+            hidden, layout, compute_layers=plan.computed, tail=tail, rtol=rtol, bands=bands, chunk_size=chunk_size
+        )

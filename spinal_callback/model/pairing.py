@@ -6,8 +6,9 @@ from typing import Any
 
 from torch import nn
 
-from spinal_callback.model.architectures import DecoderLayout, resolve_layout, unwrap_parallel
+from spinal_callback.model.architectures import DecoderLayout, resolve_layout
 from spinal_callback.model.runner import ModelRun
+from spinal_callback.model.sharding import probe_root, sharding_of
 
 __all__ = ["resolve_layers", "resolve_runs"]
 
@@ -36,19 +37,21 @@ def resolve_runs(policy: nn.Module, reference: nn.Module | None) -> tuple[ModelR
     """
     if not isinstance(policy, nn.Module):
         raise ValueError(f"`policy` must be a torch.nn.Module, got {type(policy).__name__}")
-    policy_module = unwrap_parallel(policy)
-    policy_run = ModelRun("policy", policy_module, resolve_layout(policy))
+    policy_module = probe_root(policy)
+    policy_run = ModelRun("policy", policy_module, resolve_layout(policy), sharded=sharding_of(policy))
     if reference is None:
         if not callable(getattr(policy_module, "disable_adapter", None)):
             raise ValueError(
                 f"`reference` is None but the policy ({type(policy_module).__name__}) is not a PEFT model "
                 "with an adapter to disable; pass the reference model (e.g. the trainer's ref_model)"
             )
-        return policy_run, ModelRun("reference", policy_module, policy_run.layout, adapter_disabled=True)
+        return policy_run, ModelRun(
+            "reference", policy_module, policy_run.layout, adapter_disabled=True, sharded=policy_run.sharded
+        )
     if not isinstance(reference, nn.Module):
         raise ValueError(f"`reference` must be a torch.nn.Module or None, got {type(reference).__name__}")
-    reference_module = unwrap_parallel(reference)
-    reference_run = ModelRun("reference", reference_module, resolve_layout(reference))
+    reference_module = probe_root(reference)
+    reference_run = ModelRun("reference", reference_module, resolve_layout(reference), sharded=sharding_of(reference))
     mine, theirs = _describe(policy_run.layout), _describe(reference_run.layout)
     differ = [key for key in mine if mine[key] != theirs[key]]
     if differ:

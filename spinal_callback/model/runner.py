@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from spinal_callback.model.architectures import DecoderLayout
+from spinal_callback.model.sharding import stubbed_head
 
 __all__ = ["BlockEdit", "ModelRun", "StopForward", "block_output", "forward_blocks", "probe_mode"]
 
@@ -57,6 +58,9 @@ class ModelRun:
         adapter_disabled: run under ``module.disable_adapter()`` (a PEFT policy used as reference).
         tensor_outputs: whether the blocks were seen returning bare tensors (``None``: not seen yet);
             prefix skipping is only used when they do.
+        sharded: ``"fsdp1"``, ``"fsdp2"``, ``"zero3"`` or ``None``
+            (:func:`~spinal_callback.model.sharding.sharding_of`): a sharded forward runs to its end, with
+            the unembedding stubbed, instead of stopping after the deepest block needed.
     """
 
     name: str
@@ -64,6 +68,7 @@ class ModelRun:
     layout: DecoderLayout
     adapter_disabled: bool = False
     tensor_outputs: bool | None = None
+    sharded: str | None = None
 
     @property
     def device(self) -> torch.device:
@@ -136,7 +141,9 @@ def forward_blocks(
 ) -> torch.Tensor:
     """One forward of ``run`` up to block ``stop_after``, with block-output edits.
 
-    Mode and grad state are the caller's (see :func:`probe_mode`). Hooks live only for this call.
+    Mode and grad state are the caller's (see :func:`probe_mode`). Hooks live only for this call. A sharded
+    run (``run.sharded``) is called through its wrapped root and runs every block, with the unembedding
+    stubbed (:mod:`~spinal_callback.model.sharding`); the returned hidden states are the same.
 
     Args:
         run: the model to run (its adapter context is entered here).
@@ -185,7 +192,8 @@ def forward_blocks(
                 output, hidden = _replace_hidden(output, new), new
             if index == last:
                 result["final"] = hidden
-                raise StopForward
+                if run.sharded is None:
+                    raise StopForward
             return output if new is not None else None
 
         return hook
@@ -203,7 +211,8 @@ def forward_blocks(
             if start and start_hidden is not None
             else contextlib.nullcontext()
         )
-        with run.context(), skip:
+        head = stubbed_head(run.layout) if run.sharded is not None else contextlib.nullcontext()
+        with run.context(), skip, head:
             try:
                 run.module(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs)
             except StopForward:

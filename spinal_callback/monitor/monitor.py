@@ -25,6 +25,7 @@ from spinal_callback.early_warning import (
 )
 from spinal_callback.geometry.trace import DepthTrace
 from spinal_callback.model.architectures import DecoderLayout, resolve_layout
+from spinal_callback.model.sharding import check_sharded_config
 from spinal_callback.monitor.outputs import MonitorOutputs
 from spinal_callback.monitor.probe_set import ProbeSet, check_reference, tier_layers
 from spinal_callback.monitor.probing import GeometryResult, Measurement, PatchingResult, attempt, measure_geometry
@@ -130,10 +131,12 @@ class SpinalMonitor:
         Raises:
             UnsupportedArchitectureError: the policy's architecture is not registered.
             ValueError: a detector signal name that no input can produce (the message lists the available
-                ones), no usable probe pair, or patching probes without a usable reference.
+                ones), no usable probe pair, patching probes without a usable reference, or rollback /
+                patching on a sharded (FSDP, ZeRO-3) model.
         """
         cfg = self.config
         check_detector_inputs(cfg.detector, metric_names)
+        check_sharded_config(policy, rollback=self.guard.rollback is not None, patching=cfg.patch_interval > 0)
         self.layout = resolve_layout(policy)
         if not rank_zero and self.guard.rollback is not None and cfg.rollback.storage == "disk":
             self.guard.rollback = RollbackManager(replace(cfg.rollback, storage="memory", snapshot_dir=None))

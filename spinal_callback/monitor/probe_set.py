@@ -72,6 +72,7 @@ class ProbeSet:
         does the same."""
         from spinal_callback.model.pairing import resolve_runs
         from spinal_callback.model.runner import forward_blocks, probe_mode
+        from spinal_callback.model.sharding import gathered_head
 
         if reference is None and not callable(getattr(unwrap_parallel(policy), "disable_adapter", None)):
             return
@@ -79,7 +80,8 @@ class ProbeSet:
             _, run = resolve_runs(policy, reference)
             with probe_mode(run), torch.no_grad():
                 final = forward_blocks(run, self.batch["input_ids"], self.batch["attention_mask"])
-            readout = head_readout(run.layout, self.positions.take(final), self.positions)
+            with gathered_head(reference if reference is not None else policy, run.layout):
+                readout = head_readout(run.layout, self.positions.take(final), self.positions)
         except Exception as exc:
             message = (f"spinal: scoring the probe pairs with the reference failed ({type(exc).__name__}: {exc}); "
                        "pairs/logratio_* signals are measured against the policy at the first probe instead")

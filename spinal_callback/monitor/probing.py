@@ -20,6 +20,7 @@ from spinal_callback.config import SpinalConfig
 from spinal_callback.geometry.selection import LayerPlan
 from spinal_callback.geometry.trace import DepthTrace, capture_layers, trace_from_hidden
 from spinal_callback.model.architectures import DecoderLayout
+from spinal_callback.model.sharding import gathered_head
 from spinal_callback.monitor.signals import HeadReadout, ScoredPositions, head_readout
 
 __all__ = [
@@ -159,6 +160,18 @@ def measure_geometry(
     bad = [layer for layer, ok in zip(captured, finite) if not ok]
     if bad:
         raise NonFiniteActivations(bad)
+    with gathered_head(policy, layout):  # a sharded model's norm and unembedding, gathered once (every rank)
+        return _measurement(hidden, layout, plan, config, positions, kept)
+
+
+def _measurement(
+    hidden: dict[int, torch.Tensor],
+    layout: DecoderLayout,
+    plan: LayerPlan,
+    config: SpinalConfig,
+    positions: ScoredPositions | None,
+    kept: list[torch.Tensor],
+) -> Measurement:
     trace = trace_from_hidden(
         hidden, layout, compute_layers=None if plan.is_full else plan.computed,
         tail=config.tail, rtol=config.rtol, bands=config.bands, chunk_size=config.chunk_size,

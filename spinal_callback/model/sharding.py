@@ -1,0 +1,201 @@
+"""Probing a sharded model: FSDP1 (``FullyShardedDataParallel``), FSDP2 (``fully_shard``) and DeepSpeed ZeRO-3.
+
+A sharded model holds on each rank only a slice of every parameter; the slices are gathered by hooks
+around the forward of each sharded unit. Three rules make a probe of such a model correct:
+
+1. **Every rank runs the same probe forward through the wrapped root** (the gathers are collectives),
+   so the root's own parameters — embedding, final norm, unembedding — are gathered like in training.
+2. **The forward runs to its end**: stopping it from a block's hook would skip the sharding's
+   post-forward hooks and leave its state mid-forward. The unembedding is replaced for that one
+   forward by a stub that returns one column (the probe scores tokens itself), so the ``B × T × V``
+   logits are never built.
+3. **The logit lens runs inside :func:`gathered_head`**: the final norm's and the unembedding's full
+   parameters are gathered once per probe — ``summon_full_params(unit, recurse=False)`` on the FSDP1
+   units that own them, ``unshard()`` / ``reshard()`` on the FSDP2 modules, ``GatheredParameters`` for
+   ZeRO-3 — and released afterwards.
+
+Rollback snapshots and patching probes are refused under sharding at setup (see
+:func:`check_sharded_config`): a snapshot of one rank's view would be silently wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["Sharding", "check_sharded_config", "gathered_head", "probe_root", "sharding_of", "stubbed_head"]
+
+Sharding = str  # "fsdp1", "fsdp2" or "zero3"
+
+
+def _fsdp1_type() -> type | None:
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # pragma: no cover - torch without distributed
+        return None
+    return FullyShardedDataParallel
+
+
+def _fsdp2_type() -> type | None:
+    for where in ("torch.distributed.fsdp", "torch.distributed._composable.fsdp"):
+        try:
+            module = __import__(where, fromlist=["FSDPModule"])
+        except ImportError:  # pragma: no cover - older torch
+            continue
+        found = getattr(module, "FSDPModule", None)
+        if isinstance(found, type):
+            return found
+    return None  # pragma: no cover
+
+
+def _is_zero3(param: torch.Tensor) -> bool:
+    """A DeepSpeed ZeRO-3 partitioned parameter (it carries ``ds_id`` and ``ds_status``)."""
+    return hasattr(param, "ds_id") and hasattr(param, "ds_status")
+
+
+def sharding_of(model: nn.Module) -> Sharding | None:
+    """``"fsdp1"``, ``"fsdp2"``, ``"zero3"`` or ``None`` (not sharded: plain, DDP, compile, PEFT)."""
+    fsdp1, fsdp2 = _fsdp1_type(), _fsdp2_type()
+    for module in model.modules():
+        if fsdp1 is not None and isinstance(module, fsdp1):
+            return "fsdp1"
+        if fsdp2 is not None and isinstance(module, fsdp2):
+            return "fsdp2"
+    if any(_is_zero3(p) for p in model.parameters()):
+        return "zero3"
+    return None
+
+
+def probe_root(model: nn.Module) -> nn.Module:
+    """The module a probe calls: DDP / DataParallel / ``torch.compile`` wrappers stripped, an FSDP1 root kept
+    (its forward gathers the root's own parameters; the model inside it holds only flat shards)."""
+    from spinal_callback.model.unwrap import unwrap_parallel
+
+    return unwrap_parallel(model, keep_fsdp_root=True)
+
+
+def _owning_units(root: nn.Module, targets: Iterable[nn.Module], unit_type: type) -> list[nn.Module]:
+    """For each target module, the nearest enclosing module of ``unit_type`` (itself included), deduplicated."""
+    owner: dict[int, nn.Module] = {}
+
+    def visit(module: nn.Module, unit: nn.Module | None) -> None:
+        if isinstance(module, unit_type):
+            unit = module
+        if unit is not None:
+            owner.setdefault(id(module), unit)
+        for child in module.children():
+            visit(child, unit)
+
+    visit(root, None)
+    units: dict[int, nn.Module] = {}
+    for target in targets:
+        unit = owner.get(id(target))
+        if unit is not None:
+            units[id(unit)] = unit
+    return list(units.values())
+
+
+def _head_modules(layout: Any) -> list[nn.Module]:
+    modules = [m for m in (layout.final_norm, *layout.pre_unembed, layout.unembed) if m is not None]
+    return modules
+
+
+@contextlib.contextmanager
+def gathered_head(model: nn.Module, layout: Any) -> Iterator[None]:
+    """Full parameters of the final norm, the modules before the unembedding and the unembedding, for the
+    logit lens — gathered once, released on exit. A no-op for a model that is not sharded.
+
+    Call it *after* the probe forward (FSDP1 forbids a forward inside ``summon_full_params``), on every rank.
+    """
+    kind = sharding_of(model)
+    heads = _head_modules(layout)
+    if kind == "fsdp1":
+        fsdp1 = _fsdp1_type()
+        assert fsdp1 is not None
+        with contextlib.ExitStack() as stack:
+            for unit in _owning_units(model, heads, fsdp1):
+                stack.enter_context(fsdp1.summon_full_params(unit, recurse=False, writeback=False))  # type: ignore[attr-defined]
+            yield
+    elif kind == "fsdp2":
+        fsdp2 = _fsdp2_type()
+        assert fsdp2 is not None
+        units = _owning_units(model, heads, fsdp2)
+        try:
+            for unit in units:
+                unit.unshard()  # type: ignore[operator]
+            yield
+        finally:
+            for unit in units:
+                unit.reshard()  # type: ignore[operator]
+    elif kind == "zero3":
+        import deepspeed  # type: ignore[import-not-found]  # only a ZeRO-3 model gets here
+
+        params = [p for module in heads for p in module.parameters(recurse=True)]
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+            yield
+    else:
+        yield
+
+
+class _OneColumn(nn.Module):
+    """Stands in for the unembedding during a sharded probe forward: ``(…, d) → (…, 1)`` zeros."""
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden[..., :1] * 0
+
+
+@contextlib.contextmanager
+def stubbed_head(layout: Any) -> Iterator[None]:
+    """The unembedding's ``forward`` replaced by a one-column stub for the duration (restored on exit).
+
+    Its parameters are still gathered by the sharding's hooks around the root, exactly as in training;
+    only the ``B × T × V`` matmul is skipped.
+    """
+    unembed: nn.Module = layout.unembed
+    stub = _OneColumn()
+    previous = unembed.__dict__.get("forward")
+    unembed.forward = stub.forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if previous is None:
+            unembed.__dict__.pop("forward", None)
+        else:
+            unembed.forward = previous  # type: ignore[method-assign]
+
+
+_NAMES = {"fsdp1": "FSDP (FullyShardedDataParallel)", "fsdp2": "FSDP2 (fully_shard)", "zero3": "DeepSpeed ZeRO-3"}
+
+
+def check_sharded_config(model: nn.Module, *, rollback: bool, patching: bool) -> Sharding | None:
+    """Refuse, at setup, what does not work on a sharded model yet; return the sharding.
+
+    Geometry probes, probe-pair signals, the detector, alerts and ``"stop"`` work under every sharding.
+    Rollback snapshots would copy one rank's shard (or an empty placeholder) and restore it as if it were
+    the model, and the patching probe edits block outputs with hooks that assume an unsharded model;
+    both are refused with a message that names what works instead.
+
+    Raises:
+        ValueError: ``rollback`` or ``patching`` asked for on a sharded model.
+    """
+    kind = sharding_of(model)
+    if kind is None:
+        return None
+    name = _NAMES[kind]
+    if rollback:
+        raise ValueError(
+            f"on_alert='rollback' is not supported for a model sharded with {name}: snapshots would hold one "
+            "rank's shard, not the model. Use on_alert=('log', 'stop') and resume from the trainer's own "
+            "checkpoint, or train with DDP (unsharded) to use rollback."
+        )
+    if patching:
+        raise ValueError(
+            f"patching probes (patch_interval > 0) are not supported for a model sharded with {name}; set "
+            "patch_interval=0 (geometry probes and the detector work under sharding), or run "
+            "`spinal audit` on saved checkpoints for the patching view."
+        )
+    return kind

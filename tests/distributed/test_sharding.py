@@ -1,0 +1,63 @@
+"""Sharded models (FSDP1 with and without ``use_orig_params``, FSDP2 ``fully_shard``) on 2 gloo CPU ranks:
+the probe's depth trace, head readout and probe-pair signals equal the single-process ones of the same
+weights, a second probe and a training step work after it, and rollback / patching are refused at setup."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).with_name("sharded_probe_script.py")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _close(a: object, b: object, tol: float = 1e-4) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+    return a == b
+
+
+@pytest.mark.parametrize("kind", ["fsdp1-orig", "fsdp1-flat", "fsdp2"])
+def test_sharded_probe_equals_the_single_process_probe(tmp_path: Path, kind: str) -> None:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(tmp_path), kind],
+            env={**env, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank)},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for rank in (0, 1)
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(e[-3000:] for e in errors)
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"{kind}-rank{rank}.json").read_text())
+        assert result["sharded"]["sharding"] == kind.split("-")[0]
+        assert result["sharded"]["vocab"] == result["reference"]["vocab"] > 0
+        for key in ("trace", "logprobs", "log_z", "max_logit"):
+            assert _close(result["sharded"][key], result["reference"][key]), (rank, key)
+            assert _close(result["again"][key], result["reference"][key]), (rank, key)
+        assert math.isfinite(result["loss"])
+        assert _close(result["monitor"]["sharded"], result["monitor"]["single"])  # trace and pairs/… signals
+        assert len(result["refusals"]) == 2
+        assert "on_alert='rollback' is not supported" in result["refusals"][0]
+        assert "patch_interval=0" in result["refusals"][1]
