@@ -194,7 +194,13 @@ class SpinalConfig:
     )
     heatmaps: bool = field(
         default=True,
-        metadata={"help": "Write a layer × step heatmap image per metric at every probe."},
+        metadata={"help": "Write a layer × step heatmap image per metric (at every full depth trace and every "
+                  "alert or rollback step)."},
+    )
+    layer_runs: bool = field(
+        default=True,
+        metadata={"help": "Also write each layer to its own TensorBoard run (<log dir>/spinal_layers/L<l>) so "
+                  "per-layer charts draw each layer in its own colour; one event-file writer per layer."},
     )
 
     def __post_init__(self) -> None:
@@ -213,7 +219,7 @@ class SpinalConfig:
                 raise ValueError(f"`patch_ranks` must be None or a non-empty list of positive integers, "
                                  f"got {self.patch_ranks!r}")
             self.patch_ranks = tuple(sorted(set(ranks)))
-        for name in ("patch_lasso", "patch_attribution", "probe_at_start", "heatmaps"):
+        for name in ("patch_lasso", "patch_attribution", "probe_at_start", "heatmaps", "layer_runs"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):

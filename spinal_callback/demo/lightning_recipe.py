@@ -20,7 +20,7 @@ import torch
 from spinal_callback.demo.arguments import add_common_arguments, check_common_arguments
 from spinal_callback.demo.data import DatasetError
 from spinal_callback.demo.inputs import RunInputs, prepare_inputs, silence_known_warnings
-from spinal_callback.demo.summary import start_end, write_summary
+from spinal_callback.demo.summary import save_policy, sft_model_of, start_end, write_summary
 
 __all__ = ["build_parser", "main", "preference_records"]
 
@@ -40,10 +40,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=_DESCRIPTION)
     add_common_arguments(parser, default_output_dir=os.path.join("spinal_runs", "lightning_dpo"))
     group = parser.add_argument_group("Lightning")
-    group.add_argument("--gradient-checkpointing", action="store_true",
-                       help="Enable the policy's gradient checkpointing (HF models).")
-    group.add_argument("--log-every-n-steps", type=int, default=5,
-                       help="Lightning logging interval in steps (default: 5).")
+    group.add_argument(
+        "--gradient-checkpointing", action="store_true", help="Enable the policy's gradient checkpointing (HF models)."
+    )
+    group.add_argument(
+        "--log-every-n-steps", type=int, default=5, help="Lightning logging interval in steps (default: 5)."
+    )
     return parser
 
 
@@ -100,8 +102,11 @@ def _build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, An
     if not args.no_spinal:
         from spinal_callback import SpinalConfig, SpinalLightningCallback
 
-        callback = SpinalLightningCallback(SpinalConfig(interval=args.interval, trace_interval=args.trace_interval,
-                                                              num_probe_pairs=args.num_probe_pairs))
+        callback = SpinalLightningCallback(
+            SpinalConfig(
+                interval=args.interval, trace_interval=args.trace_interval, num_probe_pairs=args.num_probe_pairs
+            )
+        )
         callbacks.append(callback)
     trainer = pl.Trainer(
         max_steps=args.max_steps,
@@ -135,11 +140,24 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     with silence_known_warnings():
         trainer.fit(module, train_dataloaders=loader)
     after = inputs.accuracy(module.policy)
+    policy = save_policy(module.policy, inputs.tokenizer, args.output_dir)
     dpo = {name: start_end(module.history, name) for name in _DPO_METRICS}
     log_dir = getattr(callback, "log_dir", None) or trainer.logger.log_dir
     trace = getattr(callback, "trace_path", None)
     title = "spinal demo: DPO with Lightning"
-    write_summary(title, inputs, before, after, dpo, log_dir, trace, args.output_dir, time.perf_counter() - start)
+    write_summary(
+        title,
+        inputs,
+        before,
+        after,
+        dpo,
+        log_dir,
+        trace,
+        args.output_dir,
+        time.perf_counter() - start,
+        sft_model=sft_model_of(args, inputs),
+        policy_path=policy,
+    )
     return 0
 
 

@@ -143,14 +143,16 @@ def _encode(tokenizer: Any, prompts: list[str], answers: list[str]) -> dict[str,
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
+def _progress_bar(total: int, target: float, enabled: bool) -> Any:
+    """A bar over the SFT optimizer steps; it says that it ends early once ``target`` validation accuracy is
+    reached (then its total shrinks to the steps taken, so it ends full)."""
     if not enabled:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:  # tqdm comes with the `demo` extra; without it, train silently
         return None
-    return tqdm(total=total, desc="pre-training (SFT)", unit="step")
+    return tqdm(total=total, desc=f"SFT steps (ends early at {target:.0%} val. accuracy)", unit="step")
 
 
 def supervised_pretrain(
@@ -175,7 +177,7 @@ def supervised_pretrain(
     stream = task.sft_stream()
     validation = task.train_problems(128, purpose="validation")
     step = 0
-    bar = _progress_bar(settings.max_steps, progress)
+    bar = _progress_bar(settings.max_steps, settings.target_accuracy, progress)
     while step < settings.max_steps:
         problems = [next(stream) for _ in range(settings.batch_size)]
         batch = _encode(tokenizer, [p.prompt for p in problems], [p.answer for p in problems])
@@ -194,6 +196,10 @@ def supervised_pretrain(
             if bar is not None:
                 bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{accuracy:.2f}")
             if accuracy >= settings.target_accuracy:
+                if bar is not None:  # a finished bar, not one that looks cut off at 40 %
+                    bar.total = step
+                    bar.set_description(f"SFT steps ({settings.target_accuracy:.0%} val. accuracy reached)")
+                    bar.refresh()
                 break
     if bar is not None:
         bar.close()
@@ -258,9 +264,19 @@ def pretrained_demo_model(
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "sft.json").write_text(json.dumps(
-        {"accuracy_before": before, "accuracy_after": after, "steps": steps, "seconds": seconds, "seed": seed,
-         "settings": asdict(settings)}, indent=2))
+    (tmp / "sft.json").write_text(
+        json.dumps(
+            {
+                "accuracy_before": before,
+                "accuracy_after": after,
+                "steps": steps,
+                "seconds": seconds,
+                "seed": seed,
+                "settings": asdict(settings),
+            },
+            indent=2,
+        )
+    )
     if path.exists():  # another process finished first: keep its copy
         shutil.rmtree(tmp, ignore_errors=True)
     else:

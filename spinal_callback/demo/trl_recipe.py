@@ -20,7 +20,7 @@ import torch
 from spinal_callback.demo.arguments import add_common_arguments, check_common_arguments
 from spinal_callback.demo.data import DatasetError
 from spinal_callback.demo.inputs import RunInputs, prepare_inputs, silence_known_warnings
-from spinal_callback.demo.summary import start_end, write_summary
+from spinal_callback.demo.summary import save_policy, sft_model_of, start_end, write_summary
 
 __all__ = ["build_parser", "build_trainer", "main"]
 
@@ -39,19 +39,31 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=_DESCRIPTION)
     add_common_arguments(parser, default_output_dir=os.path.join("spinal_runs", "trl_dpo"))
     trl = parser.add_argument_group("TRL")
-    trl.add_argument("--peft", action="store_true",
-                     help="Train LoRA adapters (peft); the reference is the policy with its adapter disabled. "
-                     "The default learning rate is 10x higher.")
+    trl.add_argument(
+        "--peft",
+        action="store_true",
+        help="Train LoRA adapters (peft); the reference is the policy with its adapter disabled. "
+        "The default learning rate is 10x higher.",
+    )
     trl.add_argument("--lora-r", type=int, default=8, help="LoRA rank with --peft (default: 8).")
     trl.add_argument("--logging-steps", type=int, default=5, help="HF logging interval in steps (default: 5).")
     alerts = parser.add_argument_group("early warning")
-    alerts.add_argument("--on-alert", default="log",
-                        help="Comma-separated alert actions: log, stop, rollback (default: log).")
-    alerts.add_argument("--snapshot-interval", type=int, default=20,
-                        help="Known-good snapshot every N steps when rolling back (default: 20).")
-    alerts.add_argument("--lr-spike", metavar="STEP:FACTOR", default=None,
-                        help="Inject a fault: multiply the learning rate by FACTOR from STEP on (e.g. 60:30), "
-                        "to watch the early warning and the rollback.")
+    alerts.add_argument(
+        "--on-alert", default="log", help="Comma-separated alert actions: log, stop, rollback (default: log)."
+    )
+    alerts.add_argument(
+        "--snapshot-interval",
+        type=int,
+        default=20,
+        help="Known-good snapshot every N steps when rolling back (default: 20).",
+    )
+    alerts.add_argument(
+        "--lr-spike",
+        metavar="STEP:FACTOR",
+        default=None,
+        help="Inject a fault: multiply the learning rate by FACTOR from STEP on (e.g. 60:30), "
+        "to watch the early warning and the rollback.",
+    )
     return parser
 
 
@@ -60,7 +72,9 @@ def _spinal_config(args: argparse.Namespace) -> Any:
     from spinal_callback import RollbackConfig, SpinalConfig
 
     return SpinalConfig(
-        interval=args.interval, trace_interval=args.trace_interval, num_probe_pairs=args.num_probe_pairs,
+        interval=args.interval,
+        trace_interval=args.trace_interval,
+        num_probe_pairs=args.num_probe_pairs,
         on_alert=tuple(a.strip() for a in args.on_alert.split(",") if a.strip()),
         rollback=RollbackConfig(snapshot_interval=args.snapshot_interval),
     )
@@ -101,7 +115,10 @@ def build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, Any
         from peft import LoraConfig
 
         peft_config = LoraConfig(
-            r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0, target_modules="all-linear",
+            r=args.lora_r,
+            lora_alpha=2 * args.lora_r,
+            lora_dropout=0.0,
+            target_modules="all-linear",
             task_type="CAUSAL_LM",
         )
     else:
@@ -128,7 +145,29 @@ def build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, Any
     )
     if callback is not None and hasattr(callback, "set_trainer"):
         callback.set_trainer(trainer)
+    label = _progress_label(trainer)
+    if label is not None:
+        trainer.add_callback(label)
     return trainer, callback
+
+
+def _progress_label(trainer: Any) -> Any:
+    """A callback that names what HF's progress bar counts (it shows a bare ``45/120`` otherwise), or ``None``
+    when the trainer has no tqdm progress callback."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ProgressCallback
+
+    progress = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, ProgressCallback)), None)
+    if progress is None:
+        return None
+
+    class _ProgressLabel(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            bar = getattr(progress, "training_bar", None)
+            if bar is not None:
+                bar.set_description("DPO optimizer steps")
+
+    return _ProgressLabel()
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -157,6 +196,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         trainer, callback = build_trainer(args, inputs)
         trainer.train()
     after = inputs.accuracy(trainer.model)
+    policy = save_policy(trainer.model, inputs.tokenizer, args.output_dir)
     history = trainer.state.log_history
     dpo = {name: start_end(history, name) for name in _DPO_METRICS}
     from spinal_callback.integrations.transformers import tensorboard_callback_dir
@@ -164,7 +204,19 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     log_dir = getattr(callback, "log_dir", None) or tensorboard_callback_dir(trainer.callback_handler.callbacks)
     trace = getattr(callback, "trace_path", None)
     title = "spinal demo: DPO with TRL" + (" + LoRA" if args.peft else "")
-    write_summary(title, inputs, before, after, dpo, log_dir, trace, args.output_dir, time.perf_counter() - start)
+    write_summary(
+        title,
+        inputs,
+        before,
+        after,
+        dpo,
+        log_dir,
+        trace,
+        args.output_dir,
+        time.perf_counter() - start,
+        sft_model=sft_model_of(args, inputs),
+        policy_path=policy,
+    )
     return 0
 
 

@@ -56,7 +56,7 @@ class MonitorOutputs:
         trace = result.trace
         if trace is None:
             return
-        self._to_sink(lambda s: s.write_trace(result.step, trace))
+        self._to_sink(lambda s: s.write_trace(result.step, trace, defer_images=True))  # drawn in guard_outcome
         scalars = {f"spinal/{name}": value for name, value in result.signals.items()}
         scalars.update({"spinal/probe/seconds": result.seconds, "spinal/probe/failures": float(failures)})
         self._to_sink(lambda s: s.write_scalars(result.step, scalars))
@@ -79,8 +79,17 @@ class MonitorOutputs:
         scalars = {**outcome.scalars, "spinal/patch/seconds": result.seconds, "spinal/patch/failures": float(failures)}
         self._to_sink(lambda s: s.write_scalars(result.step, scalars))
         if outcome.normalized_effect:
-            self._to_sink(lambda s: s.write_heatmap(
-                "spinal/heatmap/patch_normalized_effect", result.step, outcome.normalized_effect))
+            exact = outcome.record.get("exact", {}).get("policy_to_reference", {})
+            layers = exact.get("layers") if len(exact.get("layers") or ()) == len(outcome.normalized_effect) else None
+            self._to_sink(
+                lambda s: s.write_heatmap(
+                    "spinal/heatmap/patch_normalized_effect",
+                    result.step,
+                    outcome.normalized_effect,
+                    layers=layers,
+                    defer_images=True,
+                )
+            )
         for note in outcome.notes:
             log.info("spinal: %s", note)
         self.record({"type": "patch", "step": result.step, **outcome.record})
@@ -99,7 +108,9 @@ class MonitorOutputs:
         self._to_sink(lambda s: s.write_scalars(failure.step, {tag: float(count)}))
 
     def guard_outcome(self, step: int, outcome: GuardOutcome, guard: AlertGuard, log_alerts: bool) -> None:
-        """Alerts, the rollback, snapshot/restore failures and the detector's scores of one step."""
+        """Alerts, the rollback, snapshot/restore failures and the detector's scores of one step; the marker
+        series ``spinal/alerts/marker`` / ``spinal/rollbacks/marker`` (0 at a quiet step) and the heatmaps of
+        this step, drawn last so that they show its alert and rollback lines."""
         for alert in outcome.alerts:
             if log_alerts:
                 log.warning("spinal alert at step %d: %s", step, alert.message)
@@ -117,16 +128,24 @@ class MonitorOutputs:
             self._to_sink(lambda s: s.write_scalars(step, {"spinal/rollback/failures": float(guard.failures)}))
         if outcome.alerts or outcome.rollback is not None:
             rollbacks = guard.rollback.rollbacks if guard.rollback is not None else 0
-            self._to_sink(lambda s: s.write_scalars(step, {
-                "spinal/alerts/total": float(guard.alerts_total),
-                "spinal/rollbacks/total": float(rollbacks),
-            }))
+            self._to_sink(
+                lambda s: s.write_scalars(
+                    step,
+                    {
+                        "spinal/alerts/total": float(guard.alerts_total),
+                        "spinal/rollbacks/total": float(rollbacks),
+                    },
+                )
+            )
         scores = guard.scores()
         if scores:
             self._to_sink(lambda s: s.write_scalars(step, scores))
         if outcome.stop and outcome.message:
             log.warning("%s", outcome.message)
             self._to_sink(lambda s: s.write_text("spinal/alerts", outcome.message, step))
+        rolled_back = int(outcome.rollback is not None)
+        self._to_sink(lambda s: s.write_events(step, alerts=len(outcome.alerts), rollbacks=rolled_back))
+        self._to_sink(lambda s: s.write_pending_images())
 
     # -- plumbing --------------------------------------------------------------------------------
     def record(self, record: dict[str, Any]) -> None:
@@ -171,15 +190,29 @@ def alert_markdown(alert: Alert) -> str:
     )
 
 
-def config_markdown(cfg: SpinalConfig, layout: DecoderLayout, num_pairs: int) -> str:
-    """The ``spinal/config`` text: the monitored model and every configuration field."""
-    lines = [
-        f"**spinal-callback** monitoring `{type(layout.model).__name__}` ({layout.architecture}, "
-        f"{layout.num_layers} blocks, vocabulary {layout.vocab_size}) on {num_pairs} probe pairs.",
-        "",
-        "| field | value |",
-        "|---|---|",
-    ]
-    lines += [f"| {k} | `{v}` |" for k, v in cfg.to_dict().items() if k != "probe_pairs"]
-    return "\n".join(lines)
+def _config_rows(prefix: str, values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            rows += _config_rows(f"{prefix}{key}.", value)
+        else:
+            rows.append((f"{prefix}{key}", str(value)))
+    return rows
 
+
+def config_markdown(cfg: SpinalConfig, layout: DecoderLayout, num_pairs: int) -> str:
+    """The ``spinal/config`` text: the monitored model, then every configuration field as ``name  value`` lines
+    in a code block (nested settings as ``detector.window``): TensorBoard shows a code block unwrapped, where a
+    wide table would be wrapped in the middle of words."""
+    rows = _config_rows("", {k: v for k, v in cfg.to_dict().items() if k != "probe_pairs"})
+    width = max((len(name) for name, _ in rows), default=0)
+    return "\n".join(
+        [
+            f"**spinal-callback** monitoring `{type(layout.model).__name__}` ({layout.architecture}, "
+            f"{layout.num_layers} blocks, vocabulary {layout.vocab_size}) on {num_pairs} probe pairs.",
+            "",
+            "```",
+            *(f"{name.ljust(width)}  {value}" for name, value in rows),
+            "```",
+        ]
+    )

@@ -143,10 +143,12 @@ class MonitorSession:
                     own = _summary_writer(log_dir)
                     sink = TensorBoardSink(
                         own, log_scalars=_also_to(own, log_scalars) if log_scalars else None,
-                        heatmaps=cfg.heatmaps, owns_writer=True,
+                        heatmaps=cfg.heatmaps, owns_writer=True, layer_runs=cfg.layer_runs,
                     )
                 else:
-                    sink = TensorBoardSink(writer, log_scalars=log_scalars, heatmaps=cfg.heatmaps)
+                    sink = TensorBoardSink(
+                        writer, log_scalars=log_scalars, heatmaps=cfg.heatmaps, layer_runs=cfg.layer_runs
+                    )
                 trace_writer = TraceWriter(self.trace_path)
             if cfg.probe_pairs is None and records is None:
                 raise ValueError(

@@ -1,8 +1,10 @@
-"""Layer × step heatmaps as RGB images, in numpy only (no matplotlib).
+"""Layer × step heatmap data in numpy only (no matplotlib): colormaps, the change view and the history.
 
-The colormap is viridis (perceptually uniform, readable in greyscale and by colour-blind readers),
-sampled at 17 anchors and linearly interpolated: it stays within 6 of 255 levels per channel of
-matplotlib's 256-entry table.
+The absolute colormap is viridis (perceptually uniform, readable in greyscale and by colour-blind
+readers); the change colormap is the diverging RdBu_r (blue = fell, white = unchanged, red = rose).
+Both are sampled at 17 anchors and linearly interpolated: they stay within 6 of 255 levels per
+channel of matplotlib's 256-entry tables. The annotated figures are drawn by
+:mod:`spinal_callback.sinks.heatmap_figure`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ import math
 
 import numpy as np
 
-__all__ = ["MISSING_COLOR", "VIRIDIS_ANCHORS", "HeatmapHistory", "colorize", "heatmap_image"]
+__all__ = [
+    "DIVERGING_ANCHORS",
+    "MISSING_COLOR",
+    "VIRIDIS_ANCHORS",
+    "HeatmapHistory",
+    "change_since_baseline",
+    "colorize",
+    "colorize_diverging",
+    "heatmap_image",
+]
 
 #: viridis at ``i / 16`` for ``i = 0 … 16`` (RGB in ``[0, 1]``).
 VIRIDIS_ANCHORS = np.array(
@@ -37,8 +48,44 @@ VIRIDIS_ANCHORS = np.array(
     dtype=np.float64,
 )
 
+#: matplotlib's RdBu_r at ``i / 16`` for ``i = 0 … 16`` (RGB in ``[0, 1]``); entry 8 is the centre.
+DIVERGING_ANCHORS = np.array(
+    [
+        (0.0196, 0.1882, 0.3804),
+        (0.0885, 0.3211, 0.5649),
+        (0.1634, 0.4450, 0.6975),
+        (0.2471, 0.5557, 0.7541),
+        (0.4207, 0.6764, 0.8187),
+        (0.6065, 0.7898, 0.8803),
+        (0.7615, 0.8685, 0.9246),
+        (0.8780, 0.9257, 0.9519),
+        (0.9691, 0.9665, 0.9649),
+        (0.9839, 0.8976, 0.8468),
+        (0.9825, 0.8007, 0.7061),
+        (0.9603, 0.6678, 0.5363),
+        (0.8946, 0.5038, 0.3998),
+        (0.8171, 0.3322, 0.2810),
+        (0.7285, 0.1550, 0.1974),
+        (0.5769, 0.0554, 0.1493),
+        (0.4039, 0.0000, 0.1216),
+    ],
+    dtype=np.float64,
+)
+
 #: Colour of cells that are NaN or ±inf (a neutral grey, outside viridis).
 MISSING_COLOR = (128, 128, 128)
+
+
+def _interpolate(anchors: np.ndarray, values: np.ndarray) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    pos = np.clip(np.where(finite, v, 0.0), 0.0, 1.0) * (len(anchors) - 1)
+    lo = np.minimum(np.floor(pos).astype(np.int64), len(anchors) - 2)
+    frac = (pos - lo)[..., None]
+    rgb = anchors[lo] * (1.0 - frac) + anchors[lo + 1] * frac
+    out = np.rint(rgb * 255.0).astype(np.uint8)
+    out[~finite] = MISSING_COLOR
+    return out
 
 
 def colorize(values: np.ndarray) -> np.ndarray:
@@ -50,15 +97,43 @@ def colorize(values: np.ndarray) -> np.ndarray:
     Returns:
         ``values.shape + (3,)`` uint8 array.
     """
-    v = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(v)
-    pos = np.clip(np.where(finite, v, 0.0), 0.0, 1.0) * (len(VIRIDIS_ANCHORS) - 1)
-    lo = np.minimum(np.floor(pos).astype(np.int64), len(VIRIDIS_ANCHORS) - 2)
-    frac = (pos - lo)[..., None]
-    rgb = VIRIDIS_ANCHORS[lo] * (1.0 - frac) + VIRIDIS_ANCHORS[lo + 1] * frac
-    out = np.rint(rgb * 255.0).astype(np.uint8)
-    out[~finite] = MISSING_COLOR
-    return out
+    return _interpolate(VIRIDIS_ANCHORS, values)
+
+
+def colorize_diverging(values: np.ndarray) -> np.ndarray:
+    """Map values in ``[-1, 1]`` to RdBu_r RGB (uint8), 0 to the white-ish centre; NaN to :data:`MISSING_COLOR`.
+
+    Args:
+        values: any-shape float array; finite entries are clipped to ``[-1, 1]``.
+
+    Returns:
+        ``values.shape + (3,)`` uint8 array.
+    """
+    return _interpolate(DIVERGING_ANCHORS, (np.asarray(values, dtype=np.float64) + 1.0) / 2.0)
+
+
+def change_since_baseline(values: np.ndarray) -> np.ndarray:
+    """Per layer (row), each value minus that layer's value at the first probe (column 0).
+
+    ``Δ[ℓ, j] = values[ℓ, j] − values[ℓ, 0]``: training-time change with the differences *between*
+    layers removed. A layer whose first value is not finite has no baseline: its row is NaN.
+
+    Args:
+        values: ``layers × steps`` array (NaN allowed).
+
+    Returns:
+        An array of the same shape; column 0 is 0 wherever the layer has a baseline.
+
+    Raises:
+        ValueError: ``values`` is not a non-empty 2-D array.
+    """
+    matrix = np.asarray(values, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.size == 0:
+        raise ValueError(f"`values` must be a non-empty 2-D (layers × steps) array, got shape {matrix.shape}")
+    baseline = matrix[:, :1]
+    with np.errstate(invalid="ignore"):
+        change = matrix - baseline
+    return np.where(np.isfinite(baseline) & np.isfinite(matrix), change, np.nan)
 
 
 def _scale(values: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""TensorBoard output: per-layer and band scalars, a custom-scalars layout and layer × step heatmaps.
+"""TensorBoard output: per-layer and band scalars, per-layer runs, markers, a layout and annotated heatmaps.
 
 Tags written (``ℓ`` is the monitored block index, ``<metric>`` one of
 :data:`~spinal_callback.geometry.trace.LAYER_METRICS`, ``<band>`` one of early / mid / late):
@@ -6,7 +6,15 @@ Tags written (``ℓ`` is the monitored block index, ``<metric>`` one of
 - ``spinal/<metric>/L<ℓ>`` — the per-layer value (α_ℓ, 𝓛_ℓ, E_ℓ, erank, κ^𝓛_ℓ, κ^h_ℓ);
 - ``spinal/band/<band>/<metric>`` — the band mean; ``spinal/band/<band>/<metric>_min`` and
   ``…_max`` — the minimum and maximum over the band's layers;
-- ``spinal/heatmap/<metric>`` — image: layer (bottom = first layer) × probe step;
+- ``spinal_by_layer/<metric>`` and ``spinal_by_layer/<metric>_change`` in the per-layer runs
+  ``<log dir>/spinal_layers/L<ℓ>`` — the same value, and its change since the layer's first probe, one
+  run per layer so that TensorBoard draws each layer in its own colour
+  (:mod:`~spinal_callback.sinks.layer_runs`);
+- ``spinal/alerts/marker`` and ``spinal/rollbacks/marker`` — at every step the detector ran: the number
+  of alerts raised / 1 if training was rolled back there, else 0 (:meth:`TensorBoardSink.write_events`);
+- ``spinal/heatmap/<metric>`` — image: layer × optimizer step of the full depth traces, the value next to
+  its change since the first probe, with alert and rollback steps marked
+  (:func:`~spinal_callback.sinks.heatmap_figure.heatmap_figure`);
 - ``custom_scalars__config__`` — the layout of the *Custom Scalars* dashboard.
 
 Only finite values are written: NaN (e.g. 𝓛 of the last layer, curvature at the ends) is skipped.
@@ -18,14 +26,15 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-import numpy as np
-
 from spinal_callback.geometry.bands import band_positions, band_statistics
 from spinal_callback.geometry.curvature import BAND_NAMES
 from spinal_callback.geometry.trace import LAYER_METRICS, DepthTrace
-from spinal_callback.sinks.heatmap import HeatmapHistory, heatmap_image
+from spinal_callback.sinks.heatmap_images import HeatmapImages
+from spinal_callback.sinks.layer_runs import LAYER_TAG_PREFIX, LayerRuns, log_dir_of
+from spinal_callback.sinks.metric_labels import METRIC_LABELS
 
 __all__ = [
+    "MARKER_TAGS",
     "SummaryWriterLike",
     "TensorBoardSink",
     "custom_scalar_layout",
@@ -41,6 +50,10 @@ METRIC_SYMBOLS = {
     "transport_curvature": "κ^𝓛",
     "hidden_curvature": "κ^h",
 }
+
+
+#: The marker series: ``spinal/alerts/marker`` (alerts raised at that step) and ``spinal/rollbacks/marker``.
+MARKER_TAGS = ("spinal/alerts/marker", "spinal/rollbacks/marker")
 
 
 class SummaryWriterLike(Protocol):
@@ -84,18 +97,22 @@ def trace_scalars(trace: DepthTrace) -> dict[str, float]:
 
 
 def custom_scalar_layout(
-    num_layers: int, band_names: Sequence[str] = BAND_NAMES
+    num_layers: int, band_names: Sequence[str] = BAND_NAMES, *, layer_runs: bool = False
 ) -> dict[str, dict[str, list[Any]]]:
     """The layout for :meth:`SummaryWriter.add_custom_scalars`.
 
-    Category ``"spinal: per-layer"`` holds one *Multiline* chart per metric, whose tag is the
-    regex ``spinal/<metric>/L\\d+$`` (TensorBoard matches it from the start of the tag), so every
-    monitored layer is one line. Category ``"spinal: bands"`` holds one *Margin* chart per band and
-    metric: ``[mean, min, max]`` tags.
+    Category ``"spinal: per-layer"`` holds one *Multiline* chart per metric. With ``layer_runs`` its tag
+    is ``spinal_by_layer/<metric>$``, written by one run per layer, so every layer is a line of its own
+    colour (TensorBoard colours by run), and category ``"spinal: change since the first probe"`` charts
+    ``spinal_by_layer/<metric>_change$`` the same way. Without, the tag is the regex
+    ``spinal/<metric>/L\\d+$`` of the main run (TensorBoard matches it from the start of the tag): one line
+    per layer, all in the run's colour. Category ``"spinal: bands"`` holds one *Margin* chart per band and
+    metric: ``[mean, min, max]`` tags; ``"spinal: alerts and rollbacks"`` the two marker series.
 
     Args:
         num_layers: monitored layers (only validated: the regex covers any layer index).
         band_names: bands to chart.
+        layer_runs: chart the per-layer runs' tags (see :mod:`~spinal_callback.sinks.layer_runs`).
 
     Returns:
         ``{category: {chart title: ["Multiline" | "Margin", [tags]]}}``.
@@ -105,11 +122,28 @@ def custom_scalar_layout(
     """
     if num_layers < 1:
         raise ValueError(f"`num_layers` must be a positive integer, got {num_layers!r}")
-    per_layer = {
-        f"{metric} ({METRIC_SYMBOLS[metric]}) by layer": ["Multiline", [rf"spinal/{metric}/L\d+$"]]
-        for metric in LAYER_METRICS
-    }
-    bands = {
+    layout: dict[str, dict[str, list[Any]]] = {}
+    if layer_runs:
+        layout["spinal: per-layer"] = {
+            f"{metric} ({METRIC_SYMBOLS[metric]}) by layer, one run per layer": [
+                "Multiline",
+                [rf"{LAYER_TAG_PREFIX}/{metric}$"],
+            ]
+            for metric in LAYER_METRICS
+        }
+        layout["spinal: change since the first probe"] = {
+            f"{metric} ({METRIC_SYMBOLS[metric]}) change since the first probe [{METRIC_LABELS[metric].unit}]": [
+                "Multiline",
+                [rf"{LAYER_TAG_PREFIX}/{metric}_change$"],
+            ]
+            for metric in LAYER_METRICS
+        }
+    else:
+        layout["spinal: per-layer"] = {
+            f"{metric} ({METRIC_SYMBOLS[metric]}) by layer": ["Multiline", [rf"spinal/{metric}/L\d+$"]]
+            for metric in LAYER_METRICS
+        }
+    layout["spinal: bands"] = {
         f"{band} {metric} ({METRIC_SYMBOLS[metric]}): mean, min–max": [
             "Margin",
             [
@@ -121,11 +155,17 @@ def custom_scalar_layout(
         for band in band_names
         for metric in LAYER_METRICS
     }
-    return {"spinal: per-layer": per_layer, "spinal: bands": bands}
+    layout["spinal: alerts and rollbacks"] = {
+        "alerts raised (spinal/alerts/marker) and rollbacks (spinal/rollbacks/marker) per step": [
+            "Multiline",
+            [f"{tag}$" for tag in MARKER_TAGS],
+        ],
+    }
+    return layout
 
 
 class TensorBoardSink:
-    """Writes depth traces, scalars and text to a TensorBoard ``SummaryWriter``.
+    """Writes depth traces, scalars, markers, heatmaps and text to a TensorBoard ``SummaryWriter``.
 
     Args:
         writer: anything with the ``SummaryWriter`` API (Lightning's ``logger.experiment``, the
@@ -133,12 +173,16 @@ class TensorBoardSink:
             with ``log_scalars``: then scalars go there and text, layout and images are dropped.
         log_scalars: optional ``(values, step) -> None`` that logs a dict of scalars through the
             host framework (e.g. Lightning's ``logger.log_metrics``); else ``writer.add_scalar``.
-        heatmaps: write the ``spinal/heatmap/<metric>`` images.
+        heatmaps: write the ``spinal/heatmap/<metric>`` images (one per full depth trace and per
+            alert or rollback step; partial traces, which skip layers, add no column).
         heatmap_max_steps: maximum heatmap width in probe steps (≥ 2). Older columns are
             *downsampled* (every other one dropped, stride doubled), never cut off, so the image
             always spans the whole run; memory is bounded by
             ``len(LAYER_METRICS) × layers × heatmap_max_steps`` floats.
         owns_writer: :meth:`close` also closes ``writer``.
+        layer_runs: also write each layer to its own run under ``<writer's log dir>/spinal_layers/``
+            (needs a writer whose directory is known: ``get_logdir()`` or ``log_dir``).
+        open_layer_writer: ``path -> SummaryWriter``-like for those runs (default: torch's ``SummaryWriter``).
     """
 
     def __init__(
@@ -149,58 +193,82 @@ class TensorBoardSink:
         heatmaps: bool = True,
         heatmap_max_steps: int = 512,
         owns_writer: bool = False,
+        layer_runs: bool = True,
+        open_layer_writer: Callable[[str], SummaryWriterLike] | None = None,
     ) -> None:
         if writer is None and log_scalars is None:
-            raise ValueError(
-                "`writer` must be a SummaryWriter-like object unless `log_scalars` is given, got None"
-            )
-        if (
-            isinstance(heatmap_max_steps, bool)
-            or not isinstance(heatmap_max_steps, int)
-            or heatmap_max_steps < 2
-        ):
+            raise ValueError("`writer` must be a SummaryWriter-like object unless `log_scalars` is given, got None")
+        if isinstance(heatmap_max_steps, bool) or not isinstance(heatmap_max_steps, int) or heatmap_max_steps < 2:
             raise ValueError(f"`heatmap_max_steps` must be an integer >= 2, got {heatmap_max_steps!r}")
         self.writer = writer
         self.log_scalars = log_scalars
         self.heatmaps = heatmaps
         self.heatmap_max_steps = heatmap_max_steps
         self.owns_writer = owns_writer
+        log_dir = log_dir_of(writer) if writer is not None and layer_runs else None
+        self.layer_runs = LayerRuns(log_dir, open_layer_writer) if log_dir is not None else None
         self._layout_written = False
-        self._history = HeatmapHistory(heatmap_max_steps)
-        self._extra_history: dict[str, HeatmapHistory] = {}
+        self.images = HeatmapImages(writer, heatmap_max_steps) if heatmaps and writer is not None else None
 
-    def write_trace(self, step: int, trace: DepthTrace) -> dict[str, float]:
-        """Write one depth trace: scalars, the layout (first call only) and the heatmaps.
+    def write_trace(self, step: int, trace: DepthTrace, *, defer_images: bool = False) -> dict[str, float]:
+        """Write one depth trace: scalars, the per-layer runs, the layout (first call only) and the heatmaps.
+
+        Args:
+            step: the optimizer step.
+            trace: the depth trace; a partial one adds no heatmap column.
+            defer_images: draw the heatmaps at :meth:`write_pending_images` (or the next trace, flush or
+                close) instead of now, so that alerts of this step reach them first.
 
         Returns:
-            The scalars written (:func:`trace_scalars`).
+            The scalars written to the main run (:func:`trace_scalars`).
         """
         scalars = trace_scalars(trace)
         self.write_scalars(step, scalars)
+        if self.layer_runs is not None:
+            self.layer_runs.write_trace(step, trace)
         if self.writer is not None and not self._layout_written and trace.num_layers > 0:
             bands = [band for band, idx in band_positions(trace).items() if idx]
-            self.writer.add_custom_scalars(custom_scalar_layout(trace.num_layers, bands))
+            layout = custom_scalar_layout(trace.num_layers, bands, layer_runs=self.layer_runs is not None)
+            self.writer.add_custom_scalars(layout)
             self._layout_written = True
-        if self.heatmaps and self.writer is not None and trace.num_layers > 0:
-            column = np.array([getattr(trace, m) for m in LAYER_METRICS], dtype=np.float64)
-            self._history.add(column)
-            matrix = self._history.matrix()
-            for k, metric in enumerate(LAYER_METRICS):
-                image = heatmap_image(matrix[k])
-                self.writer.add_image(f"spinal/heatmap/{metric}", image, step, dataformats="HWC")
+        if self.images is not None:
+            self.images.add_trace(step, trace, defer=defer_images)
         return scalars
 
-    def write_heatmap(self, tag: str, step: int, column: Sequence[float]) -> None:
+    def write_heatmap(
+        self,
+        tag: str,
+        step: int,
+        column: Sequence[float],
+        *,
+        layers: Sequence[int] | None = None,
+        defer_images: bool = False,
+    ) -> None:
         """Append one per-layer column to the layer × step heatmap ``tag`` and write the image.
 
-        Used for quantities outside the depth trace (e.g. ``spinal/heatmap/patch_normalized_effect``);
-        the history is bounded by ``heatmap_max_steps`` like the trace heatmaps.
+        Used for quantities outside the depth trace (e.g. ``spinal/heatmap/patch_normalized_effect``):
+        one panel (no change view), labelled by :func:`~spinal_callback.sinks.metric_labels.metric_label_of`;
+        the history is bounded by ``heatmap_max_steps`` like the trace heatmaps. ``layers`` labels the rows
+        (default ``1 … len(column)``).
         """
-        if not self.heatmaps or self.writer is None or len(column) == 0:
-            return
-        history = self._extra_history.setdefault(tag, HeatmapHistory(self.heatmap_max_steps))
-        history.add(np.asarray(column, dtype=np.float64)[None, :])
-        self.writer.add_image(tag, heatmap_image(history.matrix()[0]), step, dataformats="HWC")
+        if self.images is not None and len(column) > 0:
+            self.images.add_column(tag, step, column, layers=layers, defer=defer_images)
+
+    def write_events(self, step: int, alerts: int = 0, rollbacks: int = 0) -> None:
+        """The marker series at a step where the detector ran, and the heatmaps' alert / rollback lines.
+
+        Writes ``spinal/alerts/marker = alerts`` and ``spinal/rollbacks/marker = rollbacks`` (0 at quiet
+        steps, so the series line up with the metrics). When there is an event, every heatmap is redrawn
+        with it at :meth:`write_pending_images` (or the next trace, flush or close).
+        """
+        self.write_scalars(step, {MARKER_TAGS[0]: float(alerts), MARKER_TAGS[1]: float(rollbacks)})
+        if self.images is not None:
+            self.images.add_events(step, alerts, rollbacks)
+
+    def write_pending_images(self) -> None:
+        """Draw the heatmaps that changed since they were last written, at the step of that change."""
+        if self.images is not None:
+            self.images.write_pending()
 
     def write_scalars(self, step: int, values: Mapping[str, float]) -> None:
         """Write scalars at ``step``; non-finite values are skipped."""
@@ -219,12 +287,18 @@ class TensorBoardSink:
             self.writer.add_text(tag, text, step)
 
     def flush(self) -> None:
-        """Flush the writer."""
+        """Write pending heatmaps and flush the writers."""
+        self.write_pending_images()
+        if self.layer_runs is not None:
+            self.layer_runs.flush()
         if self.writer is not None:
             self.writer.flush()
 
     def close(self) -> None:
-        """Flush, and close the writer if this sink owns it."""
+        """Flush, close the per-layer runs, and close the writer if this sink owns it."""
+        self.write_pending_images()
+        if self.layer_runs is not None:
+            self.layer_runs.close()
         if self.writer is None:
             return
         self.writer.flush()

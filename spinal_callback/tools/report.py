@@ -1,7 +1,9 @@
 """``spinal report``: plots and a markdown summary from a run's JSON-lines trace file.
 
 Plotting needs matplotlib (the ``plots`` extra); it is imported inside the plotting functions and
-drives the Agg canvas directly, so the global pyplot backend of the caller is never touched.
+drives the Agg canvas directly, so the global pyplot backend of the caller is never touched. The heatmaps
+(value next to change since the first probe, alerts and rollbacks marked, the patching probe's) live in
+:mod:`spinal_callback.tools.report_heatmaps`; the shared figure helpers in :mod:`spinal_callback.tools.figures`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,16 @@ import numpy as np
 from spinal_callback.geometry.bands import band_statistics
 from spinal_callback.geometry.trace import LAYER_METRICS, DepthTrace
 from spinal_callback.sinks.jsonl import load_traces, read_trace_file
+from spinal_callback.tools.figures import (
+    PANEL_GRID,
+    PLOT_LABELS,
+    agg_figure,
+    event_legend_handles,
+    mark_events,
+    metric_label,
+    require_matplotlib,
+)
+from spinal_callback.tools.report_heatmaps import plot_heatmaps, plot_patching, trace_events
 
 __all__ = [
     "PANEL_GRID",
@@ -28,6 +40,7 @@ __all__ = [
     "plot_band_summaries",
     "plot_depth_traces",
     "plot_heatmaps",
+    "plot_patching",
     "require_matplotlib",
     "run_report",
     "summary_table",
@@ -35,64 +48,8 @@ __all__ = [
 
 StepTraces = Sequence[tuple[int, DepthTrace]]
 
-#: Axis labels with the paper symbols, in mathtext (renders with matplotlib's bundled fonts).
-PLOT_LABELS = {
-    "contraction": r"contraction $\alpha_\ell$",
-    "transport": r"transport $\mathcal{L}_\ell$",
-    "entropy": r"lens entropy $E_\ell$",
-    "effective_rank": "effective rank",
-    "transport_curvature": r"transport curvature $\kappa^{\mathcal{L}}_\ell$",
-    "hidden_curvature": r"hidden curvature $\kappa^{h}_\ell$",
-}
-
 #: Most lines drawn per panel of the depth-trace figure (steps are subsampled evenly beyond it).
 MAX_TRACE_LINES = 64
-
-
-def require_matplotlib() -> Any:
-    """The ``matplotlib`` module with the submodules used here, or an ImportError naming the extra."""
-    try:
-        import matplotlib
-        import matplotlib.backends.backend_agg
-        import matplotlib.cm
-        import matplotlib.colors
-        import matplotlib.figure
-        import matplotlib.ticker
-    except ImportError as err:
-        raise ImportError(
-            'Plotting needs matplotlib: pip install "spinal-callback[plots]" (or pip install matplotlib)'
-        ) from err
-    return matplotlib
-
-
-def agg_figure(width: float, height: float, **margins: float) -> Any:
-    """A Figure bound to an Agg canvas (no pyplot, no global backend switch), fixed margins.
-
-    Fixed margins instead of a layout engine: constrained layout doubles the drawing time.
-    """
-    mpl = require_matplotlib()
-    fig = mpl.figure.Figure(figsize=(width, height))
-    mpl.backends.backend_agg.FigureCanvasAgg(fig)
-    fig.subplots_adjust(**margins)
-    return fig
-
-
-#: Margins of a 2 × 3 panel figure with room on the right for a colour bar.
-PANEL_GRID = {"left": 0.05, "right": 0.9, "bottom": 0.08, "top": 0.9, "wspace": 0.3, "hspace": 0.4}
-
-
-def metric_label(metric: str) -> str:
-    """The axis label of ``metric`` (:data:`PLOT_LABELS`), else the name itself."""
-    return PLOT_LABELS.get(metric, metric)
-
-
-def _edges(centres: Sequence[float]) -> np.ndarray:
-    """Cell edges around sorted centres (midpoints; half a spacing beyond the ends)."""
-    c = np.asarray(centres, dtype=np.float64)
-    if len(c) == 1:
-        return np.array([c[0] - 0.5, c[0] + 0.5])
-    mid = (c[1:] + c[:-1]) / 2
-    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
 def band_series(traces: StepTraces) -> dict[str, dict[str, np.ndarray]]:
@@ -101,10 +58,7 @@ def band_series(traces: StepTraces) -> dict[str, dict[str, np.ndarray]]:
     bands = list(dict.fromkeys(band for s in stats for band in s))
     nan3 = (math.nan, math.nan, math.nan)
     return {
-        band: {
-            m: np.array([s.get(band, {}).get(m, nan3) for s in stats], dtype=np.float64)
-            for m in LAYER_METRICS
-        }
+        band: {m: np.array([s.get(band, {}).get(m, nan3) for s in stats], dtype=np.float64) for m in LAYER_METRICS}
         for band in bands
     }
 
@@ -144,42 +98,17 @@ def plot_depth_traces(traces: StepTraces, path: str | os.PathLike[str]) -> Path:
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    fig.colorbar(
-        mpl.cm.ScalarMappable(norm=norm, cmap=cmap), cax=fig.add_axes((0.92, 0.08, 0.012, 0.82)), label="step"
-    )
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), cax=fig.add_axes((0.92, 0.08, 0.012, 0.82)), label="step")
     fig.suptitle("Depth traces over training")
     fig.savefig(path, dpi=100)
     return Path(path)
 
 
-def plot_heatmaps(traces: StepTraces, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """One ``heatmap_<metric>.png`` per metric: layer (y, first layer at the bottom) × step (x)."""
-    mpl = require_matplotlib()
-    steps = [step for step, _ in traces]
-    layers = traces[-1][1].layers
-    cmap = mpl.colormaps["viridis"].with_extremes(bad="0.6")
-    paths = []
-    for metric in LAYER_METRICS:
-        matrix = np.full((len(layers), len(steps)), np.nan)
-        for j, (_, trace) in enumerate(traces):
-            if trace.layers == layers:
-                matrix[:, j] = trace.metric(metric)
-        fig = agg_figure(8, 4.5, left=0.08, right=0.98, bottom=0.12, top=0.9)
-        ax = fig.subplots()
-        mesh = ax.pcolormesh(_edges(steps), _edges(layers), np.ma.masked_invalid(matrix), cmap=cmap)
-        fig.colorbar(mesh, ax=ax, label=metric_label(metric))
-        ax.set_xlabel("step")
-        ax.set_ylabel("layer")
-        ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
-        ax.set_title(f"{metric_label(metric)}: layer × step")
-        path = Path(out_dir) / f"heatmap_{metric}.png"
-        fig.savefig(path, dpi=100)
-        paths.append(path)
-    return paths
-
-
-def plot_band_summaries(traces: StepTraces, path: str | os.PathLike[str]) -> Path:
-    """One panel per metric: band mean against step, one line per band, min–max shaded."""
+def plot_band_summaries(
+    traces: StepTraces, path: str | os.PathLike[str], alerts: Sequence[int] = (), rollbacks: Sequence[int] = ()
+) -> Path:
+    """One panel per metric: band mean against step, one line per band, min–max shaded; alert (red) and
+    rollback (black dashed) steps as vertical lines."""
     require_matplotlib()
     steps = np.array([step for step, _ in traces], dtype=np.float64)
     series = band_series(traces)
@@ -190,10 +119,12 @@ def plot_band_summaries(traces: StepTraces, path: str | os.PathLike[str]) -> Pat
             values = per_metric[metric]
             (line,) = ax.plot(steps, values[:, 0], marker=".", label=band)
             ax.fill_between(steps, values[:, 1], values[:, 2], color=line.get_color(), alpha=0.15)
+        mark_events(ax, alerts, rollbacks)
         ax.set_title(metric_label(metric))
-        ax.set_xlabel("step")
+        ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
-    axes[0].legend(title="band (mean, min–max)")
+    handles, _ = axes[0].get_legend_handles_labels()
+    axes[0].legend(handles=[*handles, *event_legend_handles(alerts, rollbacks)], title="band (mean, min–max)")
     fig.suptitle("Band summaries over training")
     fig.savefig(path, dpi=100)
     return Path(path)
@@ -211,8 +142,10 @@ def _events(records: list[dict[str, Any]]) -> list[str]:
 def run_report(trace_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> int:
     """Write plots and ``summary.md`` for a trace file; print the table and the paths written.
 
-    Files: ``depth_traces.png``, ``heatmap_<metric>.png`` (one per metric), ``bands.png`` and
-    ``summary.md`` in ``out_dir`` (default ``<trace dir>/report``).
+    Files: ``depth_traces.png``, ``heatmap_<metric>.png`` (one per metric: value and change since the
+    first probe), ``bands.png``, ``patching.png`` (only with patching records) and ``summary.md`` in
+    ``out_dir`` (default ``<trace dir>/report``). Alert and rollback steps are marked on the heatmaps and
+    the band plots.
 
     Returns:
         0 on success; 2 (message on stderr) for a missing, unreadable or empty trace file; 1 when
@@ -236,6 +169,7 @@ def run_report(trace_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
 
     table = summary_table(traces)
     events = _events(records)
+    alerts, rollbacks = trace_events(records)
     summary = [
         "# spinal report",
         "",
@@ -249,14 +183,19 @@ def run_report(trace_path: str | os.PathLike[str], out_dir: str | os.PathLike[st
     ]
     if events:
         summary += ["## Alerts and rollbacks", "", *events, ""]
+    else:
+        summary += ["No alert and no rollback in this trace file.", ""]
     written = [out / "summary.md"]
     written[0].write_text("\n".join(summary), encoding="utf-8")
 
     status = 0
     try:
         written.append(plot_depth_traces(traces, out / "depth_traces.png"))
-        written.extend(plot_heatmaps(traces, out))
-        written.append(plot_band_summaries(traces, out / "bands.png"))
+        written.extend(plot_heatmaps(traces, out, alerts, rollbacks))
+        written.append(plot_band_summaries(traces, out / "bands.png", alerts, rollbacks))
+        patching = plot_patching(records, out / "patching.png", alerts, rollbacks)
+        if patching is not None:
+            written.append(patching)
     except ImportError as err:
         print(f"spinal report: no plots written: {err}", file=sys.stderr)
         status = 1

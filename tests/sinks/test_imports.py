@@ -12,7 +12,5 @@ def test_sinks_and_report_import_no_optional_framework():
         f"heavy = [m for m in {OPTIONAL!r} if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

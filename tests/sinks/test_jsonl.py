@@ -20,12 +20,8 @@ def test_round_trip_with_nan_as_null(tmp_path):
     trace = make_trace(0.5)
     with TraceWriter(path) as writer:
         writer.write(trace_record(10, trace))
-        writer.write(
-            {"type": "alert", "step": np.int64(12), "score": np.float32(3.5), "z": torch.tensor(2.0)}
-        )
-        writer.write(
-            {"type": "patch", "step": 13, "effect": torch.tensor([0.5, float("nan")]), "v": float("-inf")}
-        )
+        writer.write({"type": "alert", "step": np.int64(12), "score": np.float32(3.5), "z": torch.tensor(2.0)})
+        writer.write({"type": "patch", "step": 13, "effect": torch.tensor([0.5, float("nan")]), "v": float("-inf")})
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
     lines = text.splitlines()

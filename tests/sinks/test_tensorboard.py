@@ -9,8 +9,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from spinal_callback.geometry.bands import band_statistics
 from spinal_callback.geometry.trace import LAYER_METRICS, DepthTrace
-from spinal_callback.sinks.heatmap import MISSING_COLOR, colorize
+from spinal_callback.sinks.heatmap_figure import FIGURE_HEIGHT, figure_boxes, figure_width
 from spinal_callback.sinks.tensorboard import (
+    MARKER_TAGS,
     TensorBoardSink,
     custom_scalar_layout,
     trace_scalars,
@@ -122,7 +123,7 @@ def test_traces_without_bands_use_thirds_of_depth():
 
 def test_custom_scalar_layout():
     layout = custom_scalar_layout(6)
-    assert set(layout) == {"spinal: per-layer", "spinal: bands"}
+    assert set(layout) == {"spinal: per-layer", "spinal: bands", "spinal: alerts and rollbacks"}
     per_layer = layout["spinal: per-layer"]
     assert len(per_layer) == len(LAYER_METRICS)
     tags = sorted(PER_LAYER_TAGS | BAND_TAGS | {"spinal/contraction/L12"})
@@ -137,17 +138,32 @@ def test_custom_scalar_layout():
         "Margin",
         ["spinal/band/late/transport", "spinal/band/late/transport_min", "spinal/band/late/transport_max"],
     ] in bands.values()
+    [(kind, patterns)] = layout["spinal: alerts and rollbacks"].values()
+    assert kind == "Multiline" and {t for t in MARKER_TAGS if any(re.match(p, t) for p in patterns)} == set(MARKER_TAGS)
     assert len(custom_scalar_layout(6, band_names=("late",))["spinal: bands"]) == len(LAYER_METRICS)
     with pytest.raises(ValueError, match="num_layers"):
         custom_scalar_layout(0)
 
 
+def test_custom_scalar_layout_with_layer_runs_charts_their_tags():
+    layout = custom_scalar_layout(6, layer_runs=True)
+    assert set(layout) >= {"spinal: per-layer", "spinal: change since the first probe"}
+    run_tags = [f"spinal_by_layer/{m}{suffix}" for m in LAYER_METRICS for suffix in ("", "_change")]
+    for category, suffix in (("spinal: per-layer", ""), ("spinal: change since the first probe", "_change")):
+        charts = layout[category]
+        assert len(charts) == len(LAYER_METRICS)
+        for metric in LAYER_METRICS:
+            [(kind, patterns)] = [v for k, v in charts.items() if k.startswith(metric + " ")]
+            assert kind == "Multiline"
+            assert [t for t in run_tags if any(re.match(p, t) for p in patterns)] == [
+                f"spinal_by_layer/{metric}{suffix}"
+            ]
+
+
 def test_summary_writer_round_trip(tmp_path):
     writer = SummaryWriter(str(tmp_path))
     sink = TensorBoardSink(writer, owns_writer=True)
-    returned = [
-        sink.write_trace(step, make_trace(offset)) for step, offset in ((0, 0.0), (10, 1.0), (20, 2.0))
-    ]
+    returned = [sink.write_trace(step, make_trace(offset)) for step, offset in ((0, 0.0), (10, 1.0), (20, 2.0))]
     sink.write_scalars(20, {"spinal/patch/effect/L3": 0.25, "spinal/patch/nan": NAN})
     sink.write_text("spinal/alerts", "late transport curvature spiked", 20)
     sink.close()
@@ -170,15 +186,21 @@ def test_summary_writer_round_trip(tmp_path):
     for metric in LAYER_METRICS:
         images = acc.Images(f"spinal/heatmap/{metric}")
         assert [im.step for im in images] == [0, 10, 20]
-        assert (images[-1].height, images[-1].width) == (6 * 22, 3 * 43)  # 6 layers × 3 steps
+        assert (images[-1].height, images[-1].width) == (FIGURE_HEIGHT, figure_width(2))  # value | change
 
     assert "custom_scalars__config__" in tags["tensors"]
     [event] = acc.Tensors("custom_scalars__config__")  # written once
     layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
     categories = {c.title: c for c in layout.category}
-    assert set(categories) == {"spinal: per-layer", "spinal: bands"}
+    assert set(categories) == {
+        "spinal: per-layer",
+        "spinal: change since the first probe",
+        "spinal: bands",
+        "spinal: alerts and rollbacks",
+    }  # the writer's directory is known: one run per layer
     multiline = [ch.multiline.tag for ch in categories["spinal: per-layer"].chart]
     assert len(multiline) == len(LAYER_METRICS) and all(len(t) == 1 for t in multiline)
+    assert sorted(p.name for p in (tmp_path / "spinal_layers").iterdir()) == [f"L0{i}" for i in range(1, 7)]
     margins = [ch.margin.series[0] for ch in categories["spinal: bands"].chart]
     assert len(margins) == 3 * len(LAYER_METRICS)
     assert {(s.value, s.lower, s.upper) for s in margins} >= {
@@ -224,33 +246,46 @@ def test_heatmaps_can_be_turned_off():
     assert writer.kinds("image") == [] and len(writer.kinds("layout")) == 1
 
 
-def _column_colours(image: np.ndarray) -> list[tuple[int, ...]]:
-    """Colours of the bottom row, one entry per run of equal pixels (= per heatmap column)."""
-    row = [tuple(int(c) for c in px) for px in image[-1]]
-    return [px for i, px in enumerate(row) if i == 0 or px != row[i - 1]]
-
-
 def test_heatmap_history_is_downsampled_not_cut():
     writer = RecordingWriter()
     sink = TensorBoardSink(writer, heatmap_max_steps=4)
     for step in range(50):
         trace = make_trace()
-        trace.entropy = [float(step)] + [0.0] * 4 + [49.0]  # fixed range 0..49; layer 1 encodes the step
+        trace.entropy = [float(step)] + [0.0] * 4 + [49.0]  # layer 1 encodes the step
         sink.write_trace(step, trace)
         [image] = [c[2] for c in writer.kinds("image") if c[1] == "spinal/heatmap/entropy"]
-        assert image.dtype == np.uint8 and image.shape[2] == 3
-        columns = _column_colours(image)
-        assert len(columns) <= min(step + 1, 4)
-        assert columns[0] == tuple(colorize(np.array(0.0)))  # the first column is still step 0
-        assert columns[-1] == tuple(colorize(np.array(step / 49)))  # the last column is the newest step
+        assert image.dtype == np.uint8 and image.shape == (FIGURE_HEIGHT, figure_width(2), 3)
+        series = sink.images.trace
+        steps = series.step_list()
+        assert len(steps) <= min(step + 1, 4)
+        assert steps[0] == 0 and steps[-1] == step  # the whole run: the first probe and the newest
+        entropy = series.values.matrix()[LAYER_METRICS.index("entropy")]
+        assert entropy[0].tolist() == [float(s) for s in steps]  # columns stay with their steps
         writer.calls.clear()
 
 
-def test_heatmap_image_shows_nan_as_missing():
+def test_partial_traces_add_no_heatmap_column():
+    writer = RecordingWriter()
+    sink = TensorBoardSink(writer)
+    sink.write_trace(0, make_trace())
+    partial = make_trace(1.0)
+    partial.computed = [5, 6]
+    sink.write_trace(2, partial)
+    assert sink.images.trace.step_list() == [0]
+    assert [c[3] for c in writer.kinds("image")] == [0] * len(LAYER_METRICS)  # nothing drawn at step 2
+
+
+def test_heatmap_image_hatches_undefined_layers():
     writer = RecordingWriter()
     TensorBoardSink(writer).write_trace(0, make_trace())
     [transport] = [c[2] for c in writer.kinds("image") if c[1] == "spinal/heatmap/transport"]
-    assert tuple(transport[0, 0]) == MISSING_COLOR  # top row = layer 6, 𝓛_6 = NaN
+    value_box = figure_boxes(2)[0]
+    y0, y1 = value_box.row_span(5, 6)  # layer 6: 𝓛_6 is undefined (the step to a next layer)
+    hatched = transport[y0 + 1 : y1 - 1, value_box.left + 1 : value_box.right - 1].reshape(-1, 3)
+    assert {tuple(int(c) for c in px) for px in hatched} == {(225, 225, 225), (150, 150, 150)}
+    y0, y1 = value_box.row_span(0, 6)
+    defined = transport[y0 + 1 : y1 - 1, value_box.left + 1 : value_box.right - 1].reshape(-1, 3)
+    assert (225, 225, 225) not in {tuple(int(c) for c in px) for px in defined}
 
 
 def test_close_only_closes_an_owned_writer():

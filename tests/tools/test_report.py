@@ -1,10 +1,14 @@
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from spinal_callback.geometry.trace import LAYER_METRICS
+from spinal_callback.sinks.heatmap import change_since_baseline
+from spinal_callback.sinks.jsonl import read_trace_file
 from spinal_callback.tools.report import plot_depth_traces, run_report, summary_table
+from spinal_callback.tools.report_heatmaps import heatmap_matrix, patching_matrices, trace_events
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ["depth_traces.png", "bands.png", *(f"heatmap_{m}.png" for m in LAYER_METRICS)]
@@ -99,3 +103,73 @@ def test_without_matplotlib_summary_is_still_written(trace_file, tmp_path, monke
     assert (out_dir / "summary.md").is_file()
     assert not list(out_dir.glob("*.png"))
     assert "spinal-callback[plots]" in capsys.readouterr().err
+
+
+def _patch_line(step: int, scale: float) -> dict:
+    effect = [0.1 * scale, None, 0.7 * scale]
+    return {
+        "type": "patch",
+        "step": step,
+        "exact": {
+            "policy_to_reference": {
+                "direction": "policy_to_reference",
+                "layers": [1, 2, 3],
+                "normalized_effect": effect,
+            },
+        },
+    }
+
+
+def _red_pixels(path) -> int:
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return int((np.abs(pixels - np.array([214, 39, 40])).sum(axis=-1) < 30).sum())
+
+
+def test_alerts_and_rollbacks_are_on_the_time_axis(tmp_path, capsys):
+    quiet = tmp_path / "quiet.jsonl"
+    quiet.write_text("".join(json.dumps(_trace_line(s, a)) + "\n" for s, a in ((5, 1.0), (15, 2.0), (25, 4.0))))
+    eventful = tmp_path / "eventful.jsonl"
+    lines = [
+        _trace_line(5, 1.0),
+        _trace_line(15, 2.0),
+        {"type": "alert", "step": 20, "message": "moved"},
+        {"type": "rollback", "step": 22, "message": "rolled back to step 10"},
+        _trace_line(25, 4.0),
+    ]
+    eventful.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert run_report(quiet, tmp_path / "q") == 0 and run_report(eventful, tmp_path / "e") == 0
+    for name in ("heatmap_contraction.png", "bands.png"):
+        assert _red_pixels(tmp_path / "q" / name) == 0, name
+        assert _red_pixels(tmp_path / "e" / name) > 100, name  # the red alert line
+    assert "No alert and no rollback" in (tmp_path / "q" / "summary.md").read_text()
+    summary = (tmp_path / "e" / "summary.md").read_text()
+    assert "step 20: alert moved" in summary and "step 22: rollback rolled back to step 10" in summary
+    assert trace_events(read_trace_file(eventful)) == ([20], [22])
+
+
+def test_change_view_of_an_unchanged_run_is_zero_and_partial_traces_are_left_out():
+    from spinal_callback.sinks.jsonl import load_traces
+
+    partial = _trace_line(10, 9.0)
+    partial["computed_layers"] = [3]
+    for row in partial["layers"][:2]:
+        row.update({k: None for k in LAYER_METRICS})
+    traces = load_traces([_trace_line(0, 2.0), partial, _trace_line(20, 2.0), _trace_line(30, 2.0)])
+    steps, layers, matrix = heatmap_matrix(traces, "contraction")
+    assert steps == [0, 20, 30] and layers == [1, 2, 3]  # the partial trace (step 10) adds no column
+    assert np.array_equal(change_since_baseline(matrix), np.zeros((3, 3)))
+
+
+def test_patching_heatmap_only_when_the_trace_has_patching_records(trace_file, tmp_path):
+    assert run_report(trace_file) == 0
+    assert not (trace_file.parent / "report" / "patching.png").exists()
+    with_patch = tmp_path / "patch.jsonl"
+    records = [_trace_line(5, 1.0), _patch_line(5, 0.0), _trace_line(15, 2.0), _patch_line(15, 1.0)]
+    with_patch.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert run_report(with_patch, tmp_path / "out") == 0
+    assert (tmp_path / "out" / "patching.png").read_bytes().startswith(PNG_SIGNATURE)
+    [(direction, (steps, layers, matrix))] = patching_matrices(read_trace_file(with_patch)).items()
+    assert direction == "policy_to_reference" and steps == [5, 15] and layers == [1, 2, 3]
+    assert np.isnan(matrix[1]).all() and matrix[2].tolist() == [0.0, 0.7]
