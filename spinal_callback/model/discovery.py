@@ -31,11 +31,23 @@ import os
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
 
 import torch
 from torch import nn
 
+from spinal_callback.model.candidates import (
+    LAYER_COUNT_ATTRIBUTES,
+    block_lists,
+    decoder_path,
+    is_norm,
+    layer_count,
+    missing_head_error,
+    model_candidates,
+    output_embedding,
+    refuse,
+    shown,
+)
+from spinal_callback.model.check_forward import last_block_and_logits, reduced_precision, unchecked_reason
 from spinal_callback.model.layout import (
     DecoderLayout,
     LogitTransform,
@@ -49,17 +61,12 @@ __all__ = ["LAYER_COUNT_ATTRIBUTES", "discover_layout", "missing_head_error", "m
 
 logger = logging.getLogger(__name__)
 
-#: Config attributes read, in order, for the number of decoder blocks.
-LAYER_COUNT_ATTRIBUTES = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 #: Config attributes of output-head extras: (attribute, transform, what it does).
 _HEAD_EXTRAS: tuple[tuple[str, LogitTransform, str], ...] = (
     ("logit_scale", multiply_by_logit_scale, "logits × config.logit_scale"),
     ("logits_scaling", divide_by_logits_scaling, "logits / config.logits_scaling"),
     ("final_logit_softcapping", softcap_logits, "soft-capping at config.final_logit_softcapping"),
 )
-_CHECK_TOKENS = 8
-_NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, getattr(nn, "RMSNorm", nn.LayerNorm))  # nn.RMSNorm: torch >= 2.4
-_SHOWN = 6
 
 _found: weakref.WeakKeyDictionary[nn.Module, _Found] = weakref.WeakKeyDictionary()
 _logged: set[tuple[str, str]] = set()
@@ -96,46 +103,13 @@ def discover_layout(model: nn.Module, registered: Sequence[str] = ()) -> Decoder
     return _layout(model, found)
 
 
-def missing_head_error(model: nn.Module) -> UnsupportedArchitectureError:
-    """The error for a model without an output embedding: it is not a causal LM with its head."""
-    cls_name = type(model).__name__
-    base = cls_name.split("For")[0] if "For" in cls_name else cls_name.removesuffix("Model")
-    example = f" such as {base}ForCausalLM" if base and base != cls_name else ""
-    return UnsupportedArchitectureError(
-        f"{_shown(model)} has no output embedding (its get_output_embeddings() is None): it is a bare decoder or "
-        "carries another head, and the logit lens needs the LM head. Pass a *ForCausalLM (a model with an output "
-        f"embedding){example}, e.g. AutoModelForCausalLM.from_pretrained(...) instead of AutoModel."
-    )
-
-
-def model_candidates(model: nn.Module) -> tuple[list[str], list[str], list[str]]:
-    """``(block lists, norms outside the blocks, unembedding candidates)``: dotted paths this model really has.
-
-    Block lists are shown with their length (``"transformer.h (24 blocks)"``).
-    """
-    lists = _block_lists(model)
-    inside = tuple(f"{name}." for name in lists)
-    norms = [
-        name for name, module in model.named_modules() if name and _is_norm(module) and not name.startswith(inside)
-    ]
-    head = output_embedding(model)
-    heads = [name for name, module in model.named_modules() if module is head and name] if head is not None else []
-    if not heads:
-        heads = [
-            name
-            for name, module in model.named_modules()
-            if isinstance(module, nn.Linear) and not name.startswith(inside)
-        ][-3:]
-    return [f"{name} ({len(block_list)} blocks)" for name, block_list in lists.items()], norms, heads
-
-
 # ----------------------------------------------------------------------------------------------- steps
 def _discover(model: nn.Module, registered: Sequence[str]) -> _Found:
     head = output_embedding(model)
     if head is None:
         if callable(getattr(model, "get_output_embeddings", None)):
             raise missing_head_error(model)
-        _refuse(
+        refuse(
             model,
             "it has no get_output_embeddings() (it is not a Hugging Face PreTrainedModel), so its "
             "unembedding is unknown",
@@ -143,23 +117,23 @@ def _discover(model: nn.Module, registered: Sequence[str]) -> _Found:
         )
     unembed = next((name for name, module in model.named_modules() if module is head and name), None)
     if unembed is None:
-        _refuse(model, "its get_output_embeddings() is not a sub-module of the model", registered)
-    count = _layer_count(getattr(model, "config", None))
+        refuse(model, "its get_output_embeddings() is not a sub-module of the model", registered)
+    count = layer_count(getattr(model, "config", None))
     if count is None:
-        _refuse(model, f"its config has no layer count ({' / '.join(LAYER_COUNT_ATTRIBUTES)})", registered)
+        refuse(model, f"its config has no layer count ({' / '.join(LAYER_COUNT_ATTRIBUTES)})", registered)
     blocks = _blocks(model, count, registered)
     norms, static_norm = _norm_candidates(model, blocks)
     extras = tuple(attr for attr, _, _ in _HEAD_EXTRAS if _extra_is_set(getattr(model, "config", None), attr))
-    reason = _unchecked_reason(model)
+    reason = unchecked_reason(model)
     if reason is None:
         try:
-            hidden, logits = _last_block_and_logits(model, _module_list(model, blocks))
+            hidden, logits = last_block_and_logits(model, _module_list(model, blocks), head)
         except Exception as err:  # a model that needs other inputs: the static rules decide
             reason = f"the check forward failed ({type(err).__name__}: {err})"
         else:
             return _check(model, blocks, unembed, norms, extras, hidden, logits, registered)
     if static_norm is None and norms:
-        _refuse(
+        refuse(
             model,
             f"the final norm is ambiguous among {', '.join(norms)} and cannot be checked with a forward ({reason})",
             registered,
@@ -168,18 +142,18 @@ def _discover(model: nn.Module, registered: Sequence[str]) -> _Found:
 
 
 def _blocks(model: nn.Module, count: int, registered: Sequence[str]) -> str:
-    lists = _block_lists(model)
+    lists = block_lists(model)
     matching = [name for name, block_list in lists.items() if len(block_list) == count]
     if len(matching) > 1:
-        decoder = _decoder_path(model)
+        decoder = decoder_path(model)
         if decoder is not None:
             inner = [name for name in matching if not decoder or name.startswith(f"{decoder}.")]
             matching = inner or matching
     if len(matching) == 1:
         return matching[0]
     if not matching:
-        _refuse(model, f"no nn.ModuleList of blocks has the config's layer count {count}", registered)
-    _refuse(model, f"several block lists have the config's layer count {count}: {', '.join(matching)}", registered)
+        refuse(model, f"no nn.ModuleList of blocks has the config's layer count {count}", registered)
+    refuse(model, f"several block lists have the config's layer count {count}: {', '.join(matching)}", registered)
 
 
 def _norm_candidates(model: nn.Module, blocks: str) -> tuple[list[str], str | None]:
@@ -189,8 +163,8 @@ def _norm_candidates(model: nn.Module, blocks: str) -> tuple[list[str], str | No
     children = list(parent.named_children())
     position = next(i for i, (name, _) in enumerate(children) if name == attr)
     prefix = f"{parent_path}." if parent_path else ""
-    after = [prefix + name for name, child in children[position + 1 :] if _is_norm(child)]
-    before = [prefix + name for name, child in children[:position] if _is_norm(child)]
+    after = [prefix + name for name, child in children[position + 1 :] if is_norm(child)]
+    before = [prefix + name for name, child in children[:position] if is_norm(child)]
     static = after[0] if len(after) == 1 else before[0] if not after and len(before) == 1 else None
     _, outside, _ = model_candidates(model)
     ordered = list(dict.fromkeys([*after, *before, *outside]))
@@ -209,7 +183,7 @@ def _check(
 ) -> _Found:
     """The first (norm, extras) whose lens of the last block's output ``hidden`` reproduces ``logits``."""
     target = logits.float()
-    tolerance = (1e-2 if _reduced_precision(model, hidden, logits) else 1e-4) * max(1.0, float(target.abs().max()))
+    tolerance = (1e-2 if reduced_precision(model, hidden, logits) else 1e-4) * max(1.0, float(target.abs().max()))
     best = float("inf")
     for norm in [*norms, None]:
         for extra in (extras, ()) if extras else ((),):
@@ -233,7 +207,7 @@ def _check(
                 )
     shown = ", ".join(norms) if norms else "no norm"
     extra_text = f" with and without {', '.join(extras)}" if extras else ""
-    _refuse(
+    refuse(
         model,
         f"found blocks {blocks} and unembedding {unembed}, but with no final-norm candidate ({shown}, "
         f"or none){extra_text} does the last block's logit lens reproduce the model's logits (smallest max "
@@ -242,41 +216,6 @@ def _check(
         "pre_unembed=... and/or logit_transform=...",
         registered,
     )
-
-
-def _last_block_and_logits(model: nn.Module, blocks: nn.ModuleList) -> tuple[torch.Tensor, torch.Tensor]:
-    config = getattr(model, "config", None)
-    head = output_embedding(model)
-    weight = getattr(head, "weight", None)
-    vocab = int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.ndim == 2 else None
-    vocab = vocab or int(getattr(config, "vocab_size", 0) or 0)
-    if vocab <= 0:
-        raise ValueError("the vocabulary size is unknown")
-    get_embeddings = getattr(model, "get_input_embeddings", None)
-    embeddings = get_embeddings() if callable(get_embeddings) else None
-    reference = getattr(embeddings, "weight", None)
-    if not isinstance(reference, torch.Tensor):
-        reference = next(model.parameters())
-    ids = ((torch.arange(_CHECK_TOKENS) * 7 + 3) % vocab).unsqueeze(0).to(reference.device)
-    kwargs: dict[str, Any] = {"use_cache": False} if getattr(config, "use_cache", None) is not None else {}
-    seen: list[torch.Tensor] = []
-    last = blocks[-1]
-    handle = last.register_forward_hook(lambda module, args, output: seen.append(_hidden_of(output)))
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            output = model(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
-    finally:
-        handle.remove()
-        for module, mode in modes:
-            module.training = mode
-    logits = getattr(output, "logits", None)
-    if logits is None:
-        logits = output[0] if isinstance(output, (tuple, list)) else output
-    if len(seen) != 1 or not isinstance(logits, torch.Tensor):
-        raise RuntimeError(f"the last block ran {len(seen)} times in one forward, or the output had no logits")
-    return seen[0], logits
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -311,7 +250,7 @@ def _log_once(model: nn.Module, found: _Found) -> None:
         "spinal-callback: %s is not in the architecture registry; discovered its layout: blocks %s (%d), final "
         "norm %s, unembedding %s%s (%s). register_architecture(%r, blocks=%r, final_norm=%r, unembed=%r) makes "
         "it explicit.",
-        _shown(model),
+        shown(model),
         found.blocks,
         len(_module_list(model, found.blocks)),
         found.final_norm or "none",
@@ -325,99 +264,11 @@ def _log_once(model: nn.Module, found: _Found) -> None:
     )
 
 
-def _refuse(model: nn.Module, reason: str, registered: Sequence[str]) -> NoReturn:
-    lists, norms, heads = model_candidates(model)
-    key = str(getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__)
-
-    def show(paths: list[str]) -> str:
-        more = f", … ({len(paths) - _SHOWN} more)" if len(paths) > _SHOWN else ""
-        return ", ".join(paths[:_SHOWN]) + more if paths else "none"
-
-    call = (
-        f"spinal_callback.register_architecture({key!r}, blocks={_strip(lists[0]) if lists else '...'!r}, "
-        f"final_norm={norms[-1] if norms else None!r}, unembed={heads[0] if heads else '...'!r})"
-    )
-    raise UnsupportedArchitectureError(
-        f"Unsupported architecture: {_shown(model)} is not registered and its layout cannot be discovered: {reason}. "
-        f"This model has decoder-block lists: {show(lists)}; norms outside them: {show(norms)}; unembedding "
-        f"candidates: {show(heads)}. Register it with {call}, using the dotted paths of its decoder-block "
-        f"ModuleList, final norm and unembedding as print(model) shows them. Registered: {', '.join(registered)}."
-    )
-
-
 def _module_list(model: nn.Module, path: str) -> nn.ModuleList:
     blocks = model.get_submodule(path)
     if not isinstance(blocks, nn.ModuleList):
-        raise UnsupportedArchitectureError(f"{_shown(model)}: {path!r} is {type(blocks).__name__}, not a ModuleList")
+        raise UnsupportedArchitectureError(f"{shown(model)}: {path!r} is {type(blocks).__name__}, not a ModuleList")
     return blocks
-
-
-def _strip(listed: str) -> str:
-    return listed.split(" (", 1)[0]
-
-
-def _shown(model: nn.Module) -> str:
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    cls_name = type(model).__name__
-    return f"{cls_name} (model_type {model_type!r})" if model_type else cls_name
-
-
-def output_embedding(model: nn.Module) -> nn.Module | None:
-    """``model.get_output_embeddings()`` when it is a module; ``None`` without one (or without the method)."""
-    getter = getattr(model, "get_output_embeddings", None)
-    if not callable(getter):
-        return None
-    try:
-        head = getter()
-    except (NotImplementedError, AttributeError):
-        return None
-    return head if isinstance(head, nn.Module) else None
-
-
-def _layer_count(config: object) -> int | None:
-    configs = [config]
-    get_text_config = getattr(config, "get_text_config", None)
-    if callable(get_text_config):
-        try:
-            configs.insert(0, get_text_config())
-        except Exception:  # an unusual config: its own attributes are read below
-            pass
-    for cfg in configs:
-        for attr in LAYER_COUNT_ATTRIBUTES:
-            value = getattr(cfg, attr, None)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
-    return None
-
-
-def _block_lists(model: nn.Module) -> dict[str, nn.ModuleList]:
-    """Top-level ``ModuleList``s of composite modules (lists nested in another one are left out)."""
-    lists = {
-        name: module
-        for name, module in model.named_modules()
-        if name
-        and isinstance(module, nn.ModuleList)
-        and len(module) > 0
-        and all(next(block.children(), None) is not None for block in module)
-    }
-    return {
-        name: module
-        for name, module in lists.items()
-        if not any(name.startswith(f"{other}.") for other in lists if other != name)
-    }
-
-
-def _decoder_path(model: nn.Module) -> str | None:
-    get_decoder = getattr(model, "get_decoder", None)
-    try:
-        decoder = get_decoder() if callable(get_decoder) else None
-    except Exception:  # models without a decoder rule raise here
-        return None
-    return next((name for name, module in model.named_modules() if module is decoder), None)
-
-
-def _is_norm(module: nn.Module) -> bool:
-    return isinstance(module, _NORM_TYPES) or "norm" in type(module).__name__.lower()
 
 
 def _extra_is_set(config: object, attr: str) -> bool:
@@ -425,37 +276,3 @@ def _extra_is_set(config: object, attr: str) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value not in (0, 1)
 
 
-def _unchecked_reason(model: nn.Module) -> str | None:
-    """Why a check forward cannot run on this process's copy of the model, or ``None`` when it can."""
-    for module in model.modules():
-        name = type(module).__name__
-        if "FullyShardedDataParallel" in name or name.startswith("FSDP"):
-            return f"FSDP-sharded ({name})"
-    for name, param in model.named_parameters():
-        if param.is_meta:
-            return f"parameter {name} is on the meta device"
-        if hasattr(param, "ds_id"):
-            return f"parameter {name} is partitioned by DeepSpeed ZeRO-3"
-        if type(param.data) is not torch.Tensor:
-            return f"parameter {name} is a {type(param.data).__name__}"
-        if param.numel() == 0:
-            return f"parameter {name} is empty on this process (sharded)"
-    return None
-
-
-def _reduced_precision(model: nn.Module, *tensors: torch.Tensor) -> bool:
-    """Whether the check forward may have run in 16 bits: 16-bit tensors, or a forward wrapped on the instance
-    (accelerate's mixed-precision ``autocast`` wrapper, which the lens, run outside the forward, does not see)."""
-    low = (torch.float16, torch.bfloat16)
-    return any(t.dtype in low for t in tensors) or "forward" in vars(model) or torch.is_autocast_enabled()
-
-
-def _hidden_of(output: object) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    hidden = getattr(output, "hidden_states", None)
-    if isinstance(hidden, torch.Tensor):
-        return hidden
-    raise TypeError(f"cannot find hidden states in a decoder block output of type {type(output).__name__}")

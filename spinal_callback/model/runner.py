@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spinal_callback.model.architectures import DecoderLayout
+from spinal_callback.model.layout import DecoderLayout
 from spinal_callback.model.sharding import stubbed_head
 
 __all__ = ["BlockEdit", "ModelRun", "StopForward", "block_output", "forward_blocks", "probe_mode"]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from spinal_callback.geometry import compute_depth_trace
-from spinal_callback.model import architectures, discovery
+from spinal_callback.model import architectures, candidates, discovery
 from spinal_callback.model.architectures import (
     UnsupportedArchitectureError,
     register_architecture,
@@ -76,7 +76,7 @@ def build(model_type: str, num_layers: int = 3, dtype: torch.dtype = torch.float
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for module in model.modules():
-            if discovery._is_norm(module):
+            if candidates.is_norm(module):
                 for param in module.parameters():
                     param.copy_(1.0 + 0.5 * torch.randn(param.shape, generator=generator))
         logits = model(input_ids=make_batch(batch_size=1, seq_len=8)["input_ids"]).logits
