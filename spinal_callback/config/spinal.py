@@ -194,8 +194,12 @@ class SpinalConfig:
     )
     heatmaps: bool = field(
         default=True,
-        metadata={"help": "Write a layer × step heatmap image per metric (at every full depth trace and every "
-                  "alert or rollback step)."},
+        metadata={"help": "Write a layer × step heatmap image per metric (see heatmap_interval for how often)."},
+    )
+    heatmap_interval: int = field(
+        default=50,
+        metadata={"help": "Steps between heatmap images (0: at every full depth trace); alerts, rollbacks and the "
+                  "end of training always draw. Drawing and encoding an image costs tens of milliseconds."},
     )
     layer_runs: bool = field(
         default=True,
@@ -211,6 +215,7 @@ class SpinalConfig:
         check_int("max_length", self.max_length, 1)
         check_int("chunk_size", self.chunk_size, 1)
         check_int("patch_interval", self.patch_interval, 0)
+        check_int("heatmap_interval", self.heatmap_interval, 0)
         check_int("patch_low_rank_layers", self.patch_low_rank_layers, 0)
         self.patch_directions = self._check_directions(self.patch_directions)
         if self.patch_ranks is not None:

@@ -1,7 +1,8 @@
 """The state behind the ``spinal/heatmap/*`` images: bounded histories, alert / rollback steps, pending draws.
 
-A heatmap is redrawn when it gains a column (a full depth trace, a patching probe) or when an alert or a
-rollback happens, at that step. Drawing can wait until the end of the step (``defer``), so that an alert
+A heatmap is redrawn when it gains a column (a full depth trace, a patching probe) — at most once per
+``min_gap`` steps, and once more at the end for the columns held back — or when an alert or a rollback
+happens, at that step. Drawing can wait until the end of the step (``defer``), so that an alert
 the detector raises after the probe is already on the image of that step: one image per tag and step.
 """
 
@@ -52,24 +53,30 @@ class HeatmapImages:
     Args:
         writer: receives ``add_image(tag, HWC uint8, step, dataformats="HWC")``.
         max_steps: most columns per heatmap (older ones are downsampled, see :class:`HeatmapHistory`).
+        min_gap: a new column redraws a heatmap only when its last image is at least ``min_gap`` steps old
+            (0: every column). Alerts and rollbacks always redraw, and :meth:`write_stale` draws the columns
+            still undrawn (at the end of training), so every column reaches an image.
     """
 
-    def __init__(self, writer: Any, max_steps: int) -> None:
+    def __init__(self, writer: Any, max_steps: int, min_gap: int = 0) -> None:
         self.writer = writer
         self.max_steps = max_steps
+        self.min_gap = int(min_gap)
         self.trace = _Series(max_steps)
         self.extra: dict[str, _Series] = {}
         self.alert_steps: list[int] = []
         self.rollback_steps: list[int] = []
         self.pending: tuple[int, set[str]] | None = None
+        self.last_drawn: dict[str, int] = {}
+        self.stale: dict[str, int] = {}  # tag -> step of its newest undrawn column
 
     def add_trace(self, step: int, trace: DepthTrace, defer: bool = False) -> None:
         """A depth trace's column for every metric; a partial trace (layers skipped) adds nothing."""
         if trace.num_layers == 0 or trace.is_partial:
             return
         column = np.array([getattr(trace, m) for m in LAYER_METRICS], dtype=np.float64)
-        self._mark(step, set(TRACE_HEATMAP_TAGS))
         self.trace.add(step, column, trace.layers)
+        self._column(step, set(TRACE_HEATMAP_TAGS))
         if not defer:
             self.write_pending()
 
@@ -78,9 +85,9 @@ class HeatmapImages:
     ) -> None:
         """One column of a heatmap outside the depth trace (one panel, no change view)."""
         values = np.asarray(column, dtype=np.float64)[None, :]
-        self._mark(step, {tag})
         series = self.extra.setdefault(tag, _Series(self.max_steps))
         series.add(step, values, list(layers) if layers is not None else list(range(1, values.shape[1] + 1)))
+        self._column(step, {tag})
         if not defer:
             self.write_pending()
 
@@ -105,6 +112,23 @@ class HeatmapImages:
         step, tags = pending
         for tag in sorted(tags):
             self.writer.add_image(tag, self.figure(tag), step, dataformats="HWC")
+            self.last_drawn[tag] = step
+            self.stale.pop(tag, None)
+
+    def write_stale(self) -> None:
+        """Draw the heatmaps whose newest columns ``min_gap`` held back (at the end of training)."""
+        self.write_pending()
+        for step in sorted(set(self.stale.values())):
+            self._mark(step, {tag for tag, at in self.stale.items() if at == step})
+            self.write_pending()
+
+    def _column(self, step: int, tags: set[str]) -> None:
+        """A new column of ``tags`` at ``step``: drawn now (deferred to the end of the step) or held back."""
+        due = {tag for tag in tags if step - self.last_drawn.get(tag, step - self.min_gap) >= self.min_gap}
+        if due:
+            self._mark(step, due)
+        for tag in tags - due:
+            self.stale[tag] = step
 
     def figure(self, tag: str) -> np.ndarray:
         """The current image of ``tag`` (:func:`heatmap_figure`)."""

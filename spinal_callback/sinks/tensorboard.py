@@ -173,8 +173,9 @@ class TensorBoardSink:
             with ``log_scalars``: then scalars go there and text, layout and images are dropped.
         log_scalars: optional ``(values, step) -> None`` that logs a dict of scalars through the
             host framework (e.g. Lightning's ``logger.log_metrics``); else ``writer.add_scalar``.
-        heatmaps: write the ``spinal/heatmap/<metric>`` images (one per full depth trace and per
-            alert or rollback step; partial traces, which skip layers, add no column).
+        heatmaps: write the ``spinal/heatmap/<metric>`` images (a column per full depth trace, drawn as
+            ``heatmap_interval`` allows and at every alert or rollback step; partial traces, which skip
+            layers, add no column).
         heatmap_max_steps: maximum heatmap width in probe steps (≥ 2). Older columns are
             *downsampled* (every other one dropped, stride doubled), never cut off, so the image
             always spans the whole run; memory is bounded by
@@ -183,6 +184,9 @@ class TensorBoardSink:
         layer_runs: also write each layer to its own run under ``<writer's log dir>/spinal_layers/``
             (needs a writer whose directory is known: ``get_logdir()`` or ``log_dir``).
         open_layer_writer: ``path -> SummaryWriter``-like for those runs (default: torch's ``SummaryWriter``).
+        heatmap_interval: a new column redraws a heatmap only when its last image is at least this many
+            steps old (0: at every full trace); alerts and rollbacks always redraw, and closing the sink
+            draws the columns held back.
     """
 
     def __init__(
@@ -195,6 +199,7 @@ class TensorBoardSink:
         owns_writer: bool = False,
         layer_runs: bool = True,
         open_layer_writer: Callable[[str], SummaryWriterLike] | None = None,
+        heatmap_interval: int = 0,
     ) -> None:
         if writer is None and log_scalars is None:
             raise ValueError("`writer` must be a SummaryWriter-like object unless `log_scalars` is given, got None")
@@ -208,7 +213,10 @@ class TensorBoardSink:
         log_dir = log_dir_of(writer) if writer is not None and layer_runs else None
         self.layer_runs = LayerRuns(log_dir, open_layer_writer) if log_dir is not None else None
         self._layout_written = False
-        self.images = HeatmapImages(writer, heatmap_max_steps) if heatmaps and writer is not None else None
+        if isinstance(heatmap_interval, bool) or not isinstance(heatmap_interval, int) or heatmap_interval < 0:
+            raise ValueError(f"`heatmap_interval` must be an integer >= 0, got {heatmap_interval!r}")
+        drawn = heatmaps and writer is not None
+        self.images = HeatmapImages(writer, heatmap_max_steps, min_gap=heatmap_interval) if drawn else None
 
     def write_trace(self, step: int, trace: DepthTrace, *, defer_images: bool = False) -> dict[str, float]:
         """Write one depth trace: scalars, the per-layer runs, the layout (first call only) and the heatmaps.
@@ -295,7 +303,9 @@ class TensorBoardSink:
             self.writer.flush()
 
     def close(self) -> None:
-        """Flush, close the per-layer runs, and close the writer if this sink owns it."""
+        """Draw the heatmap columns held back, flush, close the per-layer runs, and the writer if this sink owns it."""
+        if self.images is not None:
+            self.images.write_stale()
         self.write_pending_images()
         if self.layer_runs is not None:
             self.layer_runs.close()

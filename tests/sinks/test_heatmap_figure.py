@@ -113,3 +113,35 @@ def test_tick_labels_are_distinct_and_inside_the_range(lo, hi):
 def test_integer_ticks_for_steps():
     assert nice_ticks(0, 3, integer=True) == [0, 1, 2, 3]
     assert all(float(t).is_integer() for t in nice_ticks(0, 997, integer=True))
+
+
+class _ImageRecorder:
+    """A writer that records ``(tag, step)`` of every image."""
+
+    def __init__(self) -> None:
+        self.images: list[tuple[str, int]] = []
+
+    def add_image(self, tag: str, image: object, step: int, dataformats: str = "HWC") -> None:
+        self.images.append((tag, step))
+
+
+def test_heatmap_interval_holds_columns_back_but_alerts_and_the_end_draw() -> None:
+    from spinal_callback.sinks.heatmap_images import TRACE_HEATMAP_TAGS, HeatmapImages
+
+    from ._traces import make_trace
+
+    writer = _ImageRecorder()
+    images = HeatmapImages(writer, max_steps=64, min_gap=50)
+    for step in range(0, 130, 10):  # full traces at 0, 10, ..., 120
+        images.add_trace(step, make_trace(offset=step / 100), defer=True)
+        if step == 70:
+            images.add_events(step, alerts=1, rollbacks=0)
+        images.write_pending()
+    drawn = sorted({step for _, step in writer.images})
+    assert drawn == [0, 50, 70, 120]  # 0; 50 (>= 50 after 0); the alert at 70; 120 (>= 50 after 70)
+    images.write_stale()
+    assert sorted({step for _, step in writer.images}) == [0, 50, 70, 120]  # nothing was held back at the end
+    images.add_trace(130, make_trace(offset=1.3))
+    assert max(step for _, step in writer.images) == 120  # held back: 10 steps after the last image
+    images.write_stale()
+    assert {tag for tag, step in writer.images if step == 130} == set(TRACE_HEATMAP_TAGS)  # drawn at the end
