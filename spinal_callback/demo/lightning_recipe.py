@@ -86,7 +86,10 @@ def _build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, An
     from spinal_callback.model.probe_batch import collate_pairs
 
     if args.gradient_checkpointing:
-        inputs.model.gradient_checkpointing_enable()
+        # transformers 5 names it activation_checkpointing_enable (the old name goes in v6); 4.x has only the old one
+        model = inputs.model
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
     module = DPOLightningModule(inputs.model, inputs.tokenizer, beta=args.beta, learning_rate=inputs.learning_rate)
     records = preference_records(inputs.train_dataset, inputs.tokenizer)
     pad_id = inputs.tokenizer.pad_token_id if inputs.tokenizer.pad_token_id is not None else 0

@@ -221,8 +221,9 @@ def greedy_accuracy(
         for start in range(0, len(problems), batch_size):
             chunk = problems[start : start + batch_size]
             batch = tokenizer([p.prompt for p in chunk], return_tensors="pt", padding=True).to(device)
-            out = model.generate(
-                **batch, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
+            out = model.generate(  # no token_type_ids: transformers 4.x refuses kwargs the model does not take
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
             texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=False)

@@ -201,7 +201,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     dpo = {name: start_end(history, name) for name in _DPO_METRICS}
     from spinal_callback.integrations.transformers import tensorboard_callback_dir
 
-    log_dir = getattr(callback, "log_dir", None) or tensorboard_callback_dir(trainer.callback_handler.callbacks)
+    log_dir = getattr(callback, "log_dir", None) or tensorboard_callback_dir(
+        trainer.callback_handler.callbacks, trainer.args
+    )
     trace = getattr(callback, "trace_path", None)
     title = "spinal demo: DPO with TRL" + (" + LoRA" if args.peft else "")
     write_summary(

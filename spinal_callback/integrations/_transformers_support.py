@@ -33,11 +33,24 @@ def _reports_to_tensorboard(args: Any) -> bool:
     return "tensorboard" in names or "all" in names
 
 
-def tensorboard_callback_dir(callbacks: Iterable[Any]) -> str | None:
-    """The run directory of HF's ``TensorBoardCallback`` among ``callbacks`` (set once training began)."""
+def tensorboard_callback_dir(callbacks: Iterable[Any], args: Any = None) -> str | None:
+    """The run directory of HF's ``TensorBoardCallback`` among ``callbacks`` (known once training began).
+
+    transformers 5 keeps it on the callback (``logging_dir``). transformers 4 keeps it on its open writer
+    during training and in ``TrainingArguments.logging_dir`` (pass the trainer's ``args`` to read it after
+    training, when the writer is closed).
+    """
     for callback in callbacks:
-        if type(callback).__name__ == "TensorBoardCallback" and getattr(callback, "logging_dir", None):
-            return str(callback.logging_dir)
+        if type(callback).__name__ != "TensorBoardCallback":
+            continue
+        found = getattr(callback, "logging_dir", None)  # transformers >= 5
+        if not found:  # transformers 4.x: the open writer, else the arguments it was opened from
+            writer = getattr(callback, "tb_writer", None)
+            get_logdir = getattr(writer, "get_logdir", None)
+            found = get_logdir() if callable(get_logdir) else getattr(writer, "log_dir", None)
+            found = found or getattr(args, "logging_dir", None)
+        if found:
+            return str(found)
     return None
 
 
@@ -69,7 +82,7 @@ def tensorboard_dir(args: Any, config: SpinalConfig, trainer: Any) -> str | None
     """
     if _reports_to_tensorboard(args):
         handler = getattr(trainer, "callback_handler", None)
-        found = tensorboard_callback_dir(getattr(handler, "callbacks", None) or [])
+        found = tensorboard_callback_dir(getattr(handler, "callbacks", None) or [], args)
         env = os.environ.get("TENSORBOARD_LOGGING_DIR")
         found = found or (os.path.expanduser(env) if env else None)
         found = found or _run_dir_of_this_process(os.path.join(args.output_dir, "runs"))

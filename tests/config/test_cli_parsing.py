@@ -217,7 +217,7 @@ def _lightning_cli(tmp_path: Path, text: str):
     try:
         import jsonargparse  # noqa: F401  (LightningCLI's parser)
     except ImportError:  # a failure, not a skip: the documented example must stay tested
-        pytest.fail('LightningCLI needs jsonargparse: pip install "jsonargparse[signatures]>=4.39" (the dev extra)')
+        pytest.fail('LightningCLI needs jsonargparse: pip install "jsonargparse[signatures]>=4.42" (the dev extra)')
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.demos.boring_classes import BoringModel
 

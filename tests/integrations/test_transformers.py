@@ -53,7 +53,10 @@ def _trace_records(path: str) -> list[dict]:
 def test_dpo_run_logs_traces_at_the_scheduled_steps(tmp_path: Path) -> None:
     callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=4))
     trainer = _trainer(tmp_path, callback, max_steps=5)
-    assert trainer.args.gradient_checkpointing  # TRL's default: recomputation must not disturb the probe
+    # TRL's default: recomputation must not disturb the probe (transformers 5 names the flag activation_checkpointing,
+    # the old name goes in v6; 4.x has only gradient_checkpointing)
+    flag = "activation_checkpointing" if hasattr(trainer.args, "activation_checkpointing") else "gradient_checkpointing"
+    assert getattr(trainer.args, flag)
     trainer.train()
 
     hf_dirs = [d for d in (tmp_path / "out" / "runs").iterdir()]
