@@ -345,7 +345,9 @@ def format_table(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             f"| {row['probe_step_s_median']:.3f} / {row['probe_step_s_median_without']:.3f} "
             f"| {row['train_minus_callback_s_median']:.2f} (without: {base['median_train_s']:.2f}) |"
         )
-    lines += ["", "per-run train() wall s (run order is palindromic: without, 5, 25, 25, 5, without, …):",
+    arms = [str(row["interval"]) for row in rows]
+    order = ", ".join(["without", *arms, *arms[::-1]])
+    lines += ["", f"per-run train() wall s (run order is palindromic: {order}, without, …):",
               "  without: " + ", ".join(f"{s:.2f}" for s in base["train_s"])]
     for row in rows:
         lines.append(f"  interval {row['interval']}: " + ", ".join(f"{s:.2f}" for s in row["train_s"]))
