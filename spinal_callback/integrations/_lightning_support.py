@@ -58,12 +58,16 @@ class StrategySync:
         return bool(self.strategy.reduce_boolean_decision(bool(ok), all=True))
 
 
-def outputs(trainer: pl.Trainer, config: SpinalConfig) -> tuple[Any, str, Callable[..., None] | None]:
-    """(the ``TensorBoardLogger``'s writer or None, the TensorBoard directory, scalars to every logger).
+def outputs(
+    trainer: pl.Trainer, config: SpinalConfig
+) -> tuple[Any, str, Callable[..., None] | None, Callable[[str, str, int], None] | None]:
+    """(the ``TensorBoardLogger``'s writer or None, the TensorBoard directory, scalars to every logger, text to
+    the loggers that take text).
 
     With a ``TensorBoardLogger`` the callback writes into its run directory through its writer; without
     one it opens its own writer on ``config.log_dir`` (default ``<default_root_dir>/spinal``). Scalars
-    go to every entry of ``trainer.loggers`` (CSV, W&B, MLflow, …) too.
+    go to every entry of ``trainer.loggers`` (CSV, W&B, MLflow, …) too; alert, rollback and config text to
+    the loggers with a ``log_text(key, columns, data, step)`` (W&B: a one-column table).
     """
     loggers = list(trainer.loggers)
 
@@ -71,8 +75,15 @@ def outputs(trainer: pl.Trainer, config: SpinalConfig) -> tuple[Any, str, Callab
         for logger in loggers:
             logger.log_metrics(dict(metrics), step=step)
 
+    texts = [lg for lg in loggers if type(lg).__name__ == "WandbLogger" and callable(getattr(lg, "log_text", None))]
+
+    def text_to_loggers(tag: str, text: str, step: int) -> None:
+        for logger in texts:
+            logger.log_text(key=tag, columns=["text"], data=[[text]], step=step)  # type: ignore[attr-defined]
+
+    to_text = text_to_loggers if texts else None
     tb = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
     if tb is not None and trainer.is_global_zero:
-        return tb.experiment, str(tb.log_dir), to_loggers
+        return tb.experiment, str(tb.log_dir), to_loggers, to_text
     log_dir = config.log_dir or os.path.join(trainer.default_root_dir, "spinal")
-    return None, log_dir, to_loggers if loggers else None
+    return None, log_dir, to_loggers if loggers else None, to_text

@@ -16,7 +16,14 @@ from typing import Any
 
 from spinal_callback.config import SpinalConfig
 
-__all__ = ["ScalarForwarder", "reporters", "scalar_forwarder", "tensorboard_callback_dir", "tensorboard_dir"]
+__all__ = [
+    "TEXT_INTEGRATIONS",
+    "ScalarForwarder",
+    "reporters",
+    "scalar_forwarder",
+    "tensorboard_callback_dir",
+    "tensorboard_dir",
+]
 
 log = logging.getLogger("spinal_callback")
 
@@ -106,25 +113,44 @@ def reporters(trainer: Any) -> list[Any]:
     return [cb for cb in getattr(handler, "callbacks", None) or [] if kinds and isinstance(cb, kinds)]
 
 
+#: Reporting-integration callbacks that log a text value of ``logs`` as text (W&B); the others only take numbers.
+TEXT_INTEGRATIONS = frozenset({"WandbCallback"})
+
+
 class ScalarForwarder:
     """Collects the scalars of one probe step and hands them, as one log entry, to every reporting
     integration of the trainer (W&B, MLflow, Comet, …) through its ``on_log`` at the trainer's step.
 
-    Call it as the session's ``log_scalars``; :meth:`flush` after each step the session handled.
+    Call it as the session's ``log_scalars`` (and :meth:`text` as its ``log_text``); :meth:`flush` after each
+    step the session handled.
     """
 
     def __init__(self, trainer: Any, args: Any, callbacks: list[Any]) -> None:
         self.trainer, self.args, self.callbacks = trainer, args, callbacks
         self.pending: dict[str, float] = {}
+        self.pending_text: dict[str, str] = {}
 
     def __call__(self, scalars: Mapping[str, float], step: int) -> None:
         self.pending.update(scalars)
 
+    def text(self, tag: str, text: str, step: int) -> None:
+        """Alert, rollback or config text: handed, with the step's scalars, to the integrations that take
+        text (:data:`TEXT_INTEGRATIONS`); the others would drop it with a warning of their own."""
+        if tag in self.pending_text:
+            text = f"{self.pending_text[tag]}\n{text}"
+        self.pending_text[tag] = text
+
     def flush(self) -> None:
-        logs, self.pending = self.pending, {}
-        for callback in self.callbacks if logs else ():
+        scalars, self.pending = self.pending, {}
+        texts, self.pending_text = self.pending_text, {}
+        for callback in self.callbacks if scalars or texts else ():
+            logs: dict[str, Any] = dict(scalars)
+            if type(callback).__name__ in TEXT_INTEGRATIONS:
+                logs.update(texts)
+            if not logs:
+                continue
             try:
-                callback.on_log(self.args, self.trainer.state, self.trainer.control, logs=dict(logs))
+                callback.on_log(self.args, self.trainer.state, self.trainer.control, logs=logs)
             except Exception as exc:  # a logger's failure is a warning, never a crashed run
                 message = (
                     f"spinal: handing scalars to {type(callback).__name__} failed ({type(exc).__name__}: {exc}); "

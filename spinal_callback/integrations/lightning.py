@@ -95,10 +95,10 @@ class SpinalLightningCallback(pl.Callback):
         # The train dataloader exists from here on; nothing has stepped yet, so misconfiguration
         # raised by start() still stops the run before its first optimizer step.
         if not self.session.started:
-            writer, log_dir, log_scalars = outputs(trainer, self.config)
+            writer, log_dir, log_scalars, log_text = outputs(trainer, self.config)
             self.session.start(
                 self.policy(pl_module), rank_zero=bool(trainer.is_global_zero), log_dir=log_dir, writer=writer,
-                log_scalars=log_scalars, records=dataset_of(trainer.train_dataloader),
+                log_scalars=log_scalars, log_text=log_text, records=dataset_of(trainer.train_dataloader),
                 tokenizer=self.tokenizer if self.tokenizer is not None else getattr(pl_module, "tokenizer", None),
                 reference=self.reference(pl_module),
             )

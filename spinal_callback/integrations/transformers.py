@@ -112,6 +112,7 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         self.session.start(
             model, rank_zero=rank_zero, log_dir=tensorboard_dir(args, self.config, self.trainer),
             output_dir=args.output_dir, log_scalars=self._forwarder,
+            log_text=self._forwarder.text if self._forwarder is not None else None,
             records=records, tokenizer=getattr(tokenizer, "tokenizer", tokenizer),  # processors wrap a tokenizer
             reference=self.reference, metric_names=TRAINER_METRICS,
         )

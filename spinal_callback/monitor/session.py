@@ -104,6 +104,7 @@ class MonitorSession:
         output_dir: str | None = None,
         writer: Any = None,
         log_scalars: Callable[..., None] | None = None,
+        log_text: Callable[[str, str, int], None] | None = None,
         records: Iterable[Mapping[str, Any]] | None = None,
         tokenizer: Any = None,
         reference: nn.Module | None = None,
@@ -122,6 +123,8 @@ class MonitorSession:
             log_scalars: ``f(metrics, step)`` that sends scalars to every logger of the host framework
                 (``None``: scalars go to the TensorBoard writer only). With the session's own writer
                 (``writer=None``) scalars go to both.
+            log_text: ``f(tag, text, step)`` that sends alert, rollback and config text to the host's loggers
+                that take text (next to the TensorBoard writer, if any).
             records: the training data, read for probe pairs when the config gives none.
             tokenizer: tokenizes text probe pairs / records.
             reference: the reference model (scores the probe pairs once; needed by patching probes).
@@ -138,18 +141,18 @@ class MonitorSession:
                 self.log_dir = log_dir
                 self.trace_path = _trace_path(cfg, log_dir, output_dir)
                 if log_dir is None:  # no TensorBoard asked for: scalars to the host's loggers only
-                    sink = TensorBoardSink(None, log_scalars=log_scalars) if log_scalars else None
+                    sink = TensorBoardSink(None, log_scalars=log_scalars, log_text=log_text) if log_scalars else None
                 elif writer is None:  # the session's own writer: scalars go to it and to the host's loggers
                     own = _summary_writer(log_dir)
                     sink = TensorBoardSink(
                         own, log_scalars=_also_to(own, log_scalars) if log_scalars else None,
                         heatmaps=cfg.heatmaps, owns_writer=True, layer_runs=cfg.layer_runs,
-                        heatmap_interval=cfg.heatmap_interval,
+                        heatmap_interval=cfg.heatmap_interval, log_text=log_text,
                     )
                 else:
                     sink = TensorBoardSink(
                         writer, log_scalars=log_scalars, heatmaps=cfg.heatmaps, layer_runs=cfg.layer_runs,
-                        heatmap_interval=cfg.heatmap_interval,
+                        heatmap_interval=cfg.heatmap_interval, log_text=log_text,
                     )
                 trace_writer = TraceWriter(self.trace_path)
             if cfg.probe_pairs is None and records is None:

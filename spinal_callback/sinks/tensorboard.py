@@ -184,6 +184,8 @@ class TensorBoardSink:
         layer_runs: also write each layer to its own run under ``<writer's log dir>/spinal_layers/``
             (needs a writer whose directory is known: ``get_logdir()`` or ``log_dir``).
         open_layer_writer: ``path -> SummaryWriter``-like for those runs (default: torch's ``SummaryWriter``).
+        log_text: optional ``(tag, text, step) -> None`` that also hands text (alerts, rollbacks, the
+            config) to the host framework's loggers that take text.
         heatmap_interval: a new column redraws a heatmap only when its last image is at least this many
             steps old (0: at every full trace); alerts and rollbacks always redraw, and closing the sink
             draws the columns held back.
@@ -200,9 +202,11 @@ class TensorBoardSink:
         layer_runs: bool = True,
         open_layer_writer: Callable[[str], SummaryWriterLike] | None = None,
         heatmap_interval: int = 0,
+        log_text: Callable[[str, str, int], None] | None = None,
     ) -> None:
         if writer is None and log_scalars is None:
             raise ValueError("`writer` must be a SummaryWriter-like object unless `log_scalars` is given, got None")
+        self.log_text = log_text
         if isinstance(heatmap_max_steps, bool) or not isinstance(heatmap_max_steps, int) or heatmap_max_steps < 2:
             raise ValueError(f"`heatmap_max_steps` must be an integer >= 2, got {heatmap_max_steps!r}")
         self.writer = writer
@@ -290,9 +294,11 @@ class TensorBoardSink:
                 self.writer.add_scalar(tag, value, step)
 
     def write_text(self, tag: str, text: str, step: int) -> None:
-        """Write a text summary (e.g. alerts under ``spinal/alerts``); dropped without a writer."""
+        """Write a text summary (e.g. alerts under ``spinal/alerts``) to the writer and to ``log_text``."""
         if self.writer is not None:
             self.writer.add_text(tag, text, step)
+        if self.log_text is not None:
+            self.log_text(tag, text, step)
 
     def flush(self) -> None:
         """Write pending heatmaps and flush the writers."""

@@ -113,6 +113,7 @@ def test_wandb_offline_receives_the_scalars(tmp_path: Path, monkeypatch: pytest.
     wandb.finish()
     spinal = [entry for entry in logged if "train/spinal/band/late/transport" in entry]
     assert [entry["train/global_step"] for entry in spinal] == [0, 2]
+    assert "spinal-callback** monitoring" in spinal[0]["train/spinal/config"]  # text reaches W&B at the 1st probe
     assert list((tmp_path / "wandb").glob("offline-run-*/*.wandb"))  # the offline run was really written
 
 
@@ -130,3 +131,39 @@ def test_a_failing_integration_is_a_warning_and_training_goes_on(tmp_path: Path,
     assert trainer.state.global_step == 2
     steps = [json.loads(line)["step"] for line in Path(callback.trace_path).read_text().splitlines()]
     assert steps == [0, 1, 2]
+
+
+def test_text_goes_only_to_integrations_that_take_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wandb_like = type("WandbCallback", (Recorder,), {})  # W&B logs a text value as text; MLflow & co. drop it
+    monkeypatch.setitem(integration_utils.INTEGRATION_TO_CALLBACK, "wandb_like", wandb_like)
+    monkeypatch.setitem(integration_utils.INTEGRATION_TO_CALLBACK, "recording", Recorder)
+    numbers_only, takes_text = Recorder(), wandb_like()
+    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=2))
+    trainer = _trainer(tmp_path, [numbers_only, takes_text, callback], report_to=[], max_steps=2)
+    callback.set_trainer(trainer)
+    trainer.train()
+    texts = [(step, logs["spinal/config"]) for step, logs in takes_text.seen if "spinal/config" in logs]
+    assert len(texts) == 1 and texts[0][0] == 0 and "spinal-callback** monitoring" in texts[0][1]
+    spinal_values = [v for _, logs in numbers_only.seen for k, v in logs.items() if k.startswith("spinal/")]
+    assert spinal_values and not any(isinstance(v, str) for v in spinal_values)
+
+
+def test_lightning_text_goes_to_loggers_with_log_text(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import CSVLogger
+
+    from spinal_callback import SpinalLightningCallback
+    from tests.integrations.test_lightning import _fit
+
+    class WandbLogger(CSVLogger):  # the duck type of Lightning's WandbLogger: log_text(key, columns, data, step)
+        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            self.texts: list[tuple[str, list, int | None]] = []
+
+        def log_text(self, key, columns, data, step=None):  # type: ignore[no-untyped-def]
+            self.texts.append((key, data, step))
+
+    logger = WandbLogger(str(tmp_path), name="wb")
+    callback = SpinalLightningCallback(SpinalConfig(interval=2, num_probe_pairs=2, log_dir=str(tmp_path / "tb")))
+    _fit(tmp_path, callback, max_steps=2, logger=logger, enable_checkpointing=False)
+    keys = [key for key, _, _ in logger.texts]
+    assert keys == ["spinal/config"] and "spinal-callback** monitoring" in logger.texts[0][1][0][0]
