@@ -24,7 +24,6 @@ the probe's. ``--learning_rate`` defaults to 5e-5 for the built-in model and 5e-
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import time
@@ -41,13 +40,13 @@ except ModuleNotFoundError as err:  # a source checkout without `pip install -e 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from trl import DPOConfig, DPOTrainer, TrlParser
+from trl import DPOConfig, TrlParser
 
-from spinal_callback import SpinalTrainerCallback
 from spinal_callback.config import SpinalArguments
 from spinal_callback.demo.arguments import DEFAULT_LR_BUILTIN, DEFAULT_LR_PRETRAINED
 from spinal_callback.demo.data import DatasetError
 from spinal_callback.demo.inputs import prepare_inputs, silence_known_warnings
+from spinal_callback.demo.trl_recipe import dpo_trainer
 
 _DPO_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "loss")
 
@@ -150,39 +149,10 @@ def parse(argv: Sequence[str] | None = None) -> tuple[RecipeArguments, DPOConfig
 
 def build_trainer(recipe: RecipeArguments, dpo: DPOConfig, spinal: Any, inputs: Any) -> tuple[Any, Any]:
     """The ``DPOTrainer`` and the spinal callback attached to it (``None`` with ``--no_spinal``)."""
-    peft_config = ref_model = None
-    if recipe.use_peft:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            r=recipe.lora_r,
-            lora_alpha=2 * recipe.lora_r,
-            lora_dropout=0.0,
-            target_modules="all-linear",
-            task_type="CAUSAL_LM",
-        )
-    else:
-        ref_model = copy.deepcopy(inputs.model).eval().requires_grad_(False)
-    callbacks: list[Any] = []
-    callback = None if recipe.no_spinal else SpinalTrainerCallback(spinal.to_config())
-    if callback is not None:
-        callbacks.append(callback)
-    if recipe.lr_spike:
-        from spinal_callback.demo.faults import LearningRateSpike, parse_lr_spike
-
-        callbacks.append(LearningRateSpike(*parse_lr_spike(recipe.lr_spike)))
-    trainer = DPOTrainer(
-        model=inputs.model,
-        ref_model=ref_model,
-        args=dpo,
-        train_dataset=inputs.train_dataset,
-        processing_class=inputs.tokenizer,
-        peft_config=peft_config,
-        callbacks=callbacks,
+    return dpo_trainer(
+        inputs, dpo, spinal=None if recipe.no_spinal else spinal.to_config(), peft=recipe.use_peft,
+        lora_r=recipe.lora_r, lr_spike=recipe.lr_spike,
     )
-    if callback is not None:
-        callback.set_trainer(trainer)
-    return trainer, callback
 
 
 def main(argv: Sequence[str] | None = None) -> int:

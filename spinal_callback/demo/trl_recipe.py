@@ -87,7 +87,7 @@ def build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, Any
     made ``from_config``), or nothing under ``--peft``, where TRL disables the adapter instead.
     Gradient checkpointing keeps DPOConfig's default (on).
     """
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     learning_rate = inputs.learning_rate * (10 if args.peft and args.learning_rate is None else 1)
     config = DPOConfig(
@@ -109,14 +109,37 @@ def build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, Any
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
+    spinal = None if args.no_spinal else _spinal_config(args)
+    trainer, callback = dpo_trainer(
+        inputs, config, spinal=spinal, peft=args.peft, lora_r=args.lora_r, lr_spike=args.lr_spike
+    )
+    label = _progress_label(trainer)
+    if label is not None:
+        trainer.add_callback(label)
+    return trainer, callback
+
+
+def dpo_trainer(
+    inputs: RunInputs, config: Any, *, spinal: Any, peft: bool = False, lora_r: int = 8, lr_spike: str | None = None
+) -> tuple[Any, Any]:
+    """The ``DPOTrainer`` on ``inputs`` with ``config`` (a ``DPOConfig``) and the spinal callback for the
+    ``SpinalConfig`` ``spinal`` (``None``: no callback), which is given its trainer; shared with
+    ``recipes/trl_dpo.py``.
+
+    The reference model is a frozen deep copy of the policy (TRL cannot rebuild one from a model made
+    ``from_config``), or nothing with ``peft``, where TRL disables the LoRA adapter (rank ``lora_r``)
+    instead. ``lr_spike`` (``"STEP:FACTOR"``) adds the learning-rate fault.
+    """
+    from trl import DPOTrainer
+
     peft_config = None
     ref_model = None
-    if args.peft:
+    if peft:
         from peft import LoraConfig
 
         peft_config = LoraConfig(
-            r=args.lora_r,
-            lora_alpha=2 * args.lora_r,
+            r=lora_r,
+            lora_alpha=2 * lora_r,
             lora_dropout=0.0,
             target_modules="all-linear",
             task_type="CAUSAL_LM",
@@ -125,15 +148,15 @@ def build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, Any
         ref_model = copy.deepcopy(inputs.model).eval().requires_grad_(False)
     callbacks: list[Any] = []
     callback = None
-    if not args.no_spinal:
+    if spinal is not None:
         from spinal_callback import SpinalTrainerCallback
 
-        callback = SpinalTrainerCallback(_spinal_config(args))
+        callback = SpinalTrainerCallback(spinal)
         callbacks.append(callback)
-    if args.lr_spike:
+    if lr_spike:
         from spinal_callback.demo.faults import LearningRateSpike, parse_lr_spike
 
-        callbacks.append(LearningRateSpike(*parse_lr_spike(args.lr_spike)))
+        callbacks.append(LearningRateSpike(*parse_lr_spike(lr_spike)))
     trainer = DPOTrainer(
         model=inputs.model,
         ref_model=ref_model,
@@ -143,11 +166,8 @@ def build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, Any
         peft_config=peft_config,
         callbacks=callbacks,
     )
-    if callback is not None and hasattr(callback, "set_trainer"):
+    if callback is not None:
         callback.set_trainer(trainer)
-    label = _progress_label(trainer)
-    if label is not None:
-        trainer.add_callback(label)
     return trainer, callback
 
 
