@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from spinal_callback.config.validation import check_int
+from spinal_callback.config.validation import check_int, fields_of, read_json_object
 
 __all__ = ["CHECKS", "DEFAULT_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS", "DPO_METRICS", "DetectorConfig"]
 
@@ -250,11 +250,7 @@ class DetectorConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DetectorConfig:
         """Build from :meth:`to_dict` output; unknown keys are refused with their names."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown DetectorConfig field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**dict(data))
+        return fields_of(cls, data)  # type: ignore[no-any-return]
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_dict` as plain JSON to ``path``."""
@@ -265,11 +261,7 @@ class DetectorConfig:
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> DetectorConfig:
         """Read a file written by :meth:`to_json` (e.g. by ``scripts/calibrate_detector.py``)."""
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{os.fspath(path)!r} must hold a JSON object of DetectorConfig fields")
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_object(path, "DetectorConfig fields"))
 
     @classmethod
     def help(cls) -> dict[str, str]:

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from spinal_callback.config.validation import check_int, check_snapshot_dir
+from spinal_callback.config.validation import check_int, check_snapshot_dir, fields_of, read_json_object
 
 __all__ = ["RollbackConfig"]
 
@@ -90,20 +89,12 @@ class RollbackConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RollbackConfig:
         """Build from a dict of fields; unknown keys are refused with their names."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown RollbackConfig field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**dict(data))
+        return fields_of(cls, data)  # type: ignore[no-any-return]
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> RollbackConfig:
         """Read a JSON object of fields (e.g. written from :meth:`to_dict`)."""
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{os.fspath(path)!r} must hold a JSON object of RollbackConfig fields")
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_object(path, "RollbackConfig fields"))
 
     @classmethod
     def help(cls) -> dict[str, str]:

@@ -3,11 +3,15 @@ argument, what is allowed and the value received."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["check_int", "check_snapshot_dir", "check_writable_dir"]
+__all__ = ["check_int", "check_snapshot_dir", "check_writable_dir", "fields_of", "read_json_object"]
 
 _CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
 
@@ -55,3 +59,23 @@ def check_snapshot_dir(name: str, directory: object) -> str:
         )
     check_writable_dir(name, path)
     return path
+
+
+def fields_of(cls: type, data: Mapping[str, Any]) -> Any:
+    """``cls(**data)`` for a dataclass ``cls``; unknown keys are refused with their names and the known ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return cls(**dict(data))
+
+
+def read_json_object(path: str | os.PathLike[str], what: str) -> Mapping[str, Any]:
+    """The JSON object in ``path``; anything else is refused, naming the file and ``what`` it must hold."""
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{os.fspath(path)!r} must hold a JSON object of {what}")
+    return data
