@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from spinal_callback.model.runner import block_output
-from spinal_callback.model.sharding import sharding_of
+from spinal_callback.model.sharding import SHARDING_NAMES, sharding_of
 
 __all__ = ["CHECK_TOKENS", "last_block_and_logits", "reduced_precision", "unchecked_reason"]
 
@@ -58,8 +58,7 @@ def unchecked_reason(model: nn.Module) -> str | None:
     """Why a check forward cannot run on this process's copy of the model, or ``None`` when it can."""
     kind = sharding_of(model)
     if kind is not None:
-        return {"fsdp1": "FSDP-sharded (FullyShardedDataParallel)", "fsdp2": "FSDP-sharded (fully_shard)",
-                "zero3": "partitioned by DeepSpeed ZeRO-3"}[kind]
+        return f"sharded with {SHARDING_NAMES[kind]}"
     for name, param in model.named_parameters():
         if param.is_meta:
             return f"parameter {name} is on the meta device"

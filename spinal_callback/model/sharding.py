@@ -27,7 +27,15 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Sharding", "check_sharded_config", "gathered_head", "probe_root", "sharding_of", "stubbed_head"]
+__all__ = [
+    "SHARDING_NAMES",
+    "Sharding",
+    "check_sharded_config",
+    "gathered_head",
+    "probe_root",
+    "sharding_of",
+    "stubbed_head",
+]
 
 Sharding = str  # "fsdp1", "fsdp2" or "zero3"
 
@@ -100,8 +108,7 @@ def _owning_units(root: nn.Module, targets: Iterable[nn.Module], unit_type: type
 
 
 def _head_modules(layout: Any) -> list[nn.Module]:
-    modules = [m for m in (layout.final_norm, *layout.pre_unembed, layout.unembed) if m is not None]
-    return modules
+    return [m for m in (layout.final_norm, *layout.pre_unembed, layout.unembed) if m is not None]
 
 
 @contextlib.contextmanager
@@ -168,7 +175,12 @@ def stubbed_head(layout: Any) -> Iterator[None]:
             unembed.forward = previous  # type: ignore[method-assign]
 
 
-_NAMES = {"fsdp1": "FSDP (FullyShardedDataParallel)", "fsdp2": "FSDP2 (fully_shard)", "zero3": "DeepSpeed ZeRO-3"}
+#: How messages name each sharding.
+SHARDING_NAMES = {
+    "fsdp1": "FSDP (FullyShardedDataParallel)",
+    "fsdp2": "FSDP2 (fully_shard)",
+    "zero3": "DeepSpeed ZeRO-3",
+}
 
 
 def check_sharded_config(model: nn.Module, *, rollback: bool, patching: bool) -> Sharding | None:
@@ -185,7 +197,7 @@ def check_sharded_config(model: nn.Module, *, rollback: bool, patching: bool) ->
     kind = sharding_of(model)
     if kind is None:
         return None
-    name = _NAMES[kind]
+    name = SHARDING_NAMES[kind]
     if rollback:
         raise ValueError(
             f"on_alert='rollback' is not supported for a model sharded with {name}: snapshots would hold one "
