@@ -18,13 +18,21 @@ from typing import Any, Literal
 
 from spinal_callback.config.validation import check_int, fields_of, read_json_object
 
-__all__ = ["CHECKS", "DEFAULT_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS", "DPO_METRICS", "DetectorConfig"]
+__all__ = [
+    "CHECKS", "DEFAULT_SIGNALS", "DEFAULT_SPEED_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS", "DPO_METRICS",
+    "DetectorConfig",
+]
 
 #: Direction priors a signal can carry: ``"both"`` (no prior: a break either way counts), ``"up"`` / ``"down"``
 #: (only a break in that direction counts; use only for quantities that never move the other way in healthy runs).
 DIRECTIONS = ("both", "up", "down")
 #: Tests the detector can run (the values of the matching ``AlertReason`` members).
-CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change")
+CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change", "speed_jump")
+
+#: Signals the SPEED_JUMP test applies to by default: the fixed probe pairs' completion log-likelihoods. On a
+#: fixed, eval-mode probe set their step-to-step change measures how far one optimizer update moved the model,
+#: with almost no sampling noise.
+DEFAULT_SPEED_SIGNALS: tuple[str, ...] = ("pairs/logp_chosen", "pairs/logp_rejected")
 
 #: Watched scalar signals and their direction priors: the shipped default is what the lead-time study's
 #: calibration set chose (docs/evidence.md, study 2): TRL's DPO metrics (watched when the trainer logs them)
@@ -117,12 +125,13 @@ class DetectorConfig:
         metadata={"help": "Tests to run, any of 'trend_break', 'slope_change', 'variance_burst' and "
                   "'pattern_change'. Non-finite values are governed by `non_finite`."},
     )
-    # The four thresholds below ship as calibrated by the lead-time study (docs/evidence.md, study 2:
-    # calibration set, 12 healthy DPO runs, 0.5 false alarms per 1000 probe steps at probe interval 2,
-    # `python scripts/study_early_warning.py --set calibration`), rounded up; t2_threshold by the
-    # detector's synthetic calibration (docs/early_warning.md): the study did not choose vectors.
+    # The thresholds below (and speed_threshold) ship as calibrated by the lead-time study
+    # (docs/evidence.md, study 3: every study-2 run, 40 fault-free DPO runs, 0.5 false alarms per 1000
+    # probe steps at probe interval 2, `python scripts/study3_early_warning.py choose`), rounded up;
+    # t2_threshold by the detector's synthetic calibration (docs/early_warning.md): the study did not
+    # choose vectors.
     z_threshold: float = field(
-        default=11.42,
+        default=20.59,
         metadata={"help": "TREND_BREAK: |z| of the residual against the trend forecast, z = (x − x̂)/σ̂_pred, "
                   "that counts as an exceedance (same sign for min_consecutive observations). Calibrated."},
     )
@@ -132,7 +141,7 @@ class DetectorConfig:
                   "− k), in noise units. Not calibrated (cusum_h is, for this k)."},
     )
     cusum_h: float = field(
-        default=33.06,
+        default=38.99,
         metadata={"help": "SLOPE_CHANGE: decision threshold h of the CUSUM, in noise units; the statistic is "
                   "capped at h so an episode ends soon after the signal is back on a trend. Calibrated."},
     )
@@ -142,7 +151,7 @@ class DetectorConfig:
                   "largest left out) is compared with the noise. At least 3, at most window + lag."},
     )
     variance_threshold: float = field(
-        default=7.3,
+        default=6.82,
         metadata={"help": "VARIANCE_BURST: ratio V = trimmed mean of (Δx − β)² over 2σ̂² (σ̂ measured before "
                   "those increments; about 0.47 on white noise with m = 8) that counts as an exceedance. "
                   "Calibrated. > 1."},
@@ -152,6 +161,25 @@ class DetectorConfig:
         metadata={"help": "PATTERN_CHANGE: the Hotelling T² of the per-layer residual vector, mapped to a "
                   "normal score by the Wilson–Hilferty transform of T²/p (p = layers), that counts as an "
                   "exceedance. Calibrated."},
+    )
+    speed_signals: Sequence[str] = field(
+        default=DEFAULT_SPEED_SIGNALS,
+        metadata={"help": "Watched signals (names or glob patterns, each matching a `signals` entry) the "
+                  "SPEED_JUMP test applies to: best those measured on the fixed probe set, whose step-to-step "
+                  "change is how far the model moved. Empty: no speed test."},
+    )
+    speed_threshold: float = field(
+        default=4.31,
+        metadata={"help": "SPEED_JUMP: log of the ratio of this observation's change |x_n − x_{n−1}| to the "
+                  "median change over the lagged trend window that counts as an exceedance (4.31: the signal "
+                  "moved e^4.31 ≈ 74× as far as it typically did). One-sided: only a speed-up counts. "
+                  "Calibrated."},
+    )
+    speed_consecutive: int = field(
+        default=1,
+        metadata={"help": "SPEED_JUMP: consecutive exceedances that open an episode (the other tests use "
+                  "min_consecutive). 1: a single update that moved the model that much more than usual is "
+                  "reported at once. At least 1."},
     )
     min_consecutive: int = field(
         default=2,
@@ -200,6 +228,9 @@ class DetectorConfig:
                              f"got {self.variance_window!r}")
         self.variance_threshold = _float("variance_threshold", self.variance_threshold, 1.0, open_low=True)
         self.t2_threshold = _float("t2_threshold", self.t2_threshold, 0.0, open_low=True)
+        self.speed_signals = self._check_names("speed_signals", self.speed_signals, allow_empty=True)
+        self.speed_threshold = _float("speed_threshold", self.speed_threshold, 0.0, open_low=True)
+        check_int("speed_consecutive", self.speed_consecutive, 1)
         check_int("min_consecutive", self.min_consecutive, 1)
         self.release_fraction = _float("release_fraction", self.release_fraction, 0.0, 1.0, open_low=True,
                                        open_high=True)
@@ -245,6 +276,7 @@ class DetectorConfig:
         data["signals"] = dict(self.signals)  # type: ignore[arg-type]
         data["vectors"] = list(self.vectors)
         data["checks"] = list(self.checks)
+        data["speed_signals"] = list(self.speed_signals)
         return data
 
     @classmethod

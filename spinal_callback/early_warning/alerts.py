@@ -33,6 +33,10 @@ class AlertReason(str, Enum):
     #: The Hotelling T² of a per-layer residual vector (Wilson–Hilferty score) reached ``t2_threshold``: the
     #: layers stopped moving together — the cross-layer pattern changed, whatever the band mean did.
     PATTERN_CHANGE = "pattern_change"
+    #: One observation's change |x_n − x_{n−1}| reached ``exp(speed_threshold)`` times the median change over
+    #: the lagged trend window (``speed_consecutive`` observations in a row): an update moved the model much
+    #: further than the updates before it — a learning-rate jump, a corrupted update, a blow-up starting.
+    SPEED_JUMP = "speed_jump"
     #: The signal turned NaN or ±inf after having been finite (the probe or the model produced non-finite
     #: numbers, e.g. after a loss blow-up or a rank collapse).
     NON_FINITE = "non_finite"

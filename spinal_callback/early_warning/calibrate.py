@@ -48,7 +48,7 @@ __all__ = ["THRESHOLD_FIELDS", "calibrate", "false_alarm_rate", "healthy_scores"
 
 #: Test → the DetectorConfig field holding its threshold.
 THRESHOLD_FIELDS = {"trend_break": "z_threshold", "slope_change": "cusum_h", "variance_burst": "variance_threshold",
-                    "pattern_change": "t2_threshold"}
+                    "pattern_change": "t2_threshold", "speed_jump": "speed_threshold"}
 _SIGNED = ("trend_break", "slope_change")  # two-sided: a run must keep one sign
 _UNBOUNDED = 1e12
 
@@ -91,7 +91,8 @@ def healthy_scores(streams: Sequence[Stream], config: DetectorConfig | None = No
             best: dict[str, float] = {}
             for name, tests in detector.last_tests.items():
                 for test, value in tests.items():
-                    run = runs.setdefault((name, test), deque(maxlen=base.min_consecutive))
+                    length = base.speed_consecutive if test == "speed_jump" else base.min_consecutive
+                    run = runs.setdefault((name, test), deque(maxlen=length))
                     run.append(value)
                     best[test] = max(best.get(test, -math.inf), _effective(run, test in _SIGNED))
             for test, value in best.items():
@@ -133,7 +134,8 @@ def calibrate(
     margin: float = 1.1,
     keep_floor: bool = True,
 ) -> DetectorConfig:
-    """Set ``z_threshold``, ``cusum_h``, ``variance_threshold`` and ``t2_threshold`` from healthy runs.
+    """Set ``z_threshold``, ``cusum_h``, ``variance_threshold``, ``t2_threshold`` and ``speed_threshold`` from
+    healthy runs (each test in ``config.checks`` that the streams exercise).
 
     Args:
         streams: Healthy runs, each a list of observations (see the module docstring). Runs that span the

@@ -14,6 +14,9 @@ lag ``g``; see :mod:`~spinal_callback.early_warning.scores`):
   ``cusum_h`` — the increments changed and the signal keeps running away from its trend;
 - **VARIANCE_BURST**: the recent detrended increments' trimmed mean square over ``2σ̂_ref²`` (σ̂ measured
   before those increments) reaches ``variance_threshold``;
+- **SPEED_JUMP** (signals in ``speed_signals``): the log ratio of this observation's change to the median
+  change in the lagged window reaches ``speed_threshold`` (one-sided) — an update moved the model far more
+  than the ones before it;
 - **NON_FINITE**: a NaN/±inf after finite values, at once (warm-up or not).
 
 Per vector signal (per-layer values of a band): **PATTERN_CHANGE** when the Hotelling T² of the per-layer
@@ -90,6 +93,7 @@ class EarlyWarningDetector:
         self.config = config if config is not None else DetectorConfig()
         self._direction = NameResolver(self.config.signals)  # type: ignore[arg-type]
         self._vector = NameResolver(self.config.vectors)
+        self._speed = NameResolver(self.config.speed_signals)
         self._states: dict[str, SignalState] = {}
         self._vectors: dict[str, VectorState] = {}
         #: Scores of the latest update per observed signal — scalars: ``z``, ``cusum``, ``variance_ratio``,
@@ -179,7 +183,9 @@ class EarlyWarningDetector:
             value = _number(f"signal {name!r}", raw)
             span = tuple(int(layer) for layer in layers.get(name, ()))
             state = self._states.setdefault(name, SignalState.empty(cfg.window, cfg.lag))
-            self._collect(name, observe_scalar(cfg, state, name, direction, step, value, span, external), alerts)
+            speed = self._speed(name) is not None
+            self._collect(name, observe_scalar(cfg, state, name, direction, step, value, span, external, speed),
+                          alerts)
         if vectors and "pattern_change" in cfg.checks:
             for name, raw_vector in vectors.items():
                 if self._vector(name) is None:

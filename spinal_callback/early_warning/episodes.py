@@ -39,15 +39,15 @@ class EpisodeTracker:
         """No episode open and no test in a run of exceedances."""
         return self.episode is None and not any(self.hot.values())
 
-    def observe(self, exceed: Mapping[str, int], quiet: bool, priority: Sequence[str], min_consecutive: int,
-                release_after: int) -> str | None:
+    def observe(self, exceed: Mapping[str, int], quiet: bool, priority: Sequence[str],
+                min_consecutive: int | Mapping[str, int], release_after: int) -> str | None:
         """Record one scored observation.
 
         Args:
             exceed: Test → 0 (below threshold), +1 or −1 (exceeded, with the direction it went).
             quiet: Every score at most its release level.
             priority: Tests in the order they win when several qualify at once.
-            min_consecutive: Run length that opens an episode.
+            min_consecutive: Run length that opens an episode (one for all tests, or test → its own).
             release_after: Quiet observations that close one.
 
         Returns:
@@ -62,7 +62,9 @@ class EpisodeTracker:
             else:
                 self.hot[test], self.sign[test] = 1, s
         if self.episode is None:
-            opened = next((t for t in priority if self.hot[t] >= min_consecutive), None)
+            need = (min_consecutive if isinstance(min_consecutive, Mapping)
+                    else dict.fromkeys(priority, min_consecutive))
+            opened = next((t for t in priority if self.hot[t] >= need.get(t, 1)), None)
             if opened is not None:
                 self.episode, self.quiet_streak = AlertReason(opened), 0
             return opened

@@ -25,7 +25,7 @@ def scalar_message(
     reason: str, name: str, layers: tuple[int, ...], step: int, x: float, sc: ScalarScores, score: float,
     threshold: float, onset: int, window_steps: tuple[int, int],
 ) -> str:
-    """Message of a TREND_BREAK, SLOPE_CHANGE or VARIANCE_BURST alert.
+    """Message of a TREND_BREAK, SLOPE_CHANGE, VARIANCE_BURST or SPEED_JUMP alert.
 
     Args:
         reason: The reason's name, e.g. ``"TREND_BREAK"``.
@@ -41,6 +41,13 @@ def scalar_message(
                 f"(threshold {threshold:g}) — since about step {onset}. Its drift so far, of either sign, is "
                 f"accounted for; this jump or sharp bend is not. Look at {chart}, check the training data and "
                 f"the loss / gradient norm around step {onset}; if it recurs, lower the learning rate.")
+    if reason == "SPEED_JUMP":
+        return (f"{head}: it moved {math.exp(score):.0f}× as far in one observation as it typically did over steps "
+                f"{window_steps[0]}–{window_steps[1]} (log ratio {score:.2f}, threshold {threshold:g}) — since step "
+                f"{onset}; now {x:.4g}. One update changed the model far more than the ones before it: check the "
+                f"learning rate and the optimizer state at step {onset} (a schedule restart, a jump, a resumed "
+                "run with the wrong settings), the gradient norm, and the loss for a blow-up starting. If the "
+                "learning rate jumped, restore it.")
     if reason == "SLOPE_CHANGE":
         side = "above" if sc.residual >= 0 else "below"
         return (f"{head}: its increments changed — it has been running {side} its trend since about step {onset} "

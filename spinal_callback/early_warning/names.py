@@ -59,7 +59,9 @@ def check_signal_names(config: DetectorConfig, available: Collection[str]) -> No
     """
     names = set(available)
     problems = []
-    for kind, configured in (("signal", list(config.signals)), ("vector", list(config.vectors))):
+    kinds = (("signal", list(config.signals)), ("vector", list(config.vectors)),
+             ("speed signal", list(config.speed_signals)))
+    for kind, configured in kinds:
         for name in configured:
             if is_pattern(name):
                 if not fnmatch.filter(names, name):

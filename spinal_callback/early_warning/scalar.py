@@ -5,10 +5,12 @@ The statistics are those of :mod:`~spinal_callback.early_warning.scores`; the de
 - TREND_BREAK: ``|z_dir| ≥ z_threshold`` (``z_dir``: z after the direction prior);
 - SLOPE_CHANGE: ``S ≥ cusum_h`` for the larger CUSUM side the prior allows;
 - VARIANCE_BURST: ``V ≥ variance_threshold``;
+- SPEED_JUMP (signals in ``speed_signals`` only): ``s ≥ speed_threshold``, one-sided, ``speed_consecutive`` in a
+  row;
 
-an observation is *quiet* when ``|z_dir| ≤ f·z_threshold``, ``S ≤ f·cusum_h`` and
-``V ≤ 1 + f·(variance_threshold − 1)`` (``f = release_fraction``). The CUSUM only accumulates once the
-signal is armed (after ``warmup`` observations), so the noisy first scores cannot pre-load it.
+an observation is *quiet* when ``|z_dir| ≤ f·z_threshold``, ``S ≤ f·cusum_h``,
+``V ≤ 1 + f·(variance_threshold − 1)`` and ``s ≤ f·speed_threshold`` (``f = release_fraction``). The CUSUM
+only accumulates once the signal is armed (after ``warmup`` observations), so the noisy first scores cannot pre-load it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from spinal_callback.early_warning.state import SignalState, VectorState
 __all__ = ["SCALAR_TESTS", "Outcome", "directed", "noise_scale", "non_finite_alert", "observe_scalar", "step_before"]
 
 #: Scalar tests, in the order they win when several qualify at once.
-SCALAR_TESTS = ("trend_break", "slope_change", "variance_burst")
+SCALAR_TESTS = ("trend_break", "slope_change", "variance_burst", "speed_jump")
 
 
 @dataclass
@@ -80,8 +82,9 @@ def non_finite_alert(cfg: DetectorConfig, st: SignalState | VectorState, name: s
 
 
 def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step: int, x: float,
-                   layers: tuple[int, ...], external: float | None) -> Outcome:
-    """Feed ``x`` (observed at ``step``) to the signal's state ``st`` and decide."""
+                   layers: tuple[int, ...], external: float | None, speed: bool = False) -> Outcome:
+    """Feed ``x`` (observed at ``step``) to the signal's state ``st`` and decide (``speed``: the SPEED_JUMP
+    test applies to this signal)."""
     if not math.isfinite(x):
         last = st.history[-1][1] if st.history else math.nan
         return Outcome(non_finite_alert(cfg, st, name, step, x, last, layers))
@@ -100,8 +103,9 @@ def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: s
         st.noise_pool.append((window_steps[1], residual_scale(fit.residuals)))
         sigma = noise_scale(st, cfg.min_scale)
         start = st.history[len(values) - cfg.variance_window][0]  # first point of the variance window
-        sc = score_scalar(values, x, fit, sigma, cfg.lag, cfg.variance_window, noise_scale(st, cfg.min_scale, start))
-        _judge(cfg, st, name, direction, step, x, sc, layers, window_steps, out)
+        sc = score_scalar(values, x, fit, sigma, cfg.lag, cfg.variance_window, noise_scale(st, cfg.min_scale, start),
+                          cfg.min_scale)
+        _judge(cfg, st, name, direction, step, x, sc, layers, window_steps, out, speed)
         st.recent.append((step, sc.z))
     st.history.append((step, x))
     st.last_step = step
@@ -109,7 +113,7 @@ def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: s
 
 
 def _judge(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step: int, x: float, sc: ScalarScores,
-           layers: tuple[int, ...], window_steps: tuple[int, int], out: Outcome) -> None:
+           layers: tuple[int, ...], window_steps: tuple[int, int], out: Outcome, speed: bool) -> None:
     armed = st.count > cfg.warmup
     if armed:
         st.cusum.update(sc.z, cfg.cusum_k, step, st.last_step, cfg.cusum_h)
@@ -117,18 +121,26 @@ def _judge(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step
     cusum, side = st.cusum.score(direction)
     out.scores = {"z": sc.z, "cusum": cusum, "variance_ratio": sc.variance_ratio, "forecast": sc.forecast,
                   "noise": sc.noise}
+    if speed:
+        out.scores["speed"] = sc.speed
     if not armed:
         st.episodes.idle(True, cfg.release_after)
         return
-    checks = [t for t in SCALAR_TESTS if t in cfg.checks]
-    signed = {"trend_break": z, "slope_change": cusum if side == "up" else -cusum, "variance_burst": sc.variance_ratio}
+    checks = [t for t in SCALAR_TESTS if t in cfg.checks and (speed or t != "speed_jump")]
+    signed = {"trend_break": z, "slope_change": cusum if side == "up" else -cusum, "variance_burst": sc.variance_ratio,
+              "speed_jump": sc.speed}
     out.tests = {t: signed[t] for t in checks}
-    thresholds = {"trend_break": cfg.z_threshold, "slope_change": cfg.cusum_h, "variance_burst": cfg.variance_threshold}
+    thresholds = {"trend_break": cfg.z_threshold, "slope_change": cfg.cusum_h, "variance_burst": cfg.variance_threshold,
+                  "speed_jump": cfg.speed_threshold}
     exceed = {t: (1 if signed[t] >= 0 else -1) if abs(signed[t]) >= thresholds[t] else 0 for t in checks}
+    if "speed_jump" in exceed and sc.speed < 0:
+        exceed["speed_jump"] = 0  # one-sided: slowing down is what schedules do
     f = cfg.release_fraction
     quiet = (abs(z) <= f * cfg.z_threshold and cusum <= f * cfg.cusum_h
-             and sc.variance_ratio <= 1.0 + f * (cfg.variance_threshold - 1.0))
-    opened = st.episodes.observe(exceed, quiet, checks, cfg.min_consecutive, cfg.release_after)
+             and sc.variance_ratio <= 1.0 + f * (cfg.variance_threshold - 1.0)
+             and (not speed or sc.speed <= f * cfg.speed_threshold))
+    runs = {t: cfg.speed_consecutive if t == "speed_jump" else cfg.min_consecutive for t in checks}
+    opened = st.episodes.observe(exceed, quiet, checks, runs, cfg.release_after)
     if opened is None:
         return
     if opened == "trend_break":
@@ -138,13 +150,18 @@ def _judge(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step
                 break
             onset = earlier
         before = step_before(st.history, onset)
+    elif opened == "speed_jump":
+        run = [s for s, _ in st.history][-(cfg.speed_consecutive - 1):] if cfg.speed_consecutive > 1 else []
+        onset = run[0] if run else step  # the first observation of the run of exceedances
+        before = step_before(st.history, onset)
     elif opened == "slope_change":
         start = st.cusum.start[side]
         onset, before = (step, st.last_step) if start is None else (start, st.cusum.before[side])
     else:
         points = [*list(st.history)[-cfg.variance_window:], (step, x)]
         onset, before = variance_onset(points, sc.slope, sc.noise, cfg.variance_threshold)
-    score = {"trend_break": sc.z, "slope_change": cusum, "variance_burst": sc.variance_ratio}[opened]
+    score = {"trend_break": sc.z, "slope_change": cusum, "variance_burst": sc.variance_ratio,
+             "speed_jump": sc.speed}[opened]
     reason = AlertReason(opened)
     message = scalar_message(reason.name, name, layers, step, x, sc, score, thresholds[opened], onset, window_steps)
     out.alerts.append(Alert(step, reason, name, x, sc.forecast, score, thresholds[opened], layers, onset, before,

@@ -16,6 +16,10 @@ Given a signal's history ``x_0..x_{n−1}`` (observation index; ``n ≥ W + g``)
    ``V = mean'(d_j²) / (2σ̂_ref²)`` where ``mean'`` leaves out the two largest terms (an isolated outlier
    makes two big increments, a level shift one; a burst of noise makes them all big) and σ̂_ref is a noise
    scale measured before those increments. ``E[V] ≈ 0.47`` on white noise (m = 8).
+5. **Speed** ``s = ln((|x_n − x_{n−1}| + ε) / (median_j |Δx_j| + ε))``, the median over the increments inside
+   the lagged window, ε = ``min_scale``: how many times further the signal moved at this observation than it
+   typically did. Scale-free, so the same threshold serves learning rates and signals of any size; a healthy
+   schedule changes it slowly, a learning-rate jump or a corrupted update at once.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 
 from spinal_callback.early_warning.trend import TrendFit, forecast_variance, theil_sen
 
-__all__ = ["ScalarScores", "fit_window", "score_scalar", "variance_onset"]
+__all__ = ["ScalarScores", "fit_window", "score_scalar", "speed_ratio", "variance_onset"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class ScalarScores:
         z: Standardized residual ``(x − x̂) / (σ̂ √(1 + v))``.
         slope: β, the trend's change per observation.
         variance_ratio: V, the recent detrended increments' trimmed mean square over ``2σ̂_ref²``.
+        speed: s, the log ratio of this observation's change to the lagged window's median change.
     """
 
     forecast: float
@@ -51,6 +56,7 @@ class ScalarScores:
     z: float
     slope: float
     variance_ratio: float
+    speed: float
 
 
 def fit_window(values: Sequence[float], window: int, lag: int) -> TrendFit:
@@ -61,15 +67,28 @@ def fit_window(values: Sequence[float], window: int, lag: int) -> TrendFit:
     return theil_sen(np.asarray(values[n - lag - window:n - lag], dtype=float))
 
 
+def speed_ratio(values: Sequence[float], x: float, window: int, lag: int, floor: float) -> float:
+    """``ln((|x − values[-1]| + floor) / (median |Δ| of the lagged window + floor))`` (see the module docstring).
+
+    The lagged window is ``values[n − lag − window : n − lag]`` (``n = len(values) ≥ window + lag``), its
+    ``window − 1`` increments give the median.
+    """
+    n = len(values)
+    if n < window + lag or window < 2:
+        raise ValueError(f"need at least window + lag = {window + lag} values and window >= 2, got {n}, {window}")
+    steps = np.abs(np.diff(np.asarray(values[n - lag - window:n - lag], dtype=float)))
+    return math.log((abs(x - values[-1]) + floor) / (float(np.median(steps)) + floor))
+
+
 def score_scalar(
     values: Sequence[float], x: float, fit: TrendFit, noise: float, lag: int, variance_window: int,
-    reference_noise: float | None = None,
+    reference_noise: float | None = None, floor: float = 1e-9,
 ) -> ScalarScores:
     """Score ``x`` against the trend ``fit`` of ``values`` (see :func:`fit_window`), with noise ``σ̂ = noise``.
 
     ``reference_noise`` (default ``noise``) is the σ̂ the variance ratio divides by: pass one measured
     before the increments it is compared with, so that a burst already inside the trend window does not
-    raise its own reference.
+    raise its own reference. ``floor`` is the ε of the speed ratio.
     """
     w = fit.residuals.size
     distance = w + lag - fit.center
@@ -81,7 +100,8 @@ def score_scalar(
     reference = noise if reference_noise is None else reference_noise
     kept = squares[:-2]  # an isolated outlier makes two large increments, a level shift one
     ratio = sum(kept) / len(kept) / (2.0 * reference * reference)
-    return ScalarScores(forecast, residual, noise, z, fit.slope, ratio)
+    speed = speed_ratio(values, x, w, lag, floor)
+    return ScalarScores(forecast, residual, noise, z, fit.slope, ratio, speed)
 
 
 def variance_onset(points: Sequence[tuple[int, float]], slope: float, noise: float, ratio: float) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from spinal_callback.config.detector import DetectorConfig
 from spinal_callback.early_warning import calibrate, false_alarm_rate, signals_from_bands, vectors_from_trace
+from spinal_callback.early_warning.calibrate import THRESHOLD_FIELDS
 from spinal_callback.sinks.jsonl import read_trace_file
 
 __all__ = ["CalibrationInputError", "observations_from_records", "run_calibrate"]
@@ -71,11 +72,10 @@ def run_calibrate(paths: Sequence[str | os.PathLike[str]], output: str | os.Path
     except ValueError as exc:
         raise CalibrationInputError(str(exc)) from None
     config.to_json(output)
-    thresholds = ("z_threshold", "cusum_h", "variance_threshold", "t2_threshold")
     return {
         "output": os.fspath(output),
         "runs": len(streams),
         "probe_steps": sum(len(s) for s in streams),
-        "thresholds": {name: getattr(config, name) for name in thresholds},
+        "thresholds": {name: getattr(config, name) for name in THRESHOLD_FIELDS.values()},
         "false_alarms_per_1000_in_sample": false_alarm_rate(streams, config),
     }
