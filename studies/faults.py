@@ -13,6 +13,13 @@ that step included. The grad norm the Trainer logs is measured before these call
 - :func:`label_noise_ramp` — preference pairs swapped with a probability that rises linearly from the fault
   step on (a change of the data, made before training).
 
+Study 3 adds two families no detector choice has seen:
+
+- :class:`WeightNoise` — Gaussian noise of ``scale`` × each parameter tensor's norm added to the weights
+  once, right after the fault step's optimizer step (a corrupted update or a bad all-reduce);
+- :class:`GradientAscent` — every gradient negated from the fault step on (a sign error in a custom loss:
+  the optimizer climbs the DPO loss).
+
 Needs transformers (the ``demo`` extra).
 """
 
@@ -30,9 +37,12 @@ from spinal_callback.recovery.training_state import scale_learning_rate
 
 __all__ = [
     "AdamFault",
+    "GradientAscent",
     "GradientNoise",
     "LearningRateJump",
+    "WeightNoise",
     "add_gradient_noise",
+    "add_relative_noise",
     "label_noise_ramp",
     "set_adam_hyperparameters",
     "swap_probability",
@@ -126,15 +136,19 @@ def add_gradient_noise(params: Iterable[torch.Tensor], scale: float, generator: 
     all-zero one, are skipped without drawing.
     """
     for param in params:
-        grad = param.grad
-        if grad is None:
-            continue
-        norm = float(grad.float().norm())
-        if norm == 0.0:
-            continue
-        sigma = scale * norm / math.sqrt(grad.numel())
-        noise = torch.randn(grad.shape, generator=generator, dtype=torch.float32)
-        grad.add_(noise.to(device=grad.device, dtype=grad.dtype), alpha=sigma)
+        if param.grad is not None:
+            add_relative_noise(param.grad, scale, generator)
+
+
+@torch.no_grad()
+def add_relative_noise(tensor: torch.Tensor, scale: float, generator: torch.Generator) -> None:
+    """Add Gaussian noise of σ = ``scale`` · ‖t‖ / √n to ``tensor`` in place (noise norm ≈ ``scale`` · ‖t‖),
+    drawn in float32 on the CPU from ``generator``; an all-zero tensor is left alone without drawing."""
+    norm = float(tensor.float().norm())
+    if norm == 0.0:
+        return
+    noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float32)
+    tensor.add_(noise.to(device=tensor.device, dtype=tensor.dtype), alpha=scale * norm / math.sqrt(tensor.numel()))
 
 
 class GradientNoise(TrainerCallback):
@@ -159,6 +173,54 @@ class GradientNoise(TrainerCallback):
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.global_step + 1 >= self.step:
             add_gradient_noise(_params(kwargs["optimizer"]), self.scale, self.generator)
+
+
+class WeightNoise(TrainerCallback):
+    """Gaussian noise of ``scale`` × each parameter tensor's norm (σ = scale · ‖w‖ / √n), added once to the
+    optimizer's parameters right after optimizer step ``step`` (``on_optimizer_step``).
+
+    An event: a rollback to an earlier snapshot undoes it and it does not recur.
+
+    Args:
+        step: the optimizer step after which the weights are perturbed.
+        scale: noise norm relative to each parameter tensor's norm (> 0).
+        seed: seed of the noise's own ``torch.Generator``.
+    """
+
+    def __init__(self, step: int, scale: float, seed: int) -> None:
+        _check_step("WeightNoise", step)
+        if not scale > 0:
+            raise ValueError(f"WeightNoise needs scale > 0, got {scale!r}")
+        self.step = step
+        self.scale = float(scale)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.done = False
+
+    @torch.no_grad()
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.done or state.global_step + 1 != self.step:
+            return
+        self.done = True
+        for param in _params(kwargs["optimizer"]):
+            add_relative_noise(param, self.scale, self.generator)
+
+
+class GradientAscent(TrainerCallback):
+    """Every gradient negated before every optimizer step from ``step`` on: the optimizer climbs the loss.
+
+    Re-applied at every step, so it stays wrong after a rollback (a bug in the code, not an event).
+    """
+
+    def __init__(self, step: int) -> None:
+        _check_step("GradientAscent", step)
+        self.step = step
+
+    @torch.no_grad()
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step + 1 >= self.step:
+            for param in _params(kwargs["optimizer"]):
+                if param.grad is not None:
+                    param.grad.neg_()
 
 
 def swap_probability(step: int, fault_step: int, ramp_steps: int) -> float:

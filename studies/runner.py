@@ -87,7 +87,7 @@ def _training_pairs(spec: RunSpec, settings: StudySettings, task: Any) -> list[d
 def _fault_callbacks(spec: RunSpec) -> list[Any]:
     """The Trainer callbacks that inject the spec's optimizer-side faults (none for data faults)."""
     from spinal_callback.demo.faults import LearningRateRamp
-    from studies.faults import AdamFault, GradientNoise, LearningRateJump
+    from studies.faults import AdamFault, GradientAscent, GradientNoise, LearningRateJump, WeightNoise
 
     if spec.fault_step is None:
         return []
@@ -101,6 +101,11 @@ def _fault_callbacks(spec: RunSpec) -> list[Any]:
     if spec.grad_noise > 0:
         out.append(GradientNoise(spec.fault_step, spec.grad_noise,
                                  seed=random.Random(f"grad_noise:{spec.seed}").randrange(2**63)))
+    if spec.weight_noise > 0:
+        out.append(WeightNoise(spec.fault_step, spec.weight_noise,
+                               seed=random.Random(f"weight_noise:{spec.seed}").randrange(2**63)))
+    if spec.grad_ascent:
+        out.append(GradientAscent(spec.fault_step))
     return out
 
 

@@ -28,6 +28,15 @@ families that act from the fault step on (:data:`TEST_FAULTS`):
   from the fault step on;
 - ``label_noise_ramp``: the share of pairs with chosen and rejected swapped rises linearly from 0 at the
   fault step to 100 % 60 steps later (a data source going bad).
+
+**Study 3** (pre-registered in ``docs/evidence.md``; :func:`study3_test_set`, :func:`study3_rollback_set`)
+calibrates on every study-2 run and tests on new seeds of ``lr_jump`` and ``label_noise_ramp`` and on two
+families no choice has seen (:data:`STUDY3_FAULTS`):
+
+- ``weight_noise``: Gaussian noise of 0.3 × each parameter tensor's norm added to the weights once, right
+  after the fault step's update (a corrupted update; an event a rollback undoes);
+- ``grad_ascent``: every gradient negated from the fault step on (a sign error: the optimizer climbs the
+  DPO loss; it stays wrong after a rollback).
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ __all__ = [
     "SCENARIOS",
     "SCHEDULES",
     "STUDY2_SCENARIOS",
+    "STUDY3_FAULTS",
+    "STUDY3_FAULT_SEEDS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -55,6 +66,8 @@ __all__ = [
     "rollback_set",
     "run_spec",
     "shorten",
+    "study3_rollback_set",
+    "study3_test_set",
     "test_set",
 ]
 
@@ -72,6 +85,23 @@ SCHEDULES = ("constant_with_warmup", "cosine", "linear")
 
 #: Seeds of the test fault families: 8 per family, 300–307, 310–317, 320–327, 330–337.
 TEST_FAULT_SEEDS = {family: tuple(range(300 + 10 * i, 308 + 10 * i)) for i, family in enumerate(TEST_FAULTS)}
+
+#: Study 3's test fault families: two seen in study 2 (new seeds), two never used for any choice.
+STUDY3_FAULTS = ("lr_jump", "label_noise_ramp", "weight_noise", "grad_ascent")
+#: Their seeds: 500–507, 510–517, 520–527, 530–537.
+STUDY3_FAULT_SEEDS = {family: tuple(range(500 + 10 * i, 508 + 10 * i)) for i, family in enumerate(STUDY3_FAULTS)}
+#: Study 3's healthy test seeds (drawn as study 2's T-healthy runs are, :func:`healthy_test_spec`).
+STUDY3_HEALTHY_SEEDS = tuple(range(400, 425))
+
+#: Fault family → the RunSpec fields that make it (studies 2 and 3).
+FAULT_FIELDS: dict[str, dict[str, Any]] = {
+    "lr_jump": {"lr_jump": 20.0},
+    "adam_beta2": {"adam_beta2": 0.5, "adam_eps": 1e-12},
+    "grad_noise": {"grad_noise": 5.0},
+    "label_noise_ramp": {"label_noise_ramp": 60},
+    "weight_noise": {"weight_noise": 0.3},
+    "grad_ascent": {"grad_ascent": True},
+}
 
 
 @dataclass(frozen=True)
@@ -123,6 +153,9 @@ class RunSpec:
             (0.0: none).
         label_noise_ramp: steps over which the share of swapped pairs rises linearly from 0 (at ``fault_step``)
             to 1 (0: no ramp).
+        weight_noise: Gaussian noise added to the weights once, after optimizer step ``fault_step``, in units
+            of each tensor's norm (0.0: none).
+        grad_ascent: every gradient negated from ``fault_step`` on (False: none).
         rollback: the live callback rolls back on an alert (``on_alert=("log", "rollback")``).
         part: the protocol part the run belongs to (``"C-healthy"``, ``"T-faults"``, …; empty for study 1).
     """
@@ -142,6 +175,8 @@ class RunSpec:
     adam_eps: float | None = None
     grad_noise: float = 0.0
     label_noise_ramp: int = 0
+    weight_noise: float = 0.0
+    grad_ascent: bool = False
     rollback: bool = False
     part: str = ""
 
@@ -217,7 +252,7 @@ def _log_uniform(rng: random.Random, low: float, high: float) -> float:
     return math.exp(rng.uniform(math.log(low), math.log(high)))
 
 
-def healthy_test_spec(seed: int, max_steps: int = 240) -> RunSpec:
+def healthy_test_spec(seed: int, max_steps: int = 240, part: str = "T-healthy") -> RunSpec:
     """The T-healthy run of ``seed``: a log-uniform learning rate in [3e-5, 2e-4], a log-uniform β in
     [0.05, 0.3], a schedule uniform over :data:`SCHEDULES` and a model uniform over :data:`MODELS`, all drawn
     (in that order) from a RNG seeded with the run's seed alone."""
@@ -226,30 +261,23 @@ def healthy_test_spec(seed: int, max_steps: int = 240) -> RunSpec:
     beta = _log_uniform(rng, 0.05, 0.3)
     schedule = rng.choice(SCHEDULES)
     model = rng.choice(tuple(MODELS))
-    return healthy_spec(seed, model, learning_rate, beta, schedule, "T-healthy", max_steps)
+    return healthy_spec(seed, model, learning_rate, beta, schedule, part, max_steps)
 
 
 
 def fault_test_spec(family: str, seed: int, max_steps: int = 240,
-                    fault_window: tuple[int, int] = (130, 160)) -> RunSpec:
+                    fault_window: tuple[int, int] = (130, 160), part: str = "T-faults") -> RunSpec:
     """The T-faults run of ``family`` for ``seed``: the demo recipe (5e-5, β 0.1, constant) on M1 for an even
     seed and M1p for an odd one, the fault from a step drawn from the seed in ``fault_window``.
 
     Raises:
         ValueError: unknown family, or a fault window outside ``1..max_steps``.
     """
-    if family not in TEST_FAULTS:
-        raise ValueError(f"`family` must be one of {', '.join(TEST_FAULTS)}, got {family!r}")
+    if family not in FAULT_FIELDS:
+        raise ValueError(f"`family` must be one of {', '.join(FAULT_FIELDS)}, got {family!r}")
     fault = _fault_step(family, seed, max_steps, fault_window)
     model = "M1" if seed % 2 == 0 else "M1p"
-    faults: dict[str, dict[str, Any]] = {
-        "lr_jump": {"lr_jump": 20.0},
-        "adam_beta2": {"adam_beta2": 0.5, "adam_eps": 1e-12},
-        "grad_noise": {"grad_noise": 5.0},
-        "label_noise_ramp": {"label_noise_ramp": 60},
-    }
-    fields = faults[family]
-    return RunSpec(family, seed, max_steps, fault_step=fault, model=model, part="T-faults", **fields)
+    return RunSpec(family, seed, max_steps, fault_step=fault, model=model, part=part, **FAULT_FIELDS[family])
 
 
 
@@ -301,6 +329,28 @@ def rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160
     firsts = [fault_test_spec(family, TEST_FAULT_SEEDS[family][0], max_steps, fault_window)
               for family in TEST_FAULTS]
     healthy = [healthy_test_spec(seed, max_steps) for seed in range(200, 204)]
+    return [replace(spec, rollback=True) for spec in (*firsts, *healthy)]
+
+
+def study3_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T3 of study 3, in protocol order (57 runs): T3-healthy seeds 400–424, then each family of
+    :data:`STUDY3_FAULTS` on its 8 seeds (demo recipe; M1 for even seeds, M1′ for odd ones)."""
+    runs = [healthy_test_spec(seed, max_steps, "T3-healthy") for seed in STUDY3_HEALTHY_SEEDS]
+    for family in STUDY3_FAULTS:
+        runs += [fault_test_spec(family, seed, max_steps, fault_window, "T3-faults")
+                 for seed in STUDY3_FAULT_SEEDS[family]]
+    return runs
+
+
+study3_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study3_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Study 3's rollback-value runs (8): the first seed of each T3 fault family and T3-healthy seeds
+    400–403, each identical to its T3 run except ``rollback=True``."""
+    firsts = [fault_test_spec(family, STUDY3_FAULT_SEEDS[family][0], max_steps, fault_window, "T3-faults")
+              for family in STUDY3_FAULTS]
+    healthy = [healthy_test_spec(seed, max_steps, "T3-healthy") for seed in STUDY3_HEALTHY_SEEDS[:4]]
     return [replace(spec, rollback=True) for spec in (*firsts, *healthy)]
 
 

@@ -1,7 +1,8 @@
 """Study 2's scoring: detection before the behavioural onset, leads, false alarms, and their intervals.
 
 Rules (``docs/evidence.md``, study 2 protocol): a fault run is *detected before the onset* when the first
-alarm at or after the fault step comes before the onset; lead = onset − that alarm. Any alarm in a healthy
+alarm at or after the fault step comes before the onset; lead = onset − that alarm. Study 3 also counts a
+run *detected in time* when that alarm comes no later than the onset (lead ≥ 0). Any alarm in a healthy
 run, or before the fault step of a fault run, is a false alarm. Fault runs without an onset are left out of
 detection rates.
 """
@@ -41,6 +42,7 @@ class Score:
     false_alarms: list[int] = field(default_factory=list)
     first: int | None = None
     before_onset: bool = False
+    in_time: bool = False
     lead: int | None = None
 
 
@@ -56,6 +58,7 @@ def score(run: Run, detector: str, alarms: Sequence[int], onset: int | None) -> 
         if onset is not None:
             out.lead = onset - after[0]
             out.before_onset = after[0] < onset
+            out.in_time = after[0] <= onset
     return out
 
 
@@ -86,12 +89,14 @@ def sign_test(better: int, worse: int) -> float:
     return float(binomtest(better, n, 0.5).pvalue) if n else 1.0
 
 
-def _lead_key(s: Score) -> float:
-    """A run's lead for paired comparison: a miss (or an alarm after the onset) ranks below any lead."""
-    return float(s.lead) if s.before_onset and s.lead is not None else -math.inf
+def _lead_key(s: Score, in_time: bool = False) -> float:
+    """A run's lead for paired comparison: a miss (or an alarm after the onset; with ``in_time``, strictly
+    after it) ranks below any lead."""
+    hit = s.in_time if in_time else s.before_onset
+    return float(s.lead) if hit and s.lead is not None else -math.inf
 
 
-def paired(a: Sequence[Score], b: Sequence[Score]) -> tuple[int, int, float]:
+def paired(a: Sequence[Score], b: Sequence[Score], in_time: bool = False) -> tuple[int, int, float]:
     """Paired per-run comparison of two detectors' leads on the same runs: (a better, b better, sign-test p)."""
     by_run = {s.run: s for s in b}
     better = worse = 0
@@ -99,7 +104,7 @@ def paired(a: Sequence[Score], b: Sequence[Score]) -> tuple[int, int, float]:
         other = by_run.get(s.run)
         if other is None or s.onset is None:
             continue
-        x, y = _lead_key(s), _lead_key(other)
+        x, y = _lead_key(s, in_time), _lead_key(other, in_time)
         better += x > y
         worse += x < y
     return better, worse, sign_test(better, worse)
@@ -109,15 +114,21 @@ def summarise(scores: Sequence[Score], probe_steps: int, interval: int) -> dict[
     """One detector over a set of runs: detection before onset with its interval, leads, false alarms."""
     faults = [s for s in scores if s.fault_start < 10**9 and s.onset is not None]
     hits = [s for s in faults if s.before_onset]
+    timely = [s for s in faults if s.in_time]
     leads = [s.lead for s in hits if s.lead is not None]
     false = sum(len(_episodes(s.false_alarms, interval)) for s in scores)
     low, high = clopper_pearson(len(hits), len(faults))
+    t_low, t_high = clopper_pearson(len(timely), len(faults))
+    timely_leads = [s.lead for s in timely if s.lead is not None]
     f_low, f_high = poisson_interval(false)
     per_1000 = 1000.0 / probe_steps if probe_steps else math.nan
     return {
         "fault_runs": len(faults), "detected_before_onset": len(hits),
         "rate": len(hits) / len(faults) if faults else None, "rate_ci": (low, high),
         "median_lead": statistics.median(leads) if leads else None, "leads": leads,
+        "detected_in_time": len(timely), "in_time_rate": len(timely) / len(faults) if faults else None,
+        "in_time_ci": (t_low, t_high),
+        "median_in_time_lead": statistics.median(timely_leads) if timely_leads else None,
         "false_alarms": false, "false_per_1000": false * per_1000,
         "false_per_1000_ci": (f_low * per_1000, f_high * per_1000),
         "runs_with_false_alarm": sum(1 for s in scores if s.false_alarms),

@@ -22,7 +22,7 @@ from studies.ground_truth import behavioural_onset
 from studies.replay import VARIANTS, Run, alarms, calibrated, eval_series, first_divergence, load, signal_series
 from studies.scoring import BASELINES, Score, matched_threshold, paired, score, summarise
 
-__all__ = ["choose", "evaluate", "load_set"]
+__all__ = ["baseline_scores", "choose", "compare", "evaluate", "load_set", "rollback_value"]
 
 RECORDED_INTERVAL = 2  # the study probes every 2 steps; stride k replays interval 2k
 TARGET_RATE = 0.5  # false alarms per 1000 probe steps
@@ -113,41 +113,58 @@ def evaluate(out_dir: Path) -> dict[str, Any]:
         config = calibrated(variant, c_healthy, stride, TARGET_RATE)
         all_scores[f"spinal: {variant}"] = _scores(variant, config, runs, onsets, stride)
     allowed = math.floor(TARGET_RATE * _probe_steps(c_healthy, stride) / 1000)
+    matched = {name: matched_threshold(name, c_healthy, allowed) for name in BASELINES}
+    results["matched_thresholds"] = matched
+    all_scores.update(baseline_scores(runs, onsets, matched))
+    results.update(compare(all_scores, steps, interval, chosen["shipped"]))
+    results["rollback"] = rollback_value(out_dir)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def baseline_scores(runs: Sequence[Run], onsets: dict[str, int | None],
+                    matched: dict[str, float | None]) -> dict[str, list[Score]]:
+    """Every baseline at its shipped threshold, and at its matched one where that differs."""
+    out = {}
     for name, (detect, shipped, _grid) in BASELINES.items():
-        all_scores[f"{name}, shipped"] = [score(r, name, detect(r, shipped), onsets[r.name]) for r in runs]
-        matched = matched_threshold(name, c_healthy, allowed)
-        results.setdefault("matched_thresholds", {})[name] = matched
-        if matched is not None and matched != shipped:
-            all_scores[f"{name}, matched ({matched:g})"] = [
-                score(r, name, detect(r, matched), onsets[r.name]) for r in runs]
-    families = sorted({s.family for s in all_scores["spinal: geometry"] if s.fault_start < 10**9})
+        out[f"{name}, shipped"] = [score(r, name, detect(r, shipped), onsets[r.name]) for r in runs]
+        level = matched.get(name)
+        if level is not None and level != shipped:
+            out[f"{name}, matched ({level:g})"] = [score(r, name, detect(r, level), onsets[r.name]) for r in runs]
+    return out
+
+
+def compare(all_scores: dict[str, list[Score]], steps: int, interval: int, shipped: str,
+            in_time: bool = False) -> dict[str, Any]:
+    """Per detector: summaries over all faults, per family and on the healthy runs, and the scored runs; the
+    best baseline (most detections — in time with ``in_time``, else before the onset — then the larger median
+    lead); the paired comparisons of the shipped variant with it and of the geometry with the probe-set
+    control."""
+    detectors: dict[str, Any] = {}
+    families = sorted({s.family for s in next(iter(all_scores.values())) if s.fault_start < 10**9})
     for name, scores in all_scores.items():
         entry: dict[str, Any] = {"all": summarise(scores, steps, interval)}
         for family in families:
             entry[family] = summarise([s for s in scores if s.family == family], steps, interval)
         entry["healthy"] = summarise([s for s in scores if s.fault_start >= 10**9], steps, interval)
         entry["runs"] = [asdict(s) for s in scores]
-        results["detectors"][name] = entry
-    shipped_name = f"spinal: {chosen['shipped']}"
-    baselines = [n for n in all_scores if not n.startswith("spinal")]
+        detectors[name] = entry
+    count, lead = ("detected_in_time", "median_in_time_lead") if in_time else ("detected_before_onset", "median_lead")
 
     def strength(name: str) -> tuple[int, float]:
-        summary = results["detectors"][name]["all"]
-        lead = summary["median_lead"]
-        return (summary["detected_before_onset"], lead if lead is not None else -math.inf)
+        summary = detectors[name]["all"]
+        return (summary[count], summary[lead] if summary[lead] is not None else -math.inf)
 
-    best = max(baselines, key=strength)
-    fault_scores = {n: [s for s in sc if s.fault_start < 10**9] for n, sc in all_scores.items()}
-    results["best_baseline"] = best
-    results["shipped_vs_best_baseline"] = paired(fault_scores[shipped_name], fault_scores[best])
-    results["geometry_vs_probe_set"] = paired(fault_scores["spinal: geometry"],
-                                              fault_scores["spinal: probe-set control"])
-    results["rollback"] = _rollback_value(out_dir)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    return results
+    best = max((n for n in all_scores if not n.startswith("spinal")), key=strength)
+    faults = {n: [s for s in sc if s.fault_start < 10**9] for n, sc in all_scores.items()}
+    return {
+        "detectors": detectors, "best_baseline": best,
+        "shipped_vs_best_baseline": paired(faults[f"spinal: {shipped}"], faults[best], in_time),
+        "geometry_vs_probe_set": paired(faults["spinal: geometry"], faults["spinal: probe-set control"], in_time),
+    }
 
 
-def _rollback_value(out_dir: Path) -> list[dict[str, Any]]:
+def rollback_value(out_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for meta in sorted(out_dir.glob("*-rb/run.json")):
         on = load(meta.parent)

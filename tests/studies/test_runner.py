@@ -125,6 +125,46 @@ def test_gradient_noise_is_five_times_the_gradient_norm_and_seeded():
     assert not torch.equal(noise, noised(seed=2, step=4)[1])
 
 
+def test_weight_noise_perturbs_the_weights_once_right_after_the_fault_step():
+    import torch
+
+    from studies.faults import WeightNoise
+
+    param, optimizer, _ = _adam(20_000)
+    with torch.no_grad():
+        param.copy_(torch.linspace(-1, 1, 20_000))
+    clean = param.detach().clone()
+    fault = WeightNoise(step=5, scale=0.3, seed=3)
+    for step in range(1, 5):
+        fault.on_optimizer_step(None, _State(step - 1), None, optimizer=optimizer)
+        assert torch.equal(param.detach(), clean)
+    fault.on_optimizer_step(None, _State(4), None, optimizer=optimizer)  # after optimizer step 5
+    moved = param.detach() - clean
+    assert float(moved.norm() / clean.norm()) == pytest.approx(0.3, rel=0.03)
+    after = param.detach().clone()
+    fault.on_optimizer_step(None, _State(4), None, optimizer=optimizer)  # once: a rollback does not re-arm it
+    assert torch.equal(param.detach(), after)
+    with pytest.raises(ValueError, match="scale > 0"):
+        WeightNoise(step=5, scale=0.0, seed=0)
+
+
+def test_gradient_ascent_negates_every_gradient_from_the_fault_step():
+    import torch
+
+    from studies.faults import GradientAscent
+
+    param, optimizer, _ = _adam(4)
+    fault = GradientAscent(step=3)
+    param.grad = torch.tensor([1.0, -2.0, 3.0, 0.5])
+    _pre_step(fault, 2, optimizer=optimizer)
+    assert param.grad.tolist() == [1.0, -2.0, 3.0, 0.5]
+    _pre_step(fault, 3, optimizer=optimizer)
+    assert param.grad.tolist() == [-1.0, 2.0, -3.0, -0.5]
+    param.grad = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    _pre_step(fault, 50, optimizer=optimizer)  # and at every later step
+    assert param.grad.tolist() == [-1.0] * 4
+
+
 def test_label_noise_ramp_rises_from_zero_to_all_over_60_steps():
     from studies.faults import label_noise_ramp, swap_probability
 

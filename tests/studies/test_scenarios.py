@@ -151,3 +151,44 @@ def test_shorten_scales_the_fault():
     assert short.max_steps == 30 and short.label_noise_ramp == round(60 / 8)
     assert short.fault_step == round(spec.fault_step / 8) and short.name == spec.name
     assert shorten(scenarios.healthy_test_spec(200), 30).fault_step is None
+
+
+def test_study3_test_set_is_the_protocols():
+    runs = scenarios.study3_test_set()
+    assert len(runs) == 57 and runs == scenarios.study3_test_set()
+    healthy = [r for r in runs if r.part == "T3-healthy"]
+    assert [r.seed for r in healthy] == list(range(400, 425))
+    assert all(3e-5 <= r.learning_rate <= 2e-4 and 0.05 <= r.beta <= 0.3 and not r.is_fault for r in healthy)
+    faults = [r for r in runs if r.part == "T3-faults"]
+    seeds = {f: [r.seed for r in faults if r.scenario == f] for f in scenarios.STUDY3_FAULTS}
+    assert seeds == {"lr_jump": list(range(500, 508)), "label_noise_ramp": list(range(510, 518)),
+                     "weight_noise": list(range(520, 528)), "grad_ascent": list(range(530, 538))}
+    for r in faults:
+        assert 130 <= r.fault_step <= 160 and r.model == ("M1" if r.seed % 2 == 0 else "M1p")
+        assert (r.learning_rate, r.beta, r.schedule) == (5e-5, 0.1, "constant_with_warmup")
+    by = {r.scenario: r for r in faults}
+    assert by["weight_noise"].weight_noise == 0.3 and by["grad_ascent"].grad_ascent
+    assert by["lr_jump"].lr_jump == 20 and by["label_noise_ramp"].label_noise_ramp == 60
+    # No seed of study 3 is a seed of study 2 (its runs are study 3's calibration set).
+    earlier = {r.name for r in scenarios.calibration_set() + scenarios.test_set()}
+    assert not earlier & {r.name for r in runs}
+    rollback = scenarios.study3_rollback_set()
+    assert [(r.scenario, r.seed) for r in rollback] == [
+        ("lr_jump", 500), ("label_noise_ramp", 510), ("weight_noise", 520), ("grad_ascent", 530),
+        ("healthy", 400), ("healthy", 401), ("healthy", 402), ("healthy", 403)]
+    twins = {r.name: r for r in runs}
+    assert all(replace(r, rollback=False) == twins[r.name.removesuffix("-rb")] for r in rollback)
+
+
+def test_study3_quick_smoke_is_one_short_run_per_scenario():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "study3_early_warning.py"
+    spec = importlib.util.spec_from_file_location("study3_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    quick = script.specs_of("train-test", quick=True)
+    assert [r.scenario for r in quick] == ["healthy", *scenarios.STUDY3_FAULTS]
+    assert all(r.max_steps == script.QUICK_STEPS for r in quick)
+    assert script.specs_of("train-test") == scenarios.study3_test_set()

@@ -1,0 +1,97 @@
+"""Study 3 of the lead-time evidence (pre-registered in ``docs/evidence.md``): the SPEED_JUMP test, calibrated
+on every study-2 run, tested once on new seeds and two fault families no choice has seen.
+
+Phases, in protocol order::
+
+    python scripts/study3_early_warning.py choose                    # calibration set only (study 2's runs)
+    python scripts/study3_early_warning.py train-test --jobs 2       # T3: 57 runs (~45 min on 2 cores)
+    python scripts/study3_early_warning.py train-rollback --jobs 2   # 8 live runs with rollback on
+    python scripts/study3_early_warning.py evaluate                  # score T3 once with the choices
+    python scripts/study3_early_warning.py train-test --quick        # smoke: a few 30-step runs
+
+``choose`` reads the finished study-2 runs in ``--calibration`` (default ``spinal_runs/study2``) and writes
+``calibration.json`` / ``calibration.md`` to ``--out`` (default ``spinal_runs/study3``); ``evaluate`` writes
+``results.json`` / ``table.md`` there. Training reuses the pre-trained models in ``<calibration>/sft_cache``
+(built on first use); finished runs (with a ``run.json``) are kept unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from study_early_warning import QUICK_STEPS, interleave, pretrain_models, train_runs
+
+from studies.scenarios import shorten, study3_rollback_set, study3_test_set
+
+PHASES = ("choose", "train-test", "train-rollback", "evaluate")
+
+
+def specs_of(phase: str, quick: bool = False) -> list:
+    """The runs a training phase trains, in protocol order (``quick``: one short run per scenario)."""
+    specs = study3_test_set() if phase == "train-test" else study3_rollback_set()
+    if not quick:
+        return specs
+    picked: dict[str, object] = {}
+    for spec in specs:
+        picked.setdefault(spec.scenario, spec)
+    return [shorten(spec, QUICK_STEPS) for spec in picked.values()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("phase", choices=PHASES)
+    parser.add_argument("--calibration", default="spinal_runs/study2", help="study 2's finished runs")
+    parser.add_argument("--out", default=None, help="study 3's runs and results (default spinal_runs/study3)")
+    parser.add_argument("--cache-dir", default=None, help="pre-trained models (default <calibration>/sft_cache)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, one torch thread each")
+    parser.add_argument("--sft-steps", type=int, default=800, help="pre-training steps of the demo models")
+    parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run into <out>-quick: short runs, short pre-training")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be positive, got {args.jobs}")
+    out = Path(args.out or "spinal_runs/study3" + ("-quick" if args.quick else ""))
+    calibration = Path(args.calibration)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if args.phase == "choose":
+        from studies.study3 import choose
+        from studies.tables import study3_calibration_table
+
+        text = study3_calibration_table(choose(calibration, out))
+        (out / "calibration.md").write_text(text)
+        print(text)
+    elif args.phase == "evaluate":
+        if not (out / "calibration.json").is_file():
+            parser.error(f"{out / 'calibration.json'} is missing: run the choose phase first")
+        from studies.study3 import evaluate
+        from studies.tables import study3_test_tables
+
+        text = study3_test_tables(evaluate(out, calibration))
+        (out / "table.md").write_text(text)
+        print(text)
+    else:
+        sft_steps = 60 if args.quick else args.sft_steps
+        cache = args.cache_dir or str(calibration / "sft_cache")
+        specs = specs_of(args.phase, args.quick)
+        todo = interleave([s for s in specs if args.force or not (out / s.name / "run.json").is_file()])
+        if todo:
+            pretrain_models(list(dict.fromkeys(s.model for s in todo)), cache, sft_steps, args.jobs)
+            failed = train_runs(todo, out, cache, sft_steps, args.jobs)
+            if failed:
+                print(f"failed: {', '.join(failed)}")
+                return 1
+        print(f"{len(todo)} runs trained, {len(specs) - len(todo)} already finished")
+    print(f"elapsed: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
