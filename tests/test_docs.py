@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import math
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from spinal_callback import DetectorConfig, RollbackConfig, SpinalConfig
@@ -49,3 +51,29 @@ def test_import_loads_no_framework() -> None:
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _same(shown: object, value: object) -> bool:
+    """Equal, floats to the 4 significant digits a table shows."""
+    if isinstance(shown, (tuple, list)) and isinstance(value, (tuple, list)):
+        return len(shown) == len(value) and all(_same(a, b) for a, b in zip(shown, value))
+    if isinstance(shown, float) and isinstance(value, float):
+        return math.isclose(shown, value, rel_tol=1e-3)
+    return shown == value
+
+
+def test_usage_tables_show_the_current_defaults() -> None:
+    """Each config table row's default column is the field's current default (``repr``), so a recalibration or
+    a changed default cannot leave the documentation behind."""
+    stale = []
+    for prefix, config in (("", SpinalConfig()), ("detector.", DetectorConfig()), ("rollback.", RollbackConfig())):
+        for f in fields(config):
+            row = next((line for line in USAGE.splitlines() if line.startswith(f"| `{prefix}{f.name}` |")), None)
+            if row is None:
+                continue  # test_usage_documents_every_config_field reports it
+            shown, value = row.split(" | ")[1].strip(), getattr(config, f.name)
+            if not shown.startswith("`") or is_dataclass(value):
+                continue  # "see the help", or a nested config with its own table
+            if not _same(ast.literal_eval(shown.strip("`")), value):
+                stale.append(f"{prefix}{f.name}: docs {shown}, code {value!r}")
+    assert not stale, stale

@@ -35,7 +35,7 @@ CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change", "sp
 DEFAULT_SPEED_SIGNALS: tuple[str, ...] = ("pairs/logp_chosen", "pairs/logp_rejected")
 
 #: Watched scalar signals and their direction priors: the shipped default is what the lead-time study's
-#: calibration set chose (docs/evidence.md, study 2): TRL's DPO metrics (watched when the trainer logs them)
+#: calibration set chose (docs/evidence.md, studies 2 and 3): TRL's DPO metrics (watched when the trainer logs them)
 #: and the DPO quantities of the fixed probe pairs, measured in the probe's own forward
 #: (:mod:`spinal_callback.monitor.signals`). On that set no geometry or head variant separated faults from
 #: healthy runs; they stay available (``band/<band>/<metric>``, ``head/…``, ``layers/<band>/<metric>`` vectors).
@@ -94,9 +94,9 @@ class DetectorConfig:
                   "'down' (only a break that way counts), or a list of names (all 'both'). Names are band tags "
                   "without 'spinal/' ('band/late/transport') or DPO metric names ('logps/chosen'); glob patterns "
                   "('band/late/*') are allowed and must match at least one available signal. Signals never fed "
-                  "are not watched. Default: late-band transport curvature, contraction, transport and lens "
-                  "entropy, head/log_z, head/max_logit, pairs/logp_chosen, pairs/logratio_margin, "
-                  "rewards/chosen and rewards/margins, all 'both'."},
+                  "are not watched. Default: TRL's rewards/chosen, logps/chosen, rewards/accuracies and "
+                  "rewards/margins, and the probe pairs' pairs/logp_chosen, pairs/logp_rejected, pairs/margin "
+                  "and pairs/logratio_margin, all 'both'."},
     )
     vectors: Sequence[str] = field(
         default=DEFAULT_VECTORS,
@@ -122,8 +122,8 @@ class DetectorConfig:
     )
     checks: Sequence[str] = field(
         default=CHECKS,
-        metadata={"help": "Tests to run, any of 'trend_break', 'slope_change', 'variance_burst' and "
-                  "'pattern_change'. Non-finite values are governed by `non_finite`."},
+        metadata={"help": "Tests to run, any of 'trend_break', 'slope_change', 'variance_burst', "
+                  "'pattern_change' and 'speed_jump'. Non-finite values are governed by `non_finite`."},
     )
     # The thresholds below (and speed_threshold) ship as calibrated by the lead-time study
     # (docs/evidence.md, study 3: every study-2 run, 40 fault-free DPO runs, 0.5 false alarms per 1000
@@ -164,9 +164,9 @@ class DetectorConfig:
     )
     speed_signals: Sequence[str] = field(
         default=DEFAULT_SPEED_SIGNALS,
-        metadata={"help": "Watched signals (names or glob patterns, each matching a `signals` entry) the "
-                  "SPEED_JUMP test applies to: best those measured on the fixed probe set, whose step-to-step "
-                  "change is how far the model moved. Empty: no speed test."},
+        metadata={"help": "Signals (names or glob patterns) the SPEED_JUMP test applies to, among the watched "
+                  "`signals`: best those measured on the fixed probe set, whose change between probes is how far "
+                  "the model moved. Empty: no speed test."},
     )
     speed_threshold: float = field(
         default=4.31,
