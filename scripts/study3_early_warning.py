@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         if not (out / "calibration.json").is_file():
             parser.error(f"{out / 'calibration.json'} is missing: run the choose phase first")
         from studies.study3 import evaluate
-        from studies.tables import study3_test_tables
+        from studies.tables import test_tables
 
-        text = study3_test_tables(evaluate(out, calibration))
+        text = test_tables(evaluate(out, calibration), in_time=True)
         (out / "table.md").write_text(text)
         print(text)
     else:

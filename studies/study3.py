@@ -135,6 +135,26 @@ def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
     return result
 
 
+def live_versus_replay(runs: Sequence[Run], replayed: Sequence[Score]) -> dict[str, Any]:
+    """The shipped detector live (the callback's own alerts in the trace file: the library defaults, with the
+    probe pairs' measured noise floors) against its replay: healthy runs with an alert, and fault runs whose
+    first alert at or after the fault step is the same step."""
+    by_run = {s.run: s for s in replayed}
+    healthy_live = healthy_replay = same_first = fault_runs = 0
+    for run in runs:
+        live = sorted(int(a["step"]) for a in run.live_alerts)
+        replay = by_run[run.name]
+        if not run.is_fault:
+            healthy_live += bool(live)
+            healthy_replay += bool(replay.alarms)
+            continue
+        fault_runs += 1
+        first = next((a for a in live if a >= run.fault_start), None)
+        same_first += first == replay.first
+    return {"healthy_runs_live_alert": healthy_live, "healthy_runs_replay_alert": healthy_replay,
+            "fault_runs": fault_runs, "fault_runs_same_first_alert": same_first}
+
+
 def evaluate(out_dir: Path, calibration_dir: Path) -> dict[str, Any]:
     """Phase 2 (study 3's test set, once): score with the choices of ``<out_dir>/calibration.json``."""
     chosen = json.loads((out_dir / "calibration.json").read_text())
@@ -156,5 +176,6 @@ def evaluate(out_dir: Path, calibration_dir: Path) -> dict[str, Any]:
     all_scores.update(baseline_scores(runs, onsets, chosen["matched_thresholds"]))
     results.update(compare(all_scores, steps, interval, chosen["shipped"], in_time=True))
     results["rollback"] = rollback_value(out_dir)
+    results["live"] = live_versus_replay(runs, all_scores[f"spinal: {chosen['shipped']}"])
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return results

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["calibration_table", "study3_calibration_table", "study3_test_tables", "test_tables"]
+__all__ = ["calibration_table", "study3_calibration_table", "test_tables"]
 
 
 def _lead(value: Any) -> str:
@@ -56,35 +56,49 @@ def calibration_table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_tables(result: Mapping[str, Any]) -> str:
-    """Detection, leads and false alarms per detector on the test set; paired comparisons; rollback value."""
+def test_tables(result: Mapping[str, Any], in_time: bool = False) -> str:
+    """Detection, leads and false alarms per detector on the test set; paired comparisons; the live detector
+    against its replay (study 3); rollback value. ``in_time`` (study 3): cells count alarms no later than the
+    onset, and a column gives the strictly-before count."""
     families = [k for k in next(iter(result["detectors"].values())) if k not in ("all", "healthy", "runs")]
+    counted = ("detected in time (first alarm after the fault no later than the onset)" if in_time
+               else "detected before the onset")
+    pooled = " | all faults: in time | all faults: before the onset" if in_time else " | all faults"
     lines = [
         f"Probe interval {result['interval']} steps; shipped detector: **spinal: {result['shipped']}**.",
         "",
-        "Cells: detected before the onset / fault runs with an onset (95 % Clopper–Pearson) · median lead in steps.",
+        f"Cells: {counted} / fault runs with an onset (95 % Clopper–Pearson) · median lead in steps.",
         "",
-        "| detector | " + " | ".join(families) + " | all faults | healthy: false alarms / 1000 probes (95 % CI) | "
+        "| detector | " + " | ".join(families) + pooled + " | healthy: false alarms / 1000 probes (95 % CI) | "
         "healthy runs with an alarm | fault runs: alarms before the fault |",
-        "|---|" + "---:|" * (len(families) + 4),
+        "|---|" + "---:|" * (len(families) + 4 + in_time),
     ]
     for name, entry in result["detectors"].items():
-        cells = [_rate(entry[f]) for f in families]
+        cells = [_rate(entry[f], in_time) for f in families] + [_rate(entry["all"], in_time)]
+        cells += [_rate(entry["all"])] if in_time else []
         pre_fault = sum(1 for r in entry["runs"] if r["fault_start"] < 10**9 and r["false_alarms"])
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_rate(entry['all'])} | {_false(entry['healthy'])} | "
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_false(entry['healthy'])} | "
                      f"{entry['healthy']['runs_with_false_alarm']} | {pre_fault} |")
     better, worse, p = result["shipped_vs_best_baseline"]
     g_better, g_worse, g_p = result["geometry_vs_probe_set"]
     lines += [
         "",
-        f"Paired per-run lead, shipped detector vs the best baseline ({result['best_baseline']}): shipped earlier in "
-        f"{better} runs, later in {worse} (sign test p = {p:.3g}).",
+        f"Paired per-run lead{' (a miss ranks below any timely alarm)' if in_time else ''}, shipped detector vs "
+        f"the best baseline ({result['best_baseline']}): shipped earlier in {better} runs, later in {worse} "
+        f"(sign test p = {p:.3g}).",
         f"Geometry vs the probe-set control: geometry earlier in {g_better} runs, later in {g_worse} "
         f"(sign test p = {g_p:.3g}).",
     ]
     if result.get("matched_thresholds"):
         shown = ", ".join(f"{k}: {'none' if v is None else f'{v:g}'}" for k, v in result["matched_thresholds"].items())
         lines.append(f"Matched baseline thresholds (≤ 0.5 false alarms per 1000 probe steps on C-healthy): {shown}.")
+    live = result.get("live")
+    if live:
+        lines.append(
+            f"Live (the callback's own alerts, library defaults with the probe pairs' noise floors) against the "
+            f"replay: healthy runs with an alert {live['healthy_runs_live_alert']} live, "
+            f"{live['healthy_runs_replay_alert']} replayed; fault runs whose first alert after the fault is the "
+            f"same step: {live['fault_runs_same_first_alert']}/{live['fault_runs']}.")
     if result.get("rollback"):
         lines += ["", "| run | fault | live alerts | rollbacks | held-out accuracy at the end, rollback off → on |",
                   "|---|---|---:|---:|---:|"]
@@ -120,41 +134,4 @@ def study3_calibration_table(result: Mapping[str, Any]) -> str:
     shown = ", ".join(f"{k}: {'none' if v is None else f'{v:g}'}" for k, v in result["matched_thresholds"].items())
     lines += ["", f"Matched baseline thresholds (≤ 0.5 false alarms per 1000 probe steps on the fault-free runs): "
               f"{shown}."]
-    return "\n".join(lines) + "\n"
-
-
-def study3_test_tables(result: Mapping[str, Any]) -> str:
-    """Study 3's test set: in time and before the onset per family, false alarms, paired comparisons."""
-    families = [k for k in next(iter(result["detectors"].values())) if k not in ("all", "healthy", "runs")]
-    lines = [
-        f"Probe interval {result['interval']} steps; shipped detector: **spinal: {result['shipped']}**.",
-        "",
-        "Cells: detected in time (first alarm after the fault no later than the onset) / fault runs with an onset "
-        "(95 % Clopper–Pearson) · median lead in steps.",
-        "",
-        "| detector | " + " | ".join(families) + " | all faults: in time | all faults: before the onset | "
-        "healthy: false alarms / 1000 probes (95 % CI) | healthy runs with an alarm | fault runs: alarms before "
-        "the fault |",
-        "|---|" + "---:|" * (len(families) + 5),
-    ]
-    for name, entry in result["detectors"].items():
-        cells = [_rate(entry[f], True) for f in families]
-        pre_fault = sum(1 for r in entry["runs"] if r["fault_start"] < 10**9 and r["false_alarms"])
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_rate(entry['all'], True)} | {_rate(entry['all'])} | "
-                     f"{_false(entry['healthy'])} | {entry['healthy']['runs_with_false_alarm']} | {pre_fault} |")
-    better, worse, p = result["shipped_vs_best_baseline"]
-    g_better, g_worse, g_p = result["geometry_vs_probe_set"]
-    lines += [
-        "",
-        f"Paired per-run lead (a miss ranks below any timely alarm), shipped detector vs the best baseline "
-        f"({result['best_baseline']}): shipped earlier in {better} runs, later in {worse} (sign test p = {p:.3g}).",
-        f"Geometry vs the probe-set control: geometry earlier in {g_better} runs, later in {g_worse} "
-        f"(sign test p = {g_p:.3g}).",
-    ]
-    if result.get("rollback"):
-        lines += ["", "| run | fault | live alerts | rollbacks | held-out accuracy at the end, rollback off → on |",
-                  "|---|---|---:|---:|---:|"]
-        for row in result["rollback"]:
-            lines.append(f"| {row['run']} | {'yes' if row['fault'] else 'no'} | {row['alerts']} | {row['rollbacks']} | "
-                         f"{row['accuracy_off']:.3f} → {row['accuracy_on']:.3f} |")
     return "\n".join(lines) + "\n"
