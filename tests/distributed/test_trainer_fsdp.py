@@ -1,0 +1,86 @@
+"""TRL's ``DPOTrainer`` under accelerate's FSDP (FSDP2, FSDP1 with and without ``use_orig_params``) on 2 gloo
+CPU ranks with ``SpinalTrainerCallback`` attached: training runs on both ranks with no failed probe, the
+callback is handed the FSDP-wrapped model, and the depth traces and probe-pair signals rank 0 writes equal
+single-process probes of the same weights — the initial ones at step 0, the gathered full state dict at the
+last step.
+
+accelerate does not do FSDP on CPU: with ``use_cpu=True`` its ``AcceleratorState`` is ``MULTI_CPU`` and drops
+the FSDP plugin without a word (the Trainer then trains with DDP). The script puts the plugin back right after
+the Trainer builds its accelerator (``CpuFsdpDPOTrainer``); the Trainer's and TRL's FSDP preparation, the
+training loop and the callback events are theirs, unchanged."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+
+from .test_sharding import _close, _free_port
+
+SCRIPT = Path(__file__).with_name("trainer_fsdp_script.py")
+MAX_STEPS = 3
+
+
+def _run(tmp_path: Path, kind: str) -> list[dict]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(tmp_path), kind],
+            env={**env, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for rank in (0, 1)
+    ]
+    try:
+        errors = [p.communicate(timeout=300)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode == 0 for p in procs), "\n".join(e[-3000:] for e in errors)
+    return [json.loads((tmp_path / f"{kind}-rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def _trace(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("type", "step", "signals", "noise", "metrics")}
+
+
+@pytest.mark.parametrize("kind", ["fsdp2", "fsdp1-orig", "fsdp1-flat"])
+def test_dpo_trainer_under_accelerate_fsdp_probes_like_a_single_process(tmp_path: Path, kind: str) -> None:
+    ranks = _run(tmp_path, kind)
+    steps = list(range(MAX_STEPS + 1))
+    for result in ranks:
+        assert result["global_step"] == MAX_STEPS
+        assert result["checkpointing"]  # TRL's default activation checkpointing, under FSDP
+        assert result["warnings"] == [] and result["failures"] == 0
+        assert [s["step"] for s in result["seen"]] == steps
+        assert not any(s["failed"] for s in result["seen"])
+        # the Trainer hands its callbacks the FSDP-wrapped model
+        assert {s["sharding"] for s in result["seen"]} == {kind.split("-")[0]}
+        assert all(math.isfinite(loss) for loss in result["losses"])
+    # every rank's probe is the same (the gathers are collectives); only rank 0 writes the trace file
+    assert _close(ranks[0]["seen"], ranks[1]["seen"])
+    assert ranks[1]["trace_path"] is None
+    trace_path = Path(ranks[0]["trace_path"])
+    assert trace_path == tmp_path / f"{kind}-out" / "spinal" / "spinal_trace.jsonl"
+    records = [json.loads(line) for line in trace_path.read_text().splitlines()]
+    traces = [r for r in records if r["type"] == "trace"]
+    assert [r["step"] for r in traces] == steps
+    assert len(traces[0]["layers"]) == 4
+    # step 0 (before any update) equals the single-process probe of the initial weights
+    before = ranks[0]["before"]
+    assert _close(_trace(traces[0]), before["trace"])
+    assert _close(traces[0]["signals"], before["signals"])
+    # the last step equals the single-process probe of the trained weights gathered from the shards
+    after = ranks[0]["after"]
+    assert _close(_trace(traces[-1]), after["trace"])
+    assert _close(traces[-1]["signals"], after["signals"])
+    assert not _close(_trace(traces[-1]), before["trace"])  # training moved the weights
