@@ -22,7 +22,21 @@ import pytest
 
 pytest.importorskip("trl")
 
+from importlib.metadata import version
+
+from packaging.version import Version
+
 from .test_sharding import _close, _free_port
+
+# The CPU shim re-installs accelerate's FSDP plugin through internals that exist from accelerate 1.15 and
+# transformers 5 on (older versions also refuse FSDP on CPU earlier, in the plugin's device check, and lack
+# ``TrainingArguments.fsdp_plugin_args``); the library path it exercises has no such floor. Under the oldest
+# versions the declared ranges admit, the sharded probe itself is covered by test_sharding.py.
+pytestmark = pytest.mark.skipif(
+    Version(version("accelerate")) < Version("1.15") or Version(version("transformers")) < Version("5"),
+    reason="the CPU FSDP shim of this test needs accelerate >= 1.15 and transformers >= 5 "
+    f"(installed: accelerate {version('accelerate')}, transformers {version('transformers')})",
+)
 
 SCRIPT = Path(__file__).with_name("trainer_fsdp_script.py")
 MAX_STEPS = 3
