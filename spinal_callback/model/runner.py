@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from spinal_callback.model.layout import DecoderLayout
-from spinal_callback.model.sharding import stubbed_head
+from spinal_callback.model.sharding import gathered_head, stubbed_head
 
 __all__ = ["BlockEdit", "ModelRun", "StopForward", "block_output", "forward_blocks", "probe_mode"]
 
@@ -81,6 +81,18 @@ class ModelRun:
         if self.adapter_disabled:
             return self.module.disable_adapter()  # type: ignore[operator]
         return contextlib.nullcontext()
+
+    def head(self) -> contextlib.AbstractContextManager[Any]:
+        """The logit lens's parameters for scoring this run's hidden states: for a sharded run, the final
+        norm's and the unembedding's full parameters gathered for the duration
+        (:func:`~spinal_callback.model.sharding.gathered_head`), else nothing.
+
+        Enter it after a forward and leave it before the next (FSDP1 forbids a forward inside the gather),
+        on every rank, in the same order.
+        """
+        if self.sharded is None:
+            return contextlib.nullcontext()
+        return gathered_head(self.module, self.layout)
 
 
 @contextlib.contextmanager

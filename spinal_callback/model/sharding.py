@@ -14,8 +14,18 @@ around the forward of each sharded unit. Three rules make a probe of such a mode
    units that own them, ``unshard()`` / ``reshard()`` on the FSDP2 modules, ``GatheredParameters`` for
    ZeRO-3 — and released afterwards.
 
-Rollback snapshots and patching probes are refused under sharding at setup (see
-:func:`check_sharded_config`): a snapshot of one rank's view would be silently wrong.
+The patching probes (:mod:`spinal_callback.probes`) follow the same rules under FSDP1 and FSDP2: every
+unpatched and patched forward of the policy and the reference goes through
+:func:`~spinal_callback.model.runner.forward_blocks`, each run's head is gathered once per side
+(:meth:`~spinal_callback.model.runner.ModelRun.head`) to score its forwards, and attribution patching's
+backward runs through the sharded blocks (their hooks gather the parameters again; parameters get no
+gradient). Every rank runs the same forwards in the same order: the plan depends only on the batch and
+the configuration, and the one choice made from measured values (the low-rank layers) is rank 0's
+(:func:`rank_zero_choice`).
+
+Rollback snapshots are refused under sharding at setup (see :func:`check_sharded_config`): a snapshot
+of one rank's view would be silently wrong. Patching probes are refused under ZeRO-3 only: never run on
+it (DeepSpeed does not run on the CPU test machines).
 """
 
 from __future__ import annotations
@@ -28,11 +38,14 @@ import torch
 from torch import nn
 
 __all__ = [
+    "PATCHING_SHARDINGS",
     "SHARDING_NAMES",
     "Sharding",
+    "check_patching_sharding",
     "check_sharded_config",
     "gathered_head",
     "probe_root",
+    "rank_zero_choice",
     "sharding_of",
     "stubbed_head",
 ]
@@ -183,16 +196,54 @@ SHARDING_NAMES = {
 }
 
 
-def check_sharded_config(model: nn.Module, *, rollback: bool, patching: bool) -> Sharding | None:
-    """Refuse, at setup, what does not work on a sharded model yet; return the sharding.
+#: Shardings the patching probes run under (2 gloo CPU ranks in ``tests/distributed/test_sharding.py``).
+PATCHING_SHARDINGS: tuple[Sharding, ...] = ("fsdp1", "fsdp2")
 
-    Geometry probes, probe-pair signals, the detector, alerts and ``"stop"`` work under every sharding.
-    Rollback snapshots would copy one rank's shard (or an empty placeholder) and restore it as if it were
-    the model, and the patching probe edits block outputs with hooks that assume an unsharded model;
-    both are refused with a message that names what works instead.
+
+def check_patching_sharding(kind: Sharding | None) -> None:
+    """Refuse the patching probes for a sharding they do not run under (ZeRO-3); ``None`` is fine.
 
     Raises:
-        ValueError: ``rollback`` or ``patching`` asked for on a sharded model.
+        ValueError: ``kind`` is not ``None`` and not in :data:`PATCHING_SHARDINGS`.
+    """
+    if kind is None or kind in PATCHING_SHARDINGS:
+        return
+    raise ValueError(
+        f"patching probes (patch_interval > 0) are not supported for a model sharded with {SHARDING_NAMES[kind]}: "
+        "they run under FSDP (FullyShardedDataParallel, use_orig_params True or False) and FSDP2 (fully_shard), "
+        "and have never been run under ZeRO-3. Set patch_interval=0 (geometry probes and the detector work "
+        "under ZeRO-3), shard with FSDP or FSDP2, or run `spinal audit` on saved checkpoints for the patching view."
+    )
+
+
+def rank_zero_choice(value: Any, kind: Sharding | None) -> Any:
+    """``value`` as global rank 0 has it, on every rank, for a choice that decides which forwards run.
+
+    Probes of a sharded model must run the same forwards on every rank (their gathers are collectives);
+    a choice made from measured values (e.g. the layers with the largest effect) could differ between
+    ranks by rounding. One ``broadcast_object_list`` on the default process group — call it on every
+    rank. Returns ``value`` unchanged when ``kind`` is ``None`` or no process group of 2+ ranks exists.
+    """
+    import torch.distributed as dist
+
+    if kind is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def check_sharded_config(model: nn.Module, *, rollback: bool, patching: bool) -> Sharding | None:
+    """Refuse, at setup, what does not work on a sharded model; return the sharding.
+
+    Geometry probes, probe-pair signals, the detector, alerts and ``"stop"`` work under every sharding;
+    the patching probes (exact in both directions, low-rank, LASSO and attribution patching) under FSDP1
+    and FSDP2 (:data:`PATCHING_SHARDINGS`). Rollback snapshots would copy one rank's shard (or an empty
+    placeholder) and restore it as if it were the model: refused under every sharding. Patching probes
+    are refused under ZeRO-3, where they have never run. The messages name what works instead.
+
+    Raises:
+        ValueError: ``rollback`` asked for on a sharded model, or ``patching`` on a ZeRO-3 model.
     """
     kind = sharding_of(model)
     if kind is None:
@@ -205,9 +256,5 @@ def check_sharded_config(model: nn.Module, *, rollback: bool, patching: bool) ->
             "checkpoint, or train with DDP (unsharded) to use rollback."
         )
     if patching:
-        raise ValueError(
-            f"patching probes (patch_interval > 0) are not supported for a model sharded with {name}; set "
-            "patch_interval=0 (geometry probes and the detector work under sharding), or run "
-            "`spinal audit` on saved checkpoints for the patching view."
-        )
+        check_patching_sharding(kind)
     return kind

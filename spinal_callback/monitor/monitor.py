@@ -131,8 +131,8 @@ class SpinalMonitor:
         Raises:
             UnsupportedArchitectureError: the policy's architecture is not registered.
             ValueError: a detector signal name that no input can produce (the message lists the available
-                ones), no usable probe pair, patching probes without a usable reference, or rollback /
-                patching on a sharded (FSDP, ZeRO-3) model.
+                ones), no usable probe pair, patching probes without a usable reference, rollback on a
+                sharded (FSDP, ZeRO-3) model, or patching on a ZeRO-3 model.
         """
         cfg = self.config
         check_detector_inputs(cfg.detector, metric_names)

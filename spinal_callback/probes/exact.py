@@ -137,7 +137,9 @@ def patch_layers(
     at the chunks' first blocks, plus the activations of one patched forward.
 
     Args:
-        policy: the policy (a Hugging Face causal LM; PEFT-, DDP- or compile-wrapped too).
+        policy: the policy (a Hugging Face causal LM; PEFT-, DDP- or compile-wrapped too, or sharded with
+            FSDP1 / FSDP2 — then call this on every rank with the same arguments; see
+            :mod:`~spinal_callback.model.sharding`).
         reference: the reference model, or ``None`` for the PEFT policy with its adapter disabled
             (policy activations are taken with the adapter on, reference ones with it off).
         batch: ``input_ids``, ``attention_mask``, ``completion_mask``, each ``(2K, T)``: K prompt+chosen
@@ -162,7 +164,7 @@ def patch_layers(
     Raises:
         ValueError: unknown ``direction``; malformed batch or a pair with an empty completion;
             incompatible policy and reference; ``reference=None`` with a non-PEFT policy; bad ``layers``;
-            ``unpatched`` of other models, of another batch or lacking blocks.
+            ``unpatched`` of other models, of another batch or lacking blocks; a DeepSpeed ZeRO-3 model.
     """
     direction = check_direction(direction)  # type: ignore[assignment]
     probe = validate_probe_batch(batch)

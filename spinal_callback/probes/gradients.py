@@ -6,6 +6,10 @@ on one forward that keeps the graph from block 1's output on and one backward th
 ``requires_grad`` flags are switched off for the pass and restored). The logit head's gradient is
 taken per token chunk first, so no ``(tokens × V)`` graph is kept for the whole batch. Attribution
 patching (:mod:`spinal_callback.probes.attribution`) dots these gradients with ``h_pol − h_ref``.
+
+On an FSDP1 / FSDP2 model (every rank calls it) the forward runs through the wrapped root, the head's
+gradient is taken under one gather of the final norm and unembedding, and the backward runs through the
+sharded blocks, whose backward hooks gather their (frozen) parameters again and reshard them at its end.
 """
 
 from __future__ import annotations
@@ -91,12 +95,15 @@ def margin_gradients(
             def first_block(hidden: torch.Tensor) -> torch.Tensor:
                 leaf = hidden.detach().requires_grad_(True)  # the graph starts here
                 store[0] = leaf
-                return leaf
+                # Block 2 gets a view of the leaf, not the leaf: FSDP1 puts a multi-grad hook on the inputs
+                # of a unit whose parameters are frozen, and autograd.grad() refuses such a hook on a leaf.
+                return leaf.view_as(leaf)
 
             edits: dict[int, BlockEdit] = {b: capture_edit(store, b, detach=False) for b in blocks}
             edits[0] = first_block
             final = forward_blocks(run, probe.input_ids, probe.attention_mask, edits)
-            grad_final, logprobs = _head_gradient(run.layout, final, probe, chunk_size)
+            with run.head():  # a sharded model's norm and unembedding, gathered for the head's gradient
+                grad_final, logprobs = _head_gradient(run.layout, final, probe, chunk_size)
             if inner:
                 found = torch.autograd.grad(
                     final, [store[b] for b in inner], grad_outputs=grad_final, allow_unused=True

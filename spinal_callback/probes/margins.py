@@ -22,7 +22,16 @@ import torch
 
 from spinal_callback.model.architectures import DecoderLayout
 
-__all__ = ["BATCH_KEYS", "ProbeBatch", "completion_logprobs", "pair_margins", "validate_probe_batch"]
+__all__ = [
+    "BATCH_KEYS",
+    "ProbeBatch",
+    "ScoredTokens",
+    "completion_logprobs",
+    "pair_margins",
+    "score_tokens",
+    "take_scored",
+    "validate_probe_batch",
+]
 
 #: Keys a patching batch must hold.
 BATCH_KEYS = ("input_ids", "attention_mask", "completion_mask")
@@ -109,6 +118,60 @@ def validate_probe_batch(batch: Mapping[str, Any]) -> ProbeBatch:
     )
 
 
+@dataclass(frozen=True)
+class ScoredTokens:
+    """The hidden states that score a batch's completion tokens, taken out of a ``(R, T, d)`` block output.
+
+    Holding only these rows (rather than the whole output) lets a sharded run score several forwards
+    under one gather of its logit head.
+
+    Attributes:
+        hidden: ``(n, d)`` the final block's output at ``t − 1`` for each scored token ``t``.
+        rows: ``(n,)`` the batch row of each scored token (on ``hidden``'s device).
+        targets: ``(n,)`` the token ids to score (on ``hidden``'s device).
+        num_rows: R, the rows of the batch.
+    """
+
+    hidden: torch.Tensor
+    rows: torch.Tensor
+    targets: torch.Tensor
+    num_rows: int
+
+
+def take_scored(final_hidden: torch.Tensor, input_ids: torch.Tensor, label_mask: torch.Tensor) -> ScoredTokens:
+    """The hidden states at the positions that predict the scored tokens (``label_mask``, False at t = 0).
+
+    Differentiable w.r.t. ``final_hidden`` when grad is enabled; the indices are built on the host (no
+    device sync).
+    """
+    device = final_hidden.device
+    label_cpu = label_mask.detach().to("cpu", torch.bool)
+    rows, cols = label_cpu.nonzero(as_tuple=True)
+    targets = input_ids.detach().cpu()[rows, cols]
+    rows, cols = rows.to(device), cols.to(device)
+    return ScoredTokens(final_hidden[rows, cols - 1], rows, targets.to(device), final_hidden.shape[0])
+
+
+def score_tokens(layout: DecoderLayout, tokens: ScoredTokens, *, chunk_size: int = 256) -> torch.Tensor:
+    """``(R,)`` float64 completion log-likelihoods of :class:`ScoredTokens`, ``chunk_size`` tokens per head call.
+
+    Per token ``log_softmax(head(h))[y]`` from float32 logits (:meth:`DecoderLayout.lens_logits`), summed
+    per row in float64. A sharded model's head must be gathered around the call
+    (:meth:`~spinal_callback.model.runner.ModelRun.head`).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}")
+    hidden, rows, targets = tokens.hidden, tokens.rows, tokens.targets
+    total = torch.zeros(tokens.num_rows, dtype=torch.float64, device=hidden.device)
+    for start in range(0, rows.numel(), chunk_size):
+        r = rows[start : start + chunk_size]
+        logits = layout.lens_logits(hidden[start : start + chunk_size])
+        target = targets[start : start + chunk_size, None]
+        logp = logits.gather(1, target).squeeze(1) - torch.logsumexp(logits, dim=-1)
+        total = total.index_add(0, r, logp.double())
+    return total
+
+
 def completion_logprobs(
     layout: DecoderLayout,
     final_hidden: torch.Tensor,
@@ -120,10 +183,11 @@ def completion_logprobs(
     """Per-sequence completion log-likelihood from the last block's output.
 
     ``log π(y|x) = Σ_{t: label[t]} log_softmax(head(h_L[t−1]))[y_t]``, where ``head`` is the model's
-    final norm + unembedding (+ soft-capping) through :meth:`DecoderLayout.lens_logits`, in float32.
+    final norm + unembedding (+ soft-capping) through :meth:`DecoderLayout.lens_logits`, in float32:
+    :func:`take_scored` then :func:`score_tokens`.
 
     Args:
-        layout: the model's resolved layout (its logit head).
+        layout: the model's resolved layout (its logit head; gathered around the call for a sharded model).
         final_hidden: ``(R, T, d)`` output of the last decoder block.
         input_ids: ``(R, T)`` token ids (any device).
         label_mask: ``(R, T)`` bool mask of scored tokens, False at t = 0 (any device).
@@ -136,20 +200,7 @@ def completion_logprobs(
     """
     if chunk_size < 1:
         raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}")
-    device = final_hidden.device
-    label_cpu = label_mask.detach().to("cpu", torch.bool)
-    rows, cols = label_cpu.nonzero(as_tuple=True)  # on the host: no device sync
-    targets = input_ids.detach().cpu()[rows, cols]
-    rows, cols, targets = rows.to(device), cols.to(device), targets.to(device)
-    total = torch.zeros(final_hidden.shape[0], dtype=torch.float64, device=device)
-    for start in range(0, rows.numel(), chunk_size):
-        r = rows[start : start + chunk_size]
-        h = final_hidden[r, cols[start : start + chunk_size] - 1]
-        logits = layout.lens_logits(h)
-        target = targets[start : start + chunk_size, None]
-        logp = logits.gather(1, target).squeeze(1) - torch.logsumexp(logits, dim=-1)
-        total = total.index_add(0, r, logp.double())
-    return total
+    return score_tokens(layout, take_scored(final_hidden, input_ids, label_mask), chunk_size=chunk_size)
 
 
 def pair_margins(logprobs: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,10 @@ margin gradients when attribution patching is on) are computed once
 (+ 1 backward) instead of 2 per probe (10 forwards + 1 backward with everything on), and low-rank
 patching takes its full effect from the exact probe instead of re-running the exact patch. The results
 are those of the separately called probe functions.
+
+Sharded models (FSDP1, FSDP2): every rank calls :func:`run_patching_probe` with the same batch and
+configuration and runs the same forwards in the same order (see :mod:`spinal_callback.model.sharding`);
+the low-rank layers are rank 0's choice. The outcome is the same on every rank.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 from torch import nn
 
 from spinal_callback.config import SpinalConfig
+from spinal_callback.model.sharding import rank_zero_choice
 from spinal_callback.probes.attribution import attribution_patching, rank_agreement
 from spinal_callback.probes.exact import PatchResult, patch_layers
 from spinal_callback.probes.lasso import lasso_probe
@@ -90,7 +95,8 @@ def run_patching_probe(
         if config.patch_low_rank_layers > 0:
             magnitude = forward.normalized_effect.abs().nan_to_num(nan=-1.0)
             top = magnitude.argsort(descending=True)[: config.patch_low_rank_layers]
-            layers = sorted(forward.layers[int(i)] for i in top)
+            # which layers decides which forwards run: a sharded model's ranks must agree (rank 0's choice)
+            layers = rank_zero_choice(sorted(forward.layers[int(i)] for i in top), unpatched.policy_run.sharded)
             low = low_rank_patch(
                 policy, reference, batch, layers, ranks=config.patch_ranks, exact=forward, unpatched=unpatched
             )

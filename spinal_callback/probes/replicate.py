@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from spinal_callback.model.runner import BlockEdit, ModelRun, forward_blocks
-from spinal_callback.probes.margins import ProbeBatch, completion_logprobs
+from spinal_callback.probes.margins import ProbeBatch, ScoredTokens, score_tokens, take_scored
 
 __all__ = [
     "LAYERS_PER_FORWARD",
@@ -126,11 +126,14 @@ def run_unpatched(
     run: ModelRun, batch: ProbeBatch, capture: set[int] | Sequence[int], *, chunk_size: int = 256
 ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     """One unpatched forward: the outputs ``(2K, T, d)`` of the ``capture`` blocks and the ``(2K,)``
-    completion log-likelihoods. Call under ``torch.no_grad()`` inside ``probe_mode``."""
+    completion log-likelihoods. Call under ``torch.no_grad()`` inside ``probe_mode`` (on every rank for a
+    sharded run: the forward, then one gather of the logit head)."""
     store: dict[int, torch.Tensor] = {}
     edits = {index: capture_edit(store, index) for index in capture}
     final = forward_blocks(run, batch.input_ids, batch.attention_mask, edits)
-    logp = completion_logprobs(run.layout, final, batch.input_ids, batch.label_mask, chunk_size=chunk_size)
+    tokens = take_scored(final, batch.input_ids, batch.label_mask)
+    with run.head():
+        logp = score_tokens(run.layout, tokens, chunk_size=chunk_size)
     return store, logp
 
 
@@ -155,7 +158,10 @@ def run_patches(
 ) -> tuple[torch.Tensor, int, int]:
     """Run the plan; completion log-likelihoods of every (spec, row).
 
-    Call under ``torch.no_grad()`` inside :func:`~spinal_callback.model.runner.probe_mode`.
+    Call under ``torch.no_grad()`` inside :func:`~spinal_callback.model.runner.probe_mode`. A sharded run
+    (every rank runs the same plan) keeps the scored hidden states of each forward (scored tokens × d) and
+    scores them all after the last forward under one gather of its logit head
+    (:meth:`~spinal_callback.model.runner.ModelRun.head`); an unsharded one scores each forward at once.
 
     Args:
         run: the model that is patched.
@@ -173,6 +179,7 @@ def run_patches(
     num_blocks = run.layout.num_layers
     out = torch.zeros(len(specs), batch.num_rows, dtype=torch.float64, device=device)
     block_rows = forwards = 0
+    pending: list[tuple[torch.Tensor, torch.Tensor, ScoredTokens]] = []
     for (spec_idx, rows), first in zip(plan.chunks, plan.firsts):
         by_block: dict[int, list[tuple[PatchSpec, torch.Tensor, torch.Tensor]]] = {}
         for s in spec_idx.unique().tolist():
@@ -194,9 +201,15 @@ def run_patches(
                 run, batch.input_ids[rows], batch.attention_mask[rows], edits, start=start, start_hidden=start_hidden
             )
             forwards += 1
-        logp = completion_logprobs(
-            run.layout, final, batch.input_ids[rows], batch.label_mask[rows], chunk_size=chunk_size
-        )
-        out.index_put_((spec_idx.to(device), rows_dev), logp)
+        tokens = take_scored(final, batch.input_ids[rows], batch.label_mask[rows])
+        if run.sharded is None:
+            logp = score_tokens(run.layout, tokens, chunk_size=chunk_size)
+            out.index_put_((spec_idx.to(device), rows_dev), logp)
+        else:  # scored after the last forward, under one gather of the head
+            pending.append((spec_idx.to(device), rows_dev, tokens))
         block_rows += rows.numel() * (num_blocks - start)
+    if pending:
+        with run.head():
+            for spec_dev, rows_dev, tokens in pending:
+                out.index_put_((spec_dev, rows_dev), score_tokens(run.layout, tokens, chunk_size=chunk_size))
     return out, forwards, block_rows

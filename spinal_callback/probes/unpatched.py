@@ -19,14 +19,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from spinal_callback.model.architectures import unwrap_parallel
 from spinal_callback.model.pairing import resolve_runs
 from spinal_callback.model.runner import ModelRun, probe_mode
+from spinal_callback.model.sharding import check_patching_sharding, probe_root
 from spinal_callback.probes.gradients import margin_gradients
 from spinal_callback.probes.margins import ProbeBatch, validate_probe_batch
 from spinal_callback.probes.replicate import run_unpatched
 
-__all__ = ["UnpatchedRuns", "compute_unpatched", "shared_runs", "unpatched_or_compute", "unpatched_runs"]
+__all__ = [
+    "UnpatchedRuns",
+    "compute_unpatched",
+    "patching_runs",
+    "shared_runs",
+    "unpatched_or_compute",
+    "unpatched_runs",
+]
 
 
 @dataclass
@@ -158,6 +165,19 @@ def unpatched_or_compute(
     )
 
 
+def patching_runs(policy: nn.Module, reference: nn.Module | None) -> tuple[ModelRun, ModelRun]:
+    """:func:`~spinal_callback.model.pairing.resolve_runs`, refusing a sharding the patching probes do not
+    run under (ZeRO-3; FSDP1 and FSDP2 are fine).
+
+    Raises:
+        ValueError: as ``resolve_runs``; a ZeRO-3 policy or reference.
+    """
+    policy_run, reference_run = resolve_runs(policy, reference)
+    for run in (policy_run, reference_run):
+        check_patching_sharding(run.sharded)
+    return policy_run, reference_run
+
+
 def unpatched_runs(
     policy: nn.Module,
     reference: nn.Module | None,
@@ -181,7 +201,7 @@ def unpatched_runs(
         ValueError: as ``patch_layers``.
     """
     probe = validate_probe_batch(batch)
-    policy_run, reference_run = resolve_runs(policy, reference)
+    policy_run, reference_run = patching_runs(policy, reference)
     every = range(policy_run.layout.num_layers)
     with probe_mode(policy_run, reference_run):
         return compute_unpatched(
@@ -196,16 +216,16 @@ def shared_runs(
     """The runs of ``unpatched`` (checked to be of these models and this batch), or freshly resolved ones.
 
     Raises:
-        ValueError: ``unpatched`` was computed for other models or another batch; as ``resolve_runs``.
+        ValueError: ``unpatched`` was computed for other models or another batch; as :func:`patching_runs`.
     """
     if unpatched is None:
-        return resolve_runs(policy, reference)
-    policy_module = unwrap_parallel(policy)
+        return patching_runs(policy, reference)
+    policy_module = probe_root(policy)
     ref = unpatched.reference_run
     same_reference = (
         ref.adapter_disabled and ref.module is policy_module
         if reference is None
-        else not ref.adapter_disabled and ref.module is unwrap_parallel(reference)
+        else not ref.adapter_disabled and ref.module is probe_root(reference)
     )
     if unpatched.policy_run.module is not policy_module or not same_reference:
         raise ValueError("`unpatched` was computed for other models than `policy` and `reference`")
