@@ -1,6 +1,7 @@
-"""What the Lightning adapter needs from Lightning besides its hooks: default model getters, the strategy's
-collectives as a :class:`~spinal_callback.recovery.sync.RankSync`, and where output goes (the trainer's
-``TensorBoardLogger`` and every logger in ``trainer.loggers``)."""
+"""What the Lightning adapter needs from Lightning besides its hooks: default model getters, the models as the
+probes call them under an FSDP strategy, the strategy's collectives as a
+:class:`~spinal_callback.recovery.sync.RankSync`, and where output goes (the trainer's ``TensorBoardLogger`` and
+every logger in ``trainer.loggers``)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ except ImportError:  # pragma: no cover - the standalone `pytorch_lightning` dis
         ) from exc
 
 from spinal_callback.config import SpinalConfig
+from spinal_callback.model.sharding import enclosed
 
-__all__ = ["ModelGetter", "StrategySync", "default_policy", "default_reference", "outputs", "pl"]
+__all__ = ["ModelGetter", "StrategySync", "default_policy", "default_reference", "outputs", "pl", "probed"]
 
 ModelGetter = Callable[["pl.LightningModule"], nn.Module]
 
@@ -43,6 +45,13 @@ def default_policy(pl_module: pl.LightningModule) -> nn.Module:
 
 def default_reference(pl_module: pl.LightningModule) -> nn.Module | None:
     return _first_module(pl_module, ("reference", "ref_model"))
+
+
+def probed(trainer: pl.Trainer, model: nn.Module) -> nn.Module:
+    """``model`` as the probes call it: through the FSDP root when the strategy's model is one that encloses it
+    (``FSDPStrategy`` wraps the whole ``LightningModule``, so that root owns the policy's embedding, final norm
+    and unembedding; see :func:`~spinal_callback.model.sharding.enclosed`), else ``model`` itself."""
+    return enclosed(model, getattr(trainer.strategy, "model", None))
 
 
 class StrategySync:

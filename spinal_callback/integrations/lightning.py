@@ -16,6 +16,7 @@ from spinal_callback.integrations._lightning_support import (
     default_reference,
     outputs,
     pl,
+    probed,
 )
 from spinal_callback.monitor.session import MonitorSession, dataset_of
 from spinal_callback.recovery.guard import TrainingHandles
@@ -90,17 +91,23 @@ class SpinalLightningCallback(pl.Callback):
     def reference(self, pl_module: pl.LightningModule) -> nn.Module | None:
         return self._reference(pl_module)
 
+    def _probed(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[nn.Module, nn.Module | None]:
+        """The policy and the reference as the probes call them (through an enclosing FSDP root)."""
+        reference = self.reference(pl_module)
+        return probed(trainer, self.policy(pl_module)), None if reference is None else probed(trainer, reference)
+
     # -- hooks -----------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The train dataloader exists from here on; nothing has stepped yet, so misconfiguration
         # raised by start() still stops the run before its first optimizer step.
         if not self.session.started:
             writer, log_dir, log_scalars, log_text = outputs(trainer, self.config)
+            policy, reference = self._probed(trainer, pl_module)
             self.session.start(
-                self.policy(pl_module), rank_zero=bool(trainer.is_global_zero), log_dir=log_dir, writer=writer,
+                policy, rank_zero=bool(trainer.is_global_zero), log_dir=log_dir, writer=writer,
                 log_scalars=log_scalars, log_text=log_text, records=dataset_of(trainer.train_dataloader),
                 tokenizer=self.tokenizer if self.tokenizer is not None else getattr(pl_module, "tokenizer", None),
-                reference=self.reference(pl_module),
+                reference=reference,
             )
         self._step(trainer, pl_module)
 
@@ -122,9 +129,10 @@ class SpinalLightningCallback(pl.Callback):
                 scaler=getattr(trainer.precision_plugin, "scaler", None),
             )
 
+        policy, reference = self._probed(trainer, pl_module)
         stop = self.session.step(
-            trainer.global_step, self.policy(pl_module), handles, sync=StrategySync(trainer.strategy),
-            reference=self.reference(pl_module), metrics=lambda: trainer.callback_metrics,
+            trainer.global_step, policy, handles, sync=StrategySync(trainer.strategy), reference=reference,
+            metrics=lambda: trainer.callback_metrics,
         )
         if stop:
             trainer.should_stop = True

@@ -23,6 +23,13 @@ gradient). Every rank runs the same forwards in the same order: the plan depends
 the configuration, and the one choice made from measured values (the low-rank layers) is rank 0's
 (:func:`rank_zero_choice`).
 
+A model that is a *submodule* of an FSDP1 or FSDP2 root — Lightning's ``FSDPStrategy`` wraps the whole
+``LightningModule``, so the root unit owns the policy's embedding, final norm and unembedding — is probed as
+an :class:`EnclosedModel` (:func:`enclosed`): its forward runs through that root (the root's forward is
+redirected to the model for the call, as Lightning redirects ``training_step``), so the root's parameters
+are gathered and released by the root's own hooks, and :func:`gathered_head` looks for the units that own
+the head from the root down.
+
 Rollback snapshots are refused under sharding at setup (see :func:`check_sharded_config`): a snapshot
 of one rank's view would be silently wrong. Patching probes are refused under ZeRO-3 only: never run on
 it (DeepSpeed does not run on the CPU test machines).
@@ -32,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -40,9 +47,11 @@ from torch import nn
 __all__ = [
     "PATCHING_SHARDINGS",
     "SHARDING_NAMES",
+    "EnclosedModel",
     "Sharding",
     "check_patching_sharding",
     "check_sharded_config",
+    "enclosed",
     "gathered_head",
     "probe_root",
     "rank_zero_choice",
@@ -78,8 +87,94 @@ def _is_zero3(param: torch.Tensor) -> bool:
     return hasattr(param, "ds_id") and hasattr(param, "ds_status")
 
 
+def _root_kind(module: nn.Module) -> Sharding | None:
+    """``"fsdp1"`` for a ``FullyShardedDataParallel`` wrapper, ``"fsdp2"`` for a ``fully_shard`` module, else
+    ``None``."""
+    fsdp1, fsdp2 = _fsdp1_type(), _fsdp2_type()
+    if fsdp1 is not None and isinstance(module, fsdp1):
+        return "fsdp1"
+    if fsdp2 is not None and isinstance(module, fsdp2):
+        return "fsdp2"
+    return None
+
+
+class EnclosedModel(nn.Module):
+    """A model inside an enclosing FSDP1 / FSDP2 root, as a probe calls it (see :func:`enclosed`).
+
+    Calling it runs the root's forward with the root's own module's ``forward`` redirected to the model for
+    that one call: the root's hooks gather its parameters (the model's embedding, final norm, unembedding when
+    the root owns them) and release them as in training, on every rank alike. ``module`` is the model (a
+    registered child: parameters, train/eval flags and :func:`~spinal_callback.model.unwrap.unwrap_parallel`
+    see the model and nothing else); ``root`` is held unregistered.
+
+    Attributes:
+        module: the model.
+        root: the FSDP root that encloses it.
+        sharding: the root's sharding, ``"fsdp1"`` or ``"fsdp2"``.
+    """
+
+    root: nn.Module
+    sharding: Sharding
+
+    def __init__(self, module: nn.Module, root: nn.Module, sharding: Sharding) -> None:
+        super().__init__()
+        self.module = module
+        object.__setattr__(self, "root", root)  # not a submodule: no cycle, no foreign parameters or modes
+        self.sharding = sharding
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        root = self.root
+        target = cast(nn.Module, root.module) if self.sharding == "fsdp1" else root  # FSDP1: the wrapped module
+        model = self.module
+        saved = target.__dict__.get("forward")
+
+        def restore() -> None:
+            if saved is None:
+                target.__dict__.pop("forward", None)
+            else:
+                target.forward = saved  # type: ignore[method-assign]
+
+        def redirected(*inner_args: Any, **inner_kwargs: Any) -> Any:
+            restore()  # before the call: `model` may be `target` itself
+            return model(*inner_args, **inner_kwargs)
+
+        target.forward = redirected  # type: ignore[method-assign]
+        try:
+            return root(*args, **kwargs)
+        finally:
+            restore()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "disable_adapter":  # a PEFT policy used as its own reference
+                return getattr(self.module, name)
+            raise
+
+
+def enclosed(model: nn.Module, root: nn.Module | None) -> nn.Module:
+    """``model`` as a probe must call it: an :class:`EnclosedModel` when ``root`` is an FSDP1 wrapper or an FSDP2
+    module that holds ``model`` as a proper submodule, else ``model`` itself (no root, not sharded, ``model`` is
+    the root, or not inside it).
+
+    Calling a submodule of an FSDP root directly would skip the root's gathers (the parameters it owns stay
+    sharded: the forward fails or, worse, reads a shard) and, before the first training forward, could make an
+    inner unit the lazily initialized root. Lightning's adapter calls this with the strategy's model.
+    """
+    if root is None or model is root or isinstance(model, EnclosedModel):
+        return model
+    kind = _root_kind(root)
+    if kind is None or not any(sub is model for sub in root.modules()):
+        return model
+    return EnclosedModel(model, root, kind)
+
+
 def sharding_of(model: nn.Module) -> Sharding | None:
-    """``"fsdp1"``, ``"fsdp2"``, ``"zero3"`` or ``None`` (not sharded: plain, DDP, compile, PEFT)."""
+    """``"fsdp1"``, ``"fsdp2"``, ``"zero3"`` or ``None`` (not sharded: plain, DDP, compile, PEFT); an
+    :class:`EnclosedModel` has its root's sharding."""
+    if isinstance(model, EnclosedModel):
+        return model.sharding
     fsdp1, fsdp2 = _fsdp1_type(), _fsdp2_type()
     for module in model.modules():
         if fsdp1 is not None and isinstance(module, fsdp1):
@@ -93,9 +188,12 @@ def sharding_of(model: nn.Module) -> Sharding | None:
 
 def probe_root(model: nn.Module) -> nn.Module:
     """The module a probe calls: DDP / DataParallel / ``torch.compile`` wrappers stripped, an FSDP1 root kept
-    (its forward gathers the root's own parameters; the model inside it holds only flat shards)."""
+    (its forward gathers the root's own parameters; the model inside it holds only flat shards), an
+    :class:`EnclosedModel` kept (its forward goes through the enclosing root)."""
     from spinal_callback.model.unwrap import unwrap_parallel
 
+    if isinstance(model, EnclosedModel):
+        return model
     return unwrap_parallel(model, keep_fsdp_root=True)
 
 
@@ -130,20 +228,22 @@ def gathered_head(model: nn.Module, layout: Any) -> Iterator[None]:
     logit lens — gathered once, released on exit. A no-op for a model that is not sharded.
 
     Call it *after* the probe forward (FSDP1 forbids a forward inside ``summon_full_params``), on every rank.
+    The owning units are looked up from ``model`` down, from the enclosing root down for an :class:`EnclosedModel`.
     """
     kind = sharding_of(model)
     heads = _head_modules(layout)
+    top = model.root if isinstance(model, EnclosedModel) else model
     if kind == "fsdp1":
         fsdp1 = _fsdp1_type()
         assert fsdp1 is not None
         with contextlib.ExitStack() as stack:
-            for unit in _owning_units(model, heads, fsdp1):
+            for unit in _owning_units(top, heads, fsdp1):
                 stack.enter_context(fsdp1.summon_full_params(unit, recurse=False, writeback=False))  # type: ignore[attr-defined]
             yield
     elif kind == "fsdp2":
         fsdp2 = _fsdp2_type()
         assert fsdp2 is not None
-        units = _owning_units(model, heads, fsdp2)
+        units = _owning_units(top, heads, fsdp2)
         try:
             for unit in units:
                 unit.unshard()  # type: ignore[operator]
