@@ -55,6 +55,7 @@ from spinal_callback import SpinalConfig, SpinalLightningCallback, SpinalMonitor
 from spinal_callback.demo.lightning_module import DPOLightningModule
 from spinal_callback.model.probe_batch import collate_pairs, tokenize_pairs
 from spinal_callback.model.sharding import sharding_of
+from tests.distributed.ranks import Recorder
 from tests.integrations.helpers import pairs, tiny_llama, tokenizer
 
 MAX_STEPS = 3
@@ -165,15 +166,6 @@ def full_policy_state(trainer: L.Trainer, pl_module: L.LightningModule, kind: st
         with FSDP.state_dict_type(root, StateDictType.FULL_STATE_DICT, config):
             state = root.state_dict()
     return {k.removeprefix("policy."): v.detach().clone() for k, v in state.items() if k.startswith("policy.")}
-
-
-class Recorder(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 def main(out_dir: str, kind: str) -> None:

@@ -12,9 +12,6 @@ Lightning refuses ``FSDPStrategy`` on CPU; the script's ``CpuFSDPStrategy`` work
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +21,15 @@ import torch
 pytest.importorskip("lightning.pytorch")
 pytest.importorskip("transformers")
 
-from .test_sharding import _close, _free_port
+from .ranks import run_two_ranks
+from .test_sharding import _close
 
 SCRIPT = Path(__file__).with_name("lightning_fsdp_script.py")
 MAX_STEPS = 3
 
 
 def _run(tmp_path: Path, kind: str) -> list[dict]:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    # LOCAL_RANK set: Lightning's environment takes the processes as launched externally (no launcher of its own)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(tmp_path), kind],
-            env={**env, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "NODE_RANK": "0"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for rank in (0, 1)
-    ]
-    try:
-        errors = [p.communicate(timeout=300)[1] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(e[-3000:] for e in errors)
-    return [json.loads((tmp_path / f"{kind}-rank{rank}.json").read_text()) for rank in (0, 1)]
+    return run_two_ranks(SCRIPT, tmp_path, kind, NODE_RANK="0")
 
 
 def _trace(record: dict) -> dict:

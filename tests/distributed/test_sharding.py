@@ -6,23 +6,14 @@ rollback is refused at setup."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from .ranks import run_two_ranks
+
 SCRIPT = Path(__file__).with_name("sharded_probe_script.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _close(a: object, b: object, tol: float = 1e-4) -> bool:
@@ -39,20 +30,9 @@ def _close(a: object, b: object, tol: float = 1e-4) -> bool:
 
 @pytest.mark.parametrize("kind", ["fsdp1-orig", "fsdp1-flat", "fsdp2"])
 def test_sharded_probe_equals_the_single_process_probe(tmp_path: Path, kind: str) -> None:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(tmp_path), kind],
-            env={**env, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank)},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for rank in (0, 1)
-    ]
-    errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(e[-3000:] for e in errors)
+    ranks = run_two_ranks(SCRIPT, tmp_path, kind)
     for rank in (0, 1):
-        result = json.loads((tmp_path / f"{kind}-rank{rank}.json").read_text())
+        result = ranks[rank]
         assert result["sharded"]["sharding"] == kind.split("-")[0]
         assert result["sharded"]["vocab"] == result["reference"]["vocab"] > 0
         for key in ("trace", "logprobs", "log_z", "max_logit"):

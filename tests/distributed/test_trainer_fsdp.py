@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +23,8 @@ from importlib.metadata import version
 
 from packaging.version import Version
 
-from .test_sharding import _close, _free_port
+from .ranks import run_two_ranks
+from .test_sharding import _close
 
 # The CPU shim re-installs accelerate's FSDP plugin through internals that exist from accelerate 1.15 and
 # transformers 5 on (older versions also refuse FSDP on CPU earlier, in the plugin's device check, and lack
@@ -43,24 +41,7 @@ MAX_STEPS = 3
 
 
 def _run(tmp_path: Path, kind: str) -> list[dict]:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(tmp_path), kind],
-            env={**env, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for rank in (0, 1)
-    ]
-    try:
-        errors = [p.communicate(timeout=300)[1] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(e[-3000:] for e in errors)
-    return [json.loads((tmp_path / f"{kind}-rank{rank}.json").read_text()) for rank in (0, 1)]
+    return run_two_ranks(SCRIPT, tmp_path, kind)
 
 
 def _trace(record: dict) -> dict:

@@ -31,6 +31,7 @@ from trl import DPOConfig, DPOTrainer
 from spinal_callback import SpinalConfig, SpinalMonitor, SpinalTrainerCallback
 from spinal_callback.model.sharding import sharding_of
 from spinal_callback.model.unwrap import unwrap_model
+from tests.distributed.ranks import Recorder
 from tests.integrations.helpers import pairs, tiny_llama, tokenizer
 
 MAX_STEPS = 3
@@ -106,15 +107,6 @@ class CpuFsdpDPOTrainer(DPOTrainer):
             shared["distributed_type"] = DistributedType.FSDP
             shared["device"] = torch.device("cpu")
         self.is_fsdp_enabled = True
-
-
-class Recorder(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 def main(out_dir: str, kind: str) -> None:
