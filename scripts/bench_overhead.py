@@ -30,6 +30,7 @@ machine is printed with the results. Usage::
     python scripts/bench_overhead.py --quick        # smoke run, < 1 min on 2 CPU cores (after pre-training)
     python scripts/bench_overhead.py                # 120 steps × 6 reps × 3 arms, ~5 min
     python scripts/bench_overhead.py --steps 120 --reps 5 --interval 10 --json overhead.json
+    python scripts/bench_overhead.py --batch-size 64 --interval 2 --interval-large 8   # a larger training batch
 
 The first run pre-trains the demo model (about a minute on 2 cores) into ``--cache-dir``; later
 runs load it.
@@ -162,7 +163,7 @@ def _tensorboard_probe_seconds(log_dir: str | None) -> list[float] | None:
 
 def _demo_args(args: argparse.Namespace, interval: int | None, steps: int, output_dir: str) -> argparse.Namespace:
     argv = ["--max-steps", str(steps), "--threads", str(args.threads), "--seed", str(args.seed),
-            "--cache-dir", args.cache_dir, "--output-dir", output_dir]
+            "--cache-dir", args.cache_dir, "--output-dir", output_dir, "--batch-size", str(args.batch_size)]
     argv += ["--no-spinal"] if interval is None else ["--interval", str(interval)]
     return build_parser().parse_args(argv)
 
@@ -391,6 +392,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval-large", type=int, default=25,
                         help="Probe interval of the second arm (default: 25; 0 leaves the arm out).")
     parser.add_argument("--reps", type=int, default=None, help="Repetitions per arm (default: 6; 2 quick).")
+    parser.add_argument("--batch-size", type=int, default=build_parser().get_default("batch_size"),
+                        help="Preference pairs per optimizer step (default: the demo's). The probe's cost is "
+                        "fixed by the probe set, so its share falls as the training batch grows.")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1; 0: torch's default).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the task, model and training (default: 0).")
     parser.add_argument("--cache-dir", default=os.path.join("spinal_runs", "trl_dpo", "sft_cache"),
@@ -451,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"{params / 1e6:.2f}M params",
         "steps": steps,
         "reps": reps,
-        "batch_size": build_parser().get_default("batch_size"),
+        "batch_size": args.batch_size,
         "num_probe_pairs": build_parser().get_default("num_probe_pairs"),
         "intervals": intervals,
         "threads": torch.get_num_threads(),
