@@ -5,7 +5,8 @@
   outputs and stops after the deepest block needed (geometry capture, reference scoring, patching).
 - :mod:`~spinal_callback.model.discovery` — the layout of an unregistered causal LM (with
   :mod:`~spinal_callback.model.candidates` and :mod:`~spinal_callback.model.check_forward`).
-- :mod:`~spinal_callback.model.sharding` — probing FSDP1, FSDP2 and ZeRO-3 models.
+- :mod:`~spinal_callback.model.sharding` — probing FSDP1, FSDP2 and ZeRO-3 models;
+  :mod:`~spinal_callback.model.sharding_rules` — what is refused under which sharding, at setup.
 - :mod:`~spinal_callback.model.pairing` — a policy paired with its reference for patching.
 - :mod:`~spinal_callback.model.probe_batch` — the fixed probe set, tokenized and collated; token positions.
 """

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from spinal_callback.model.runner import block_output
-from spinal_callback.model.sharding import SHARDING_NAMES, sharding_of
+from spinal_callback.model.sharding import sharding_of
+from spinal_callback.model.sharding_rules import SHARDING_NAMES
 
 __all__ = ["CHECK_TOKENS", "last_block_and_logits", "reduced_precision", "unchecked_reason"]
 

@@ -25,7 +25,7 @@ from spinal_callback.early_warning import (
 )
 from spinal_callback.geometry.trace import DepthTrace
 from spinal_callback.model.architectures import DecoderLayout, resolve_layout
-from spinal_callback.model.sharding import check_sharded_config
+from spinal_callback.model.sharding_rules import check_sharded_config
 from spinal_callback.monitor.outputs import MonitorOutputs
 from spinal_callback.monitor.probe_set import ProbeSet, check_reference, tier_layers
 from spinal_callback.monitor.probing import GeometryResult, Measurement, PatchingResult, attempt, measure_geometry

@@ -21,7 +21,8 @@ from torch import nn
 
 from spinal_callback.model.pairing import resolve_runs
 from spinal_callback.model.runner import ModelRun, probe_mode
-from spinal_callback.model.sharding import check_patching_sharding, probe_root
+from spinal_callback.model.sharding import probe_root
+from spinal_callback.model.sharding_rules import check_patching_sharding
 from spinal_callback.probes.gradients import margin_gradients
 from spinal_callback.probes.margins import ProbeBatch, validate_probe_batch
 from spinal_callback.probes.replicate import run_unpatched

@@ -94,6 +94,7 @@ class _FakeRoot(torch.nn.Module):
 def test_enclosed_model_runs_the_policy_through_the_root(monkeypatch: pytest.MonkeyPatch, tiny_lm: Any) -> None:
     from spinal_callback.model import sharding
     from spinal_callback.model.architectures import resolve_layout
+    from spinal_callback.model.sharding_rules import check_sharded_config
     from spinal_callback.model.unwrap import unwrap_parallel
 
     monkeypatch.setattr(sharding, "_fsdp2_type", lambda: _FakeRoot)
@@ -108,7 +109,7 @@ def test_enclosed_model_runs_the_policy_through_the_root(monkeypatch: pytest.Mon
     assert isinstance(view, sharding.EnclosedModel) and sharding.enclosed(view, root) is view
     assert sharding.sharding_of(view) == "fsdp2" and sharding.probe_root(view) is view
     with pytest.raises(ValueError, match="rollback' is not supported"):
-        sharding.check_sharded_config(view, rollback=True, patching=False)
+        check_sharded_config(view, rollback=True, patching=False)
     assert unwrap_parallel(view) is policy and resolve_layout(view).model is policy
     assert [id(p) for p in view.parameters()] == [id(p) for p in policy.parameters()]  # the root's are not its own
     ids = torch.tensor([[3, 4, 5, 6]])

@@ -13,14 +13,13 @@ import torch
 
 from spinal_callback.model.architectures import resolve_layout
 from spinal_callback.model.sharding import (
-    check_patching_sharding,
-    check_sharded_config,
     gathered_head,
     probe_root,
     rank_zero_choice,
     sharding_of,
     stubbed_head,
 )
+from spinal_callback.model.sharding_rules import check_patching_sharding, check_sharded_config
 from tests.conftest import tiny_causal_lm
 
 
