@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -41,6 +42,44 @@ def run_two_ranks(script: Path, tmp_path: Path, kind: str, **extra_env: str) -> 
                 p.kill()
     assert all(p.returncode == 0 for p in procs), "\n".join(e[-3000:] for e in errors)
     return [json.loads((tmp_path / f"{kind}-rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def close(a: object, b: object, tol: float = 1e-4) -> bool:
+    """Equal structures; numbers within ``tol`` relative (NaN equals NaN)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+    return a == b
+
+
+def _trace(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("type", "step", "signals", "noise", "metrics")}
+
+
+def check_rank0_trace_file(ranks: list[dict], tmp_path: Path, kind: str, steps: list[int]) -> list[dict]:
+    """Only rank 0 wrote ``<tmp>/<kind>-out/spinal/spinal_trace.jsonl``; its depth traces (4 layers) are at
+    ``steps``; the first equals the single-process probe of the initial weights (``ranks[0]["before"]``), the
+    last the one of the gathered trained weights (``ranks[0]["after"]``), and training moved them.
+    Returns every record of the file."""
+    assert ranks[1]["trace_path"] is None
+    trace_path = Path(ranks[0]["trace_path"])
+    assert trace_path == tmp_path / f"{kind}-out" / "spinal" / "spinal_trace.jsonl"
+    records = [json.loads(line) for line in trace_path.read_text().splitlines()]
+    traces = [r for r in records if r["type"] == "trace"]
+    assert [r["step"] for r in traces] == steps
+    assert len(traces[0]["layers"]) == 4
+    before, after = ranks[0]["before"], ranks[0]["after"]
+    assert close(_trace(traces[0]), before["trace"])
+    assert close(traces[0]["signals"], before["signals"])
+    assert close(_trace(traces[-1]), after["trace"])
+    assert close(traces[-1]["signals"], after["signals"])
+    assert not close(_trace(traces[-1]), before["trace"])  # training moved the weights
+    return records
 
 
 class Recorder(logging.Handler):

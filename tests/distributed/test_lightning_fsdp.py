@@ -11,7 +11,6 @@ Lightning refuses ``FSDPStrategy`` on CPU; the script's ``CpuFSDPStrategy`` work
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,8 @@ import torch
 pytest.importorskip("lightning.pytorch")
 pytest.importorskip("transformers")
 
-from .ranks import run_two_ranks
-from .test_sharding import _close
+from .ranks import check_rank0_trace_file, run_two_ranks
+from .ranks import close as _close
 
 SCRIPT = Path(__file__).with_name("lightning_fsdp_script.py")
 MAX_STEPS = 3
@@ -30,10 +29,6 @@ MAX_STEPS = 3
 
 def _run(tmp_path: Path, kind: str) -> list[dict]:
     return run_two_ranks(SCRIPT, tmp_path, kind, NODE_RANK="0")
-
-
-def _trace(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in ("type", "step", "signals", "noise", "metrics")}
 
 
 def _measured(result: dict) -> list[dict]:
@@ -54,19 +49,8 @@ def test_lightning_fsdp_root_probes_the_policy_like_a_single_process(tmp_path: P
         assert {(s["wrapper"], s["sharding"]) for s in result["seen"]} == {("EnclosedModel", kind.split("-")[0])}
     # every rank's probe is the same (the gathers are collectives); only rank 0 writes the trace file
     assert _close(_measured(ranks[0]), _measured(ranks[1]))
-    assert ranks[1]["trace_path"] is None
-    trace_path = Path(ranks[0]["trace_path"])
-    assert trace_path == tmp_path / f"{kind}-out" / "spinal" / "spinal_trace.jsonl"
-    records = [json.loads(line) for line in trace_path.read_text().splitlines()]
-    traces = [r for r in records if r["type"] == "trace"]
-    assert [r["step"] for r in traces] == steps
-    assert len(traces[0]["layers"]) == 4
-    before, after = ranks[0]["before"], ranks[0]["after"]
-    assert _close(_trace(traces[0]), before["trace"])
-    assert _close(traces[0]["signals"], before["signals"])
-    assert _close(_trace(traces[-1]), after["trace"])
-    assert _close(traces[-1]["signals"], after["signals"])
-    assert not _close(_trace(traces[-1]), before["trace"])  # training moved the weights
+    records = check_rank0_trace_file(ranks, tmp_path, kind, steps)
+    after = ranks[0]["after"]
     patches = [{k: v for k, v in r.items() if k not in ("type", "step")} for r in records if r["type"] == "patch"]
     if kind == "fsdp1-flat":  # no reference: no patching
         assert patches == [] and "patch" not in after

@@ -6,26 +6,15 @@ rollback is refused at setup."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 
+from .ranks import close as _close
 from .ranks import run_two_ranks
 
 SCRIPT = Path(__file__).with_name("sharded_probe_script.py")
 
-
-def _close(a: object, b: object, tol: float = 1e-4) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
-    if isinstance(a, float) and isinstance(b, float):
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
-    return a == b
 
 
 @pytest.mark.parametrize("kind", ["fsdp1-orig", "fsdp1-flat", "fsdp2"])

@@ -11,7 +11,6 @@ training loop and the callback events are theirs, unchanged."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from importlib.metadata import version
 
 from packaging.version import Version
 
-from .ranks import run_two_ranks
-from .test_sharding import _close
+from .ranks import check_rank0_trace_file, run_two_ranks
+from .ranks import close as _close
 
 # The CPU shim re-installs accelerate's FSDP plugin through internals that exist from accelerate 1.15 and
 # transformers 5 on (older versions also refuse FSDP on CPU earlier, in the plugin's device check, and lack
@@ -44,10 +43,6 @@ def _run(tmp_path: Path, kind: str) -> list[dict]:
     return run_two_ranks(SCRIPT, tmp_path, kind)
 
 
-def _trace(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in ("type", "step", "signals", "noise", "metrics")}
-
-
 @pytest.mark.parametrize("kind", ["fsdp2", "fsdp1-orig", "fsdp1-flat"])
 def test_dpo_trainer_under_accelerate_fsdp_probes_like_a_single_process(tmp_path: Path, kind: str) -> None:
     ranks = _run(tmp_path, kind)
@@ -63,19 +58,6 @@ def test_dpo_trainer_under_accelerate_fsdp_probes_like_a_single_process(tmp_path
         assert all(math.isfinite(loss) for loss in result["losses"])
     # every rank's probe is the same (the gathers are collectives); only rank 0 writes the trace file
     assert _close(ranks[0]["seen"], ranks[1]["seen"])
-    assert ranks[1]["trace_path"] is None
-    trace_path = Path(ranks[0]["trace_path"])
-    assert trace_path == tmp_path / f"{kind}-out" / "spinal" / "spinal_trace.jsonl"
-    records = [json.loads(line) for line in trace_path.read_text().splitlines()]
-    traces = [r for r in records if r["type"] == "trace"]
-    assert [r["step"] for r in traces] == steps
-    assert len(traces[0]["layers"]) == 4
-    # step 0 (before any update) equals the single-process probe of the initial weights
-    before = ranks[0]["before"]
-    assert _close(_trace(traces[0]), before["trace"])
-    assert _close(traces[0]["signals"], before["signals"])
-    # the last step equals the single-process probe of the trained weights gathered from the shards
-    after = ranks[0]["after"]
-    assert _close(_trace(traces[-1]), after["trace"])
-    assert _close(traces[-1]["signals"], after["signals"])
-    assert not _close(_trace(traces[-1]), before["trace"])  # training moved the weights
+    # step 0 (before any update) and the last step equal the single-process probes of the initial weights
+    # and of the trained weights gathered from the shards
+    check_rank0_trace_file(ranks, tmp_path, kind, steps)
