@@ -19,20 +19,25 @@ from typing import Any, Literal
 from spinal_callback.config.validation import check_int, fields_of, read_json_object
 
 __all__ = [
-    "CHECKS", "DEFAULT_SIGNALS", "DEFAULT_SPEED_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS", "DPO_METRICS",
-    "DetectorConfig",
+    "CHECKS", "DEFAULT_SIGNALS", "DEFAULT_SPEED_SIGNALS", "DEFAULT_UPDATE_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS",
+    "DPO_METRICS", "DetectorConfig",
 ]
 
 #: Direction priors a signal can carry: ``"both"`` (no prior: a break either way counts), ``"up"`` / ``"down"``
 #: (only a break in that direction counts; use only for quantities that never move the other way in healthy runs).
 DIRECTIONS = ("both", "up", "down")
 #: Tests the detector can run (the values of the matching ``AlertReason`` members).
-CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change", "speed_jump")
+CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change", "speed_jump", "update_jump")
 
 #: Signals the SPEED_JUMP test applies to by default: the fixed probe pairs' completion log-likelihoods. On a
 #: fixed, eval-mode probe set their step-to-step change measures how far one optimizer update moved the model,
 #: with almost no sampling noise.
 DEFAULT_SPEED_SIGNALS: tuple[str, ...] = ("pairs/logp_chosen", "pairs/logp_rejected")
+
+#: Signals the UPDATE_JUMP test watches by default: ``update/size``, the RMS per-step change of a fixed sample of
+#: trainable weights since the previous probe (:mod:`spinal_callback.monitor.update_size`) — the optimizer's
+#: step size, read without a forward.
+DEFAULT_UPDATE_SIGNALS: tuple[str, ...] = ("update/size",)
 
 #: Watched scalar signals and their direction priors: the shipped default is what the lead-time study's
 #: calibration set chose (docs/evidence.md, studies 2 and 3): TRL's DPO metrics (watched when the trainer logs them)
@@ -123,7 +128,7 @@ class DetectorConfig:
     checks: Sequence[str] = field(
         default=CHECKS,
         metadata={"help": "Tests to run, any of 'trend_break', 'slope_change', 'variance_burst', "
-                  "'pattern_change' and 'speed_jump'. Non-finite values are governed by `non_finite`."},
+                  "'pattern_change', 'speed_jump' and 'update_jump'. Non-finite values are governed by `non_finite`."},
     )
     # The thresholds below (and speed_threshold) ship as calibrated by the lead-time study
     # (docs/evidence.md, study 3: every study-2 run, 40 fault-free DPO runs, 0.5 false alarms per 1000
@@ -181,6 +186,18 @@ class DetectorConfig:
                   "min_consecutive). 1: a single update that moved the model that much more than usual is "
                   "reported at once. At least 1."},
     )
+    update_signals: Sequence[str] = field(
+        default=DEFAULT_UPDATE_SIGNALS,
+        metadata={"help": "Signals (names or glob patterns) watched by the UPDATE_JUMP test alone (they need not be "
+                  "in `signals`, and no other test applies to them): sizes of the optimizer's updates, such as "
+                  "the monitor's update/size. Empty: no update test."},
+    )
+    update_threshold: float = field(
+        default=2.0,
+        metadata={"help": "UPDATE_JUMP: log of the ratio of this observation's value to the median value over the "
+                  "lagged trend window that counts as an exceedance: the weights moved that many times further "
+                  "per step than they typically did. One exceedance opens an episode; one-sided. Calibrated."},
+    )
     min_consecutive: int = field(
         default=2,
         metadata={"help": "Consecutive exceedances of one test needed to open an episode (and raise its one "
@@ -231,6 +248,8 @@ class DetectorConfig:
         self.speed_signals = self._check_names("speed_signals", self.speed_signals, allow_empty=True)
         self.speed_threshold = _float("speed_threshold", self.speed_threshold, 0.0, open_low=True)
         check_int("speed_consecutive", self.speed_consecutive, 1)
+        self.update_signals = self._check_names("update_signals", self.update_signals, allow_empty=True)
+        self.update_threshold = _float("update_threshold", self.update_threshold, 0.0, open_low=True)
         check_int("min_consecutive", self.min_consecutive, 1)
         self.release_fraction = _float("release_fraction", self.release_fraction, 0.0, 1.0, open_low=True,
                                        open_high=True)
@@ -277,6 +296,7 @@ class DetectorConfig:
         data["vectors"] = list(self.vectors)
         data["checks"] = list(self.checks)
         data["speed_signals"] = list(self.speed_signals)
+        data["update_signals"] = list(self.update_signals)
         return data
 
     @classmethod

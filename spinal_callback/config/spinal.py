@@ -83,6 +83,12 @@ class SpinalConfig:
                   "optimizer steps and at step 0, and the probes in between measure only the bands the detector "
                   "watches (the late band at least) — about half the cost of a full trace at 12+ layers."},
     )
+    update_coordinates: int = field(
+        default=16384,
+        metadata={"help": "At every probe, the `update/size` signal: the RMS per-step change, since the previous "
+                  "probe, of this many trainable weights drawn once at random (no forward; one gather). The "
+                  "detector's UPDATE_JUMP test watches it. 0 turns it off."},
+    )
     num_probe_pairs: int = field(
         default=16,
         metadata={"help": "Number K of preference pairs in the fixed probe set, taken from the start of the "
@@ -210,6 +216,7 @@ class SpinalConfig:
     def __post_init__(self) -> None:
         check_int("interval", self.interval, 1)
         check_int("trace_interval", self.trace_interval, 0)
+        check_int("update_coordinates", self.update_coordinates, 0)
         check_int("num_probe_pairs", self.num_probe_pairs, 1)
         check_int("max_tokens", self.max_tokens, 1)
         check_int("max_length", self.max_length, 1)

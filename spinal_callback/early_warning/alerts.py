@@ -37,6 +37,10 @@ class AlertReason(str, Enum):
     #: the lagged trend window (``speed_consecutive`` observations in a row): an update moved the model much
     #: further than the updates before it — a learning-rate jump, a corrupted update, a blow-up starting.
     SPEED_JUMP = "speed_jump"
+    #: An update-size signal (``update/size``) reached ``exp(update_threshold)`` times its median over the
+    #: lagged trend window: the optimizer moved the weights that many times further per step than it had been
+    #: — a learning-rate jump, a corrupted update, an optimizer setting gone wrong.
+    UPDATE_JUMP = "update_jump"
     #: The signal turned NaN or ±inf after having been finite (the probe or the model produced non-finite
     #: numbers, e.g. after a loss blow-up or a rank collapse).
     NON_FINITE = "non_finite"
@@ -69,10 +73,11 @@ class Alert:
         value: The observation at ``step`` (NaN / ±inf for :attr:`AlertReason.NON_FINITE`; the mean over the
             layers for PATTERN_CHANGE).
         baseline: What the signal was expected to be at ``step``: the lagged trend's forecast x̂ (for
-            PATTERN_CHANGE the mean of the per-layer forecasts; for NON_FINITE the last finite value).
+            PATTERN_CHANGE the mean of the per-layer forecasts; for UPDATE_JUMP the lagged window's median; for
+            NON_FINITE the last finite value).
         score: The statistic that fired: the residual z (TREND_BREAK), the CUSUM in noise units
-            (SLOPE_CHANGE), the variance ratio (VARIANCE_BURST), the T² normal score (PATTERN_CHANGE),
-            ``inf`` (NON_FINITE).
+            (SLOPE_CHANGE), the variance ratio (VARIANCE_BURST), the T² normal score (PATTERN_CHANGE), the
+            log ratio (SPEED_JUMP, UPDATE_JUMP), ``inf`` (NON_FINITE).
         threshold: The threshold ``score`` was compared with (NaN for NON_FINITE).
         layers: Decoder layers the signal summarises (e.g. the late band; for PATTERN_CHANGE the layers of
             the vector), ``()`` when unknown or not a layer signal.

@@ -17,6 +17,9 @@ lag ``g``; see :mod:`~spinal_callback.early_warning.scores`):
 - **SPEED_JUMP** (signals in ``speed_signals``): the log ratio of this observation's change to the median
   change in the lagged window reaches ``speed_threshold`` (one-sided) — an update moved the model far more
   than the ones before it;
+- **UPDATE_JUMP** (signals in ``update_signals``, watched by no other test): the log ratio of this
+  observation to the median over the lagged window reaches ``update_threshold`` (one-sided) — the optimizer
+  moved the weights far further per step than before (``update/size``, read without a forward);
 - **NON_FINITE**: a NaN/±inf after finite values, at once (warm-up or not).
 
 Per vector signal (per-layer values of a band): **PATTERN_CHANGE** when the Hotelling T² of the per-layer
@@ -94,6 +97,7 @@ class EarlyWarningDetector:
         self._direction = NameResolver(self.config.signals)  # type: ignore[arg-type]
         self._vector = NameResolver(self.config.vectors)
         self._speed = NameResolver(self.config.speed_signals)
+        self._update = NameResolver(self.config.update_signals)
         self._states: dict[str, SignalState] = {}
         self._vectors: dict[str, VectorState] = {}
         #: Scores of the latest update per observed signal — scalars: ``z``, ``cusum``, ``variance_ratio``,
@@ -176,7 +180,8 @@ class EarlyWarningDetector:
         self.last_scores, self.last_tests = {}, {}
         alerts: list[Alert] = []
         for name, raw in signals.items():
-            direction = self._direction(name)
+            update = self._update(name) is not None
+            direction = "up" if update else self._direction(name)
             if direction is None:
                 continue
             external = _number(f"noise[{name!r}]", noise[name]) if noise.get(name) is not None else None
@@ -184,8 +189,8 @@ class EarlyWarningDetector:
             span = tuple(int(layer) for layer in layers.get(name, ()))
             state = self._states.setdefault(name, SignalState.empty(cfg.window, cfg.lag))
             speed = self._speed(name) is not None
-            self._collect(name, observe_scalar(cfg, state, name, direction, step, value, span, external, speed),
-                          alerts)
+            self._collect(name, observe_scalar(cfg, state, name, direction, step, value, span, external, speed,
+                                               update), alerts)
         if vectors and "pattern_change" in cfg.checks:
             for name, raw_vector in vectors.items():
                 if self._vector(name) is None:

@@ -25,7 +25,7 @@ def scalar_message(
     reason: str, name: str, layers: tuple[int, ...], step: int, x: float, sc: ScalarScores, score: float,
     threshold: float, onset: int, window_steps: tuple[int, int],
 ) -> str:
-    """Message of a TREND_BREAK, SLOPE_CHANGE, VARIANCE_BURST or SPEED_JUMP alert.
+    """Message of a TREND_BREAK, SLOPE_CHANGE, VARIANCE_BURST, SPEED_JUMP or UPDATE_JUMP alert.
 
     Args:
         reason: The reason's name, e.g. ``"TREND_BREAK"``.
@@ -48,6 +48,14 @@ def scalar_message(
                 f"learning rate and the optimizer state at step {onset} (a schedule restart, a jump, a resumed "
                 "run with the wrong settings), the gradient norm, and the loss for a blow-up starting. If the "
                 "learning rate jumped, restore it.")
+    if reason == "UPDATE_JUMP":
+        typical = (x + 1e-300) / math.exp(score)
+        return (f"{head}: the weights moved {math.exp(score):.0f}× further per step than the median of about "
+                f"{typical:.3g} over steps {window_steps[0]}–{window_steps[1]} (log ratio {score:.2f}, threshold "
+                f"{threshold:g}); now {x:.4g} per step, since step {onset}. The optimizer's step grew at once: "
+                f"check the learning rate and the optimizer's settings and state at step {onset} (a jump, a "
+                "schedule restart, β₂ or ε changed, a resumed run with the wrong settings) and any code that "
+                "writes the weights. If the learning rate jumped, restore it.")
     if reason == "SLOPE_CHANGE":
         side = "above" if sc.residual >= 0 else "below"
         return (f"{head}: its increments changed — it has been running {side} its trend since about step {onset} "

@@ -20,6 +20,8 @@ Given a signal's history ``x_0..x_{n−1}`` (observation index; ``n ≥ W + g``)
    the lagged window, ε = ``min_scale``: how many times further the signal moved at this observation than it
    typically did. Scale-free, so the same threshold serves learning rates and signals of any size; a healthy
    schedule changes it slowly, a learning-rate jump or a corrupted update at once.
+6. **Size** ``u = ln((x_n + ε) / (median_j x_j + ε))``, the median over the lagged window's values: the same
+   ratio for a signal that already *is* a step size (the optimizer's update size, ``update/size``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 
 from spinal_callback.early_warning.trend import TrendFit, forecast_variance, theil_sen
 
-__all__ = ["ScalarScores", "fit_window", "score_scalar", "speed_ratio", "variance_onset"]
+__all__ = ["ScalarScores", "fit_window", "score_scalar", "size_ratio", "speed_ratio", "variance_onset"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class ScalarScores:
         slope: β, the trend's change per observation.
         variance_ratio: V, the recent detrended increments' trimmed mean square over ``2σ̂_ref²``.
         speed: s, the log ratio of this observation's change to the lagged window's median change.
+        size: u, the log ratio of this observation to the lagged window's median value.
     """
 
     forecast: float
@@ -57,6 +60,7 @@ class ScalarScores:
     slope: float
     variance_ratio: float
     speed: float
+    size: float
 
 
 def fit_window(values: Sequence[float], window: int, lag: int) -> TrendFit:
@@ -80,6 +84,16 @@ def speed_ratio(values: Sequence[float], x: float, window: int, lag: int, floor:
     return math.log((abs(x - values[-1]) + floor) / (float(np.median(steps)) + floor))
 
 
+def size_ratio(values: Sequence[float], x: float, window: int, lag: int, floor: float) -> float:
+    """``ln((x + floor) / (median of the lagged window + floor))`` (see the module docstring), for a
+    non-negative signal such as an update size; the window is the one :func:`speed_ratio` uses."""
+    n = len(values)
+    if n < window + lag or window < 1:
+        raise ValueError(f"need at least window + lag = {window + lag} values and window >= 1, got {n}, {window}")
+    typical = float(np.median(np.asarray(values[n - lag - window:n - lag], dtype=float)))
+    return math.log((abs(x) + floor) / (abs(typical) + floor))
+
+
 def score_scalar(
     values: Sequence[float], x: float, fit: TrendFit, noise: float, lag: int, variance_window: int,
     reference_noise: float | None = None, floor: float = 1e-9,
@@ -101,7 +115,8 @@ def score_scalar(
     kept = squares[:-2]  # an isolated outlier makes two large increments, a level shift one
     ratio = sum(kept) / len(kept) / (2.0 * reference * reference)
     speed = speed_ratio(values, x, w, lag, floor)
-    return ScalarScores(forecast, residual, noise, z, fit.slope, ratio, speed)
+    size = size_ratio(values, x, w, lag, floor)
+    return ScalarScores(forecast, residual, noise, z, fit.slope, ratio, speed, size)
 
 
 def variance_onset(points: Sequence[tuple[int, float]], slope: float, noise: float, ratio: float) -> tuple[int, int]:

@@ -37,6 +37,7 @@ from spinal_callback.monitor.signals import (
     pair_values,
     probe_signals,
 )
+from spinal_callback.monitor.update_size import UPDATE_SIGNAL, UpdateSampler
 from spinal_callback.recovery.guard import AlertGuard, GuardOutcome, TrainingHandles
 from spinal_callback.recovery.rollback import RollbackManager
 from spinal_callback.recovery.sync import LocalSync, RankSync
@@ -81,6 +82,7 @@ class SpinalMonitor:
         self._restored_probe_set: Mapping[str, Any] = {}
         self._tier_layers: list[int] | None = None
         self._last_pairs: dict[str, torch.Tensor] | None = None
+        self._updates: UpdateSampler | None = None
         self.schedule = ProbeSchedule(config.interval, config.patch_interval, config.probe_at_start)
         self.outputs = MonitorOutputs(strict=config.strict)
         self.last_trace: DepthTrace | None = None
@@ -203,6 +205,8 @@ class SpinalMonitor:
         sync = sync or LocalSync()
         decision = sync.broadcast(self.guard.decide(step, *inputs.astuple()))
         outcome = self.guard.act(step, decision, handles, sync)
+        if outcome.rollback is not None and self._updates is not None:
+            self._updates.reset()  # the weights were restored: the next reading is a new baseline
         self.outputs.guard_outcome(step, outcome, self.guard, log_alerts="log" in self.config.on_alert)
         return outcome
 
@@ -216,18 +220,18 @@ class SpinalMonitor:
             raise RuntimeError("SpinalMonitor.probe() called before setup()")
         probe_set = self.probe_set
         self.schedule.last_probe_step = step
+        signals = self._update_size(step, policy)
         measured, failure, seconds = attempt(
             "geometry probe", step, lambda: self._measure(policy), self.config.strict
         )
         if failure is not None:
             self.failures += 1
             self.outputs.failure(failure, self.failures, "spinal/probe/failures")
-            return GeometryResult(step, None, failure, seconds)
-        signals: dict[str, float] = {}
+            return GeometryResult(step, None, failure, seconds, signals)
         noise: dict[str, float] = {}
         if measured.readout is not None:
             probe_set.adopt_first(measured.readout)
-            signals = probe_signals(measured.readout, probe_set.reference_logprobs)
+            signals.update(probe_signals(measured.readout, probe_set.reference_logprobs))
             per_pair = pair_values(measured.readout, probe_set.reference_logprobs)
             noise = pair_noise(per_pair, self._last_pairs)
             self._last_pairs = per_pair
@@ -237,6 +241,24 @@ class SpinalMonitor:
         self.last_trace = measured.trace
         self.outputs.geometry(result, self.failures, self._metrics)
         return result
+
+    def _update_size(self, step: int, policy: nn.Module) -> dict[str, float]:
+        """``{"update/size": …}`` since the previous probe (:mod:`~spinal_callback.monitor.update_size`), or
+        ``{}`` when it is off or has no previous reading; a failure is a warning (``spinal/probe/failures``)."""
+        coordinates = self.config.update_coordinates
+        if coordinates == 0:
+            return {}
+
+        def read() -> float | None:
+            if self._updates is None:  # at the first probe: the trainer has wrapped (and sharded) the model
+                self._updates = UpdateSampler(policy, coordinates, seed=self.config.seed)
+            return self._updates.measure(step)
+
+        size, failure, _ = attempt("update size", step, read, self.config.strict)
+        if failure is not None:
+            self.failures += 1
+            self.outputs.failure(failure, self.failures, "spinal/probe/failures")
+        return {} if size is None else {UPDATE_SIGNAL: size}
 
     def _measure(self, policy: nn.Module) -> Measurement:
         assert self.layout is not None and self.probe_set is not None

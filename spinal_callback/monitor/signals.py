@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from spinal_callback.model.architectures import DecoderLayout
+from spinal_callback.monitor.update_size import UPDATE_SIGNAL
 
 if TYPE_CHECKING:
     from spinal_callback.config.detector import DetectorConfig
@@ -44,7 +45,7 @@ PROBE_SIGNALS = (
     "pairs/logratio_chosen", "pairs/logratio_rejected", "pairs/logratio_margin", "pairs/accuracy",
 )
 #: Name spaces the monitor itself fills; a name in them that it cannot produce is a typo.
-_OWN_PREFIXES = ("band/", "layers/", "head/", "pairs/")
+_OWN_PREFIXES = ("band/", "layers/", "head/", "pairs/", "update/")
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def available_signals(configured: Iterable[str], metric_names: Collection[str] |
     names = {f"{kind}/{band}/{metric}"
              for kind in ("band", "layers") for band in BAND_NAMES for metric in LAYER_METRICS}
     names.update(PROBE_SIGNALS)
+    names.add(UPDATE_SIGNAL)
     if metric_names is None:
         names.update(name for name in configured if not name.startswith(_OWN_PREFIXES))
     else:
@@ -218,7 +220,7 @@ class DetectorInputs:
                        dict(result.noise))
         if result.failure is not None and result.failure.non_finite and last_trace is not None:
             geometry, layers = signals_from_bands(last_trace.bands)
-            return cls({name: math.nan for name in [*geometry, *PROBE_SIGNALS]}, layers)
+            return cls({**{name: math.nan for name in [*geometry, *PROBE_SIGNALS]}, **result.signals}, layers)
         return cls()
 
     def astuple(self) -> tuple[dict, dict, dict, dict]:
