@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study_early_warning import QUICK_STEPS, interleave, pretrain_models, train_runs
+from study_early_warning import QUICK_STEPS, add_training_options, one_per_scenario, train_missing
 
-from studies.scenarios import shorten, study3_rollback_set, study3_test_set
+from studies.scenarios import study3_rollback_set, study3_test_set
 
 PHASES = ("choose", "train-test", "train-rollback", "evaluate")
 
@@ -35,12 +35,7 @@ PHASES = ("choose", "train-test", "train-rollback", "evaluate")
 def specs_of(phase: str, quick: bool = False) -> list:
     """The runs a training phase trains, in protocol order (``quick``: one short run per scenario)."""
     specs = study3_test_set() if phase == "train-test" else study3_rollback_set()
-    if not quick:
-        return specs
-    picked: dict[str, object] = {}
-    for spec in specs:
-        picked.setdefault(spec.scenario, spec)
-    return [shorten(spec, QUICK_STEPS) for spec in picked.values()]
+    return one_per_scenario(specs, QUICK_STEPS) if quick else specs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,12 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("phase", choices=PHASES)
     parser.add_argument("--calibration", default="spinal_runs/study2", help="study 2's finished runs")
     parser.add_argument("--out", default=None, help="study 3's runs and results (default spinal_runs/study3)")
-    parser.add_argument("--cache-dir", default=None, help="pre-trained models (default <calibration>/sft_cache)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, one torch thread each")
-    parser.add_argument("--sft-steps", type=int, default=800, help="pre-training steps of the demo models")
-    parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run into <out>-quick: short runs, short pre-training")
+    add_training_options(parser, "pre-trained models (default <calibration>/sft_cache)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be positive, got {args.jobs}")
@@ -78,17 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         (out / "table.md").write_text(text)
         print(text)
     else:
-        sft_steps = 60 if args.quick else args.sft_steps
         cache = args.cache_dir or str(calibration / "sft_cache")
-        specs = specs_of(args.phase, args.quick)
-        todo = interleave([s for s in specs if args.force or not (out / s.name / "run.json").is_file()])
-        if todo:
-            pretrain_models(list(dict.fromkeys(s.model for s in todo)), cache, sft_steps, args.jobs)
-            failed = train_runs(todo, out, cache, sft_steps, args.jobs)
-            if failed:
-                print(f"failed: {', '.join(failed)}")
-                return 1
-        print(f"{len(todo)} runs trained, {len(specs) - len(todo)} already finished")
+        if train_missing(specs_of(args.phase, args.quick), out, cache, 60 if args.quick else args.sft_steps,
+                         args.jobs, args.force):
+            return 1
     print(f"elapsed: {time.perf_counter() - started:.0f} s")
     return 0
 

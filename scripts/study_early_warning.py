@@ -39,8 +39,10 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
 
@@ -52,17 +54,17 @@ SETS = ("study1", "calibration", "test", "rollback")
 QUICK_STEPS = 30
 
 
-def _train(job: tuple[RunSpec, str, str, int]) -> tuple[str, float]:
+def _train(job: tuple[RunSpec, str, str, int, Any]) -> tuple[str, float]:
     """Worker: one run, its stdout/stderr (and the traceback of a failure) into ``<run>.log`` beside its folder."""
     from spinal_callback.demo.model import SFTSettings
     from studies.runner import StudySettings, run_study
 
-    spec, out, cache, sft_steps = job
+    spec, out, cache, sft_steps, settings = job
     started = time.perf_counter()
     with open(Path(out) / f"{spec.name}.log", "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
         try:
-            run_study(spec, out, cache, StudySettings(), SFTSettings(max_steps=sft_steps))
+            run_study(spec, out, cache, settings or StudySettings(), SFTSettings(max_steps=sft_steps))
         except BaseException:
             traceback.print_exc()
             raise
@@ -115,11 +117,16 @@ def interleave(specs: list[RunSpec]) -> list[RunSpec]:
     return out
 
 
-def train_runs(specs: list[RunSpec], out: Path, cache: str, sft_steps: int, jobs: int) -> list[str]:
-    """Train ``specs`` into ``out``, ``jobs`` at a time; return the names of the runs that failed."""
+def train_runs(specs: list[RunSpec], out: Path, cache: str, sft_steps: int, jobs: int,
+               settings_of: Callable[[RunSpec], Any] | None = None) -> list[str]:
+    """Train ``specs`` into ``out``, ``jobs`` at a time; return the names of the runs that failed.
+
+    ``settings_of``: the :class:`~studies.runner.StudySettings` of each run (default: the defaults for all).
+    """
     failed = []
     with ProcessPoolExecutor(jobs) as pool:
-        futures = {pool.submit(_train, (s, str(out), cache, sft_steps)): s.name for s in specs}
+        jobs_of = {s.name: (s, str(out), cache, sft_steps, settings_of(s) if settings_of else None) for s in specs}
+        futures = {pool.submit(_train, job): name for name, job in jobs_of.items()}
         for future in as_completed(futures):
             name = futures[future]
             try:
@@ -130,6 +137,41 @@ def train_runs(specs: list[RunSpec], out: Path, cache: str, sft_steps: int, jobs
             else:
                 print(f"trained {name} in {seconds:.0f} s", flush=True)
     return failed
+
+
+def train_missing(specs: list[RunSpec], out: Path, cache: str, sft_steps: int, jobs: int, force: bool = False,
+                  settings_of: Callable[[RunSpec], Any] | None = None) -> int:
+    """The training phase of studies 3 and 4: train the runs of ``specs`` not finished in ``out`` (all with
+    ``force``), scenarios interleaved, after pre-training their models once; 1 if a run failed, else 0."""
+    todo = interleave([s for s in specs if force or not (out / s.name / "run.json").is_file()])
+    if todo:
+        pretrain_models(list(dict.fromkeys(s.model for s in todo)), cache, sft_steps, jobs)
+        failed = train_runs(todo, out, cache, sft_steps, jobs, settings_of)
+        if failed:
+            print(f"failed: {', '.join(failed)}")
+            return 1
+    print(f"{len(todo)} runs trained, {len(specs) - len(todo)} already finished")
+    return 0
+
+
+def one_per_scenario(specs: list[RunSpec], steps: int) -> list[RunSpec]:
+    """The ``--quick`` smoke selection of studies 3 and 4: the first run of each scenario, shortened to ``steps``
+    steps (:func:`~studies.scenarios.shorten`)."""
+    picked: dict[str, RunSpec] = {}
+    for spec in specs:
+        picked.setdefault(spec.scenario, spec)
+    return [shorten(spec, steps) for spec in picked.values()]
+
+
+def add_training_options(parser: argparse.ArgumentParser, cache_help: str) -> None:
+    """The options of studies 3 and 4's drivers: ``--cache-dir``, ``--jobs``, ``--sft-steps``, ``--force``,
+    ``--quick``."""
+    parser.add_argument("--cache-dir", default=None, help=cache_help)
+    parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, one torch thread each")
+    parser.add_argument("--sft-steps", type=int, default=800, help="pre-training steps of the demo models")
+    parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run into <out>-quick: {QUICK_STEPS}-step runs, short pre-training")
 
 
 def study2_specs(which: str, quick: bool = False) -> list[RunSpec]:
@@ -231,7 +273,8 @@ def analyse(out: Path, img_dir: Path | None, names: list[str]) -> dict:
 
     runs = [load_run(out / name) for name in names]
     onset = onsets(runs)
-    scores, per_run = [], {}
+    scores: list[Any] = []
+    per_run: dict[str, dict[str, Any]] = {}
     for run in runs:
         alarms = {name: detect(run) for name, detect in DETECTORS.items()}
         per_run[run.name] = {"spec": run.spec, "onset": onset[run.name], "seconds": run.seconds, "alarms": alarms,

@@ -9,7 +9,8 @@ The run writes, into its own folder, as it goes (a crash loses nothing already w
 - ``logs.jsonl``: every HF/TRL log record (``loss``, ``grad_norm``, ``learning_rate``, TRL's
   ``rewards/*`` and ``logps/*``), one per optimizer step (``logging_steps=1``), with its ``step``;
 - ``evals.jsonl``: held-out behaviour every ``eval_every`` steps and at step 0 — greedy accuracy on
-  held-out addition problems and the mean log-probability of the correct answer on held-out pairs;
+  held-out addition problems and the mean log-probability of the correct answer on held-out pairs (empty
+  when ``eval_every`` is 0: runs that only count false alarms need no behavioural onset);
 - ``spinal_trace.jsonl``: the callback's trace (depth traces every ``interval`` steps and its alerts);
 - ``run.json``: the run's spec, settings, model, the live detector's and rollback settings and the last
   step reached, written last (its presence marks a finished run).
@@ -47,7 +48,7 @@ class StudySettings:
         batch_size: preference pairs per optimizer step.
         interval: spinal geometry probe every N steps.
         num_probe_pairs: pairs in spinal's probe set (the first training records, as by default).
-        eval_every: held-out evaluation every N steps.
+        eval_every: held-out evaluation every N steps and at step 0; 0: none (``evals.jsonl`` stays empty).
         eval_problems: held-out problems for greedy accuracy.
         eval_pairs: held-out (correct, wrong) pairs for the chosen log-probability.
         threads: torch CPU threads per run.
@@ -60,6 +61,10 @@ class StudySettings:
     eval_problems: int = 200
     eval_pairs: int = 128
     threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.eval_every < 0:
+            raise ValueError(f"`eval_every` must be >= 0 (0: no held-out evaluations), got {self.eval_every}")
 
 
 def _training_pairs(spec: RunSpec, settings: StudySettings, task: Any) -> list[dict[str, str]]:
@@ -168,10 +173,11 @@ def _recorder(run_dir: Path, settings: StudySettings, tokenizer: Any, problems: 
             self.evals.flush()
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self._evaluate(0, kwargs["model"])
+            if settings.eval_every:
+                self._evaluate(0, kwargs["model"])
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.global_step % settings.eval_every == 0:
+            if settings.eval_every and state.global_step % settings.eval_every == 0:
                 self._evaluate(state.global_step, kwargs["model"])
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,

@@ -1,4 +1,4 @@
-"""The studies' scenarios: what each run does, and the exact run lists of study 2's protocol.
+"""The studies' scenarios: what each run does, and the exact run lists of the pre-registered protocols (studies 2–4).
 
 Each scenario draws its fault step (when it has one) from the run's seed, so a seed always reproduces
 the same run. The faults are chosen a priori and not tuned to the detectors.
@@ -37,6 +37,12 @@ families no choice has seen (:data:`STUDY3_FAULTS`):
   after the fault step's update (a corrupted update; an event a rollback undoes);
 - ``grad_ascent``: every gradient negated from the fault step on (a sign error: the optimizer climbs the
   DPO loss; it stays wrong after a rollback).
+
+**Study 4** (pre-registered in ``docs/evidence.md``; :func:`study4_calibration_set`, :func:`study4_test_set`)
+tests the UPDATE_JUMP test (the RMS displacement of a fixed sample of weights between probes). Its calibration
+set C4 re-trains study 2's 40 fault-free runs with identical specs (no held-out evaluations: only false alarms
+count there); its test set T4 has new healthy seeds and new seeds of four optimizer-side families
+(:data:`STUDY4_FAULTS`: ``lr_jump``, ``weight_noise``, ``adam_beta2``, ``grad_noise``).
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ __all__ = [
     "STUDY2_SCENARIOS",
     "STUDY3_FAULTS",
     "STUDY3_FAULT_SEEDS",
+    "STUDY4_FAULTS",
+    "STUDY4_FAULT_SEEDS",
+    "STUDY4_HEALTHY_SEEDS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -68,6 +77,9 @@ __all__ = [
     "shorten",
     "study3_rollback_set",
     "study3_test_set",
+    "study4_calibration_set",
+    "study4_rollback_set",
+    "study4_test_set",
     "test_set",
 ]
 
@@ -92,6 +104,13 @@ STUDY3_FAULTS = ("lr_jump", "label_noise_ramp", "weight_noise", "grad_ascent")
 STUDY3_FAULT_SEEDS = {family: tuple(range(500 + 10 * i, 508 + 10 * i)) for i, family in enumerate(STUDY3_FAULTS)}
 #: Study 3's healthy test seeds (drawn as study 2's T-healthy runs are, :func:`healthy_test_spec`).
 STUDY3_HEALTHY_SEEDS = tuple(range(400, 425))
+
+#: Study 4's test fault families: optimizer-side faults that move the weights (new seeds for all four).
+STUDY4_FAULTS = ("lr_jump", "weight_noise", "adam_beta2", "grad_noise")
+#: Their seeds: 800–807, 810–817, 820–827.
+STUDY4_FAULT_SEEDS = {family: tuple(range(800 + 10 * i, 808 + 10 * i)) for i, family in enumerate(STUDY4_FAULTS)}
+#: Study 4's healthy test seeds (drawn as study 2's T-healthy runs are, :func:`healthy_test_spec`).
+STUDY4_HEALTHY_SEEDS = tuple(range(700, 725))
 
 #: Fault family → the RunSpec fields that make it (studies 2 and 3).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
@@ -351,6 +370,36 @@ def study3_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (1
     firsts = [fault_test_spec(family, STUDY3_FAULT_SEEDS[family][0], max_steps, fault_window, "T3-faults")
               for family in STUDY3_FAULTS]
     healthy = [healthy_test_spec(seed, max_steps, "T3-healthy") for seed in STUDY3_HEALTHY_SEEDS[:4]]
+    return [replace(spec, rollback=True) for spec in (*firsts, *healthy)]
+
+
+def study4_calibration_set(max_steps: int = 240) -> list[RunSpec]:
+    """Calibration set C4 of study 4, in protocol order (40 runs): study 2's fault-free runs — C-healthy (12),
+    C-stable (3), then T-healthy (25) — with identical specs except ``part="C4-healthy"``."""
+    fault_free = ("C-healthy", "C-stable", "T-healthy")
+    runs = calibration_set(max_steps) + test_set(max_steps)
+    return [replace(spec, part="C4-healthy") for spec in runs if spec.part in fault_free]
+
+
+def study4_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T4 of study 4, in protocol order (57 runs): T4-healthy seeds 700–724, then each family of
+    :data:`STUDY4_FAULTS` on its 8 seeds (demo recipe; M1 for even seeds, M1′ for odd ones)."""
+    runs = [healthy_test_spec(seed, max_steps, "T4-healthy") for seed in STUDY4_HEALTHY_SEEDS]
+    for family in STUDY4_FAULTS:
+        runs += [fault_test_spec(family, seed, max_steps, fault_window, "T4-faults")
+                 for seed in STUDY4_FAULT_SEEDS[family]]
+    return runs
+
+
+study4_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study4_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Study 4's rollback-value runs (8): the first seed of each T4 fault family and T4-healthy seeds 700–703,
+    each identical to its T4 run except ``rollback=True`` (every one with held-out evaluations)."""
+    firsts = [fault_test_spec(family, STUDY4_FAULT_SEEDS[family][0], max_steps, fault_window, "T4-faults")
+              for family in STUDY4_FAULTS]
+    healthy = [healthy_test_spec(seed, max_steps, "T4-healthy") for seed in STUDY4_HEALTHY_SEEDS[:4]]
     return [replace(spec, rollback=True) for spec in (*firsts, *healthy)]
 
 

@@ -139,7 +139,7 @@ def compare(all_scores: dict[str, list[Score]], steps: int, interval: int, shipp
     """Per detector: summaries over all faults, per family and on the healthy runs, and the scored runs; the
     best baseline (most detections — in time with ``in_time``, else before the onset — then the larger median
     lead); the paired comparisons of the shipped variant with it and of the geometry with the probe-set
-    control."""
+    control (when both are scored)."""
     detectors: dict[str, Any] = {}
     families = sorted({s.family for s in next(iter(all_scores.values())) if s.fault_start < 10**9})
     for name, scores in all_scores.items():
@@ -157,11 +157,13 @@ def compare(all_scores: dict[str, list[Score]], steps: int, interval: int, shipp
 
     best = max((n for n in all_scores if not n.startswith("spinal")), key=strength)
     faults = {n: [s for s in sc if s.fault_start < 10**9] for n, sc in all_scores.items()}
-    return {
+    out = {
         "detectors": detectors, "best_baseline": best,
         "shipped_vs_best_baseline": paired(faults[f"spinal: {shipped}"], faults[best], in_time),
-        "geometry_vs_probe_set": paired(faults["spinal: geometry"], faults["spinal: probe-set control"], in_time),
     }
+    if "spinal: geometry" in faults and "spinal: probe-set control" in faults:  # studies 2 and 3
+        out["geometry_vs_probe_set"] = paired(faults["spinal: geometry"], faults["spinal: probe-set control"], in_time)
+    return out
 
 
 def rollback_value(out_dir: Path) -> list[dict[str, Any]]:
@@ -174,8 +176,10 @@ def rollback_value(out_dir: Path) -> list[dict[str, Any]]:
         off = load(twin_dir)
         rows.append({
             "run": off.name, "fault": on.is_fault, "rollbacks": len(on.rollbacks), "alerts": len(on.live_alerts),
-            "accuracy_off": off.evals[-1]["accuracy"], "accuracy_on": on.evals[-1]["accuracy"],
-            "best_accuracy_off": max(e["accuracy"] for e in off.evals),
+            # a fault-free twin trained without held-out evaluations (study 4) has no accuracy "off"
+            "accuracy_off": off.evals[-1]["accuracy"] if off.evals else None,
+            "accuracy_on": on.evals[-1]["accuracy"] if on.evals else None,
+            "best_accuracy_off": max((e["accuracy"] for e in off.evals), default=None),
         })
     return rows
 

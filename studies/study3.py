@@ -28,7 +28,21 @@ from studies.replay import Run, alarms, observations
 from studies.scoring import BASELINES, Score, matched_threshold, score, summarise
 from studies.study2 import baseline_scores, compare, load_set, rollback_value
 
-__all__ = ["FAULT_PARTS", "HEALTHY_PARTS", "VARIANTS", "calibrated", "choose", "evaluate", "variant_config"]
+__all__ = [
+    "FAULT_PARTS",
+    "HEALTHY_PARTS",
+    "VARIANTS",
+    "calibrated",
+    "choose",
+    "detector_scores",
+    "evaluate",
+    "live_versus_replay",
+    "matched_thresholds",
+    "onsets_of",
+    "probe_steps",
+    "replayed_summary",
+    "variant_config",
+]
 
 RECORDED_INTERVAL = 2
 TARGET_RATE = 0.5  # false alarms per 1000 probe steps
@@ -74,13 +88,30 @@ def calibrated(name: str, healthy: Sequence[Run], stride: int = 1) -> DetectorCo
     return calibrate(streams, variant_config(name), target_rate=TARGET_RATE, keep_floor=False)
 
 
-def _steps(runs: Sequence[Run], stride: int) -> int:
+def probe_steps(runs: Sequence[Run], stride: int) -> int:
+    """Probe steps of ``runs`` replayed at ``stride`` (the denominator of the false-alarm rates)."""
     return sum(len(run.traces[::stride]) for run in runs)
 
 
-def _scores(name: str, config: DetectorConfig, runs: Sequence[Run], onsets: dict[str, int | None],
-            stride: int) -> list[Score]:
+def detector_scores(name: str, config: DetectorConfig, runs: Sequence[Run], onsets: dict[str, int | None],
+                    stride: int) -> list[Score]:
+    """``config`` replayed on every run of ``runs`` at ``stride``, each scored against its onset."""
     return [score(run, name, alarms(run, config, stride), onsets[run.name]) for run in runs]
+
+
+def replayed_summary(name: str, config: DetectorConfig, runs: Sequence[Run], onsets: dict[str, int | None],
+                     stride: int = 1) -> dict[str, Any]:
+    """:func:`~studies.scoring.summarise` of ``config`` replayed on ``runs`` at ``stride`` (probe interval
+    ``RECORDED_INTERVAL * stride``): detections, leads and false alarms per 1000 probe steps."""
+    return summarise(detector_scores(name, config, runs, onsets, stride), probe_steps(runs, stride),
+                     RECORDED_INTERVAL * stride)
+
+
+def matched_thresholds(healthy: Sequence[Run]) -> dict[str, float | None]:
+    """Each baseline's smallest grid threshold with at most :data:`TARGET_RATE` false alarms per 1000 probe steps
+    (rounded down to a count) on the fault-free runs ``healthy``."""
+    allowed = math.floor(TARGET_RATE * probe_steps(healthy, 1) / 1000)
+    return {name: matched_threshold(name, healthy, allowed) for name in BASELINES}
 
 
 def onsets_of(runs: Sequence[Run]) -> dict[str, int | None]:
@@ -108,8 +139,8 @@ def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
         config = calibrated(name, healthy)
         table[name] = {
             "config": config.to_dict(),
-            "faults": summarise(_scores(name, config, faults, onsets, 1), _steps(faults, 1), RECORDED_INTERVAL),
-            "healthy": summarise(_scores(name, config, healthy, onsets, 1), _steps(healthy, 1), RECORDED_INTERVAL),
+            "faults": replayed_summary(name, config, faults, onsets),
+            "healthy": replayed_summary(name, config, healthy, onsets),
         }
         print(f"{name}: {table[name]['faults']['detected_in_time']}/{table[name]['faults']['fault_runs']} in time, "
               f"{table[name]['healthy']['false_per_1000']:.2f} false alarms / 1000", flush=True)
@@ -119,16 +150,13 @@ def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
     interval, per_interval = RECORDED_INTERVAL, {}
     for stride in (1, 2, 3):
         config = calibrated(shipped, healthy, stride)
-        summary = summarise(_scores(shipped, config, faults, onsets, stride), _steps(faults, stride),
-                            RECORDED_INTERVAL * stride)
+        summary = replayed_summary(shipped, config, faults, onsets, stride)
         per_interval[RECORDED_INTERVAL * stride] = {"config": config.to_dict(), "faults": summary}
         keeps = summary["detected_in_time"] >= best["detected_in_time"]
         if stride > 1 and keeps and lead is not None and RECORDED_INTERVAL * stride <= lead / 3:
             interval = RECORDED_INTERVAL * stride
-    allowed = math.floor(TARGET_RATE * _steps(healthy, 1) / 1000)
-    matched = {name: matched_threshold(name, healthy, allowed) for name in BASELINES}
     result = {"variants": table, "shipped": shipped, "interval": interval, "per_interval": per_interval,
-              "shipped_config": per_interval[interval]["config"], "matched_thresholds": matched,
+              "shipped_config": per_interval[interval]["config"], "matched_thresholds": matched_thresholds(healthy),
               "onsets": onsets, "healthy_runs": len(healthy), "fault_runs": len(faults)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "calibration.json").write_text(json.dumps(result, indent=2, default=str))
@@ -164,7 +192,7 @@ def evaluate(out_dir: Path, calibration_dir: Path) -> dict[str, Any]:
     faults = load_set(out_dir, ("T3-faults",))
     runs = healthy + faults
     onsets = onsets_of(runs)
-    steps = _steps(healthy, stride)
+    steps = probe_steps(healthy, stride)
     results: dict[str, Any] = {"interval": interval, "shipped": chosen["shipped"], "onsets": onsets}
     all_scores: dict[str, list[Score]] = {}
     c_healthy = load_set(calibration_dir, HEALTHY_PARTS)
@@ -172,7 +200,7 @@ def evaluate(out_dir: Path, calibration_dir: Path) -> dict[str, Any]:
         config = (DetectorConfig.from_dict(chosen["shipped_config"]) if name == chosen["shipped"]
                   else DetectorConfig.from_dict(chosen["variants"][name]["config"]) if stride == 1
                   else calibrated(name, c_healthy, stride))
-        all_scores[f"spinal: {name}"] = _scores(name, config, runs, onsets, stride)
+        all_scores[f"spinal: {name}"] = detector_scores(name, config, runs, onsets, stride)
     all_scores.update(baseline_scores(runs, onsets, chosen["matched_thresholds"]))
     results.update(compare(all_scores, steps, interval, chosen["shipped"], in_time=True))
     results["rollback"] = rollback_value(out_dir)

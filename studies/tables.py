@@ -1,13 +1,14 @@
-"""Studies 2 and 3's Markdown tables, from ``calibration.json`` and ``results.json`` (what ``docs/evidence.md``
+"""Studies 2–4's Markdown tables, from ``calibration.json`` and ``results.json`` (what ``docs/evidence.md``
 shows). Study 3 adds the *in time* columns (first alarm after the fault no later than the onset) and the
-speed threshold."""
+speed threshold; study 4's calibration is one threshold and the false alarms on its fault-free runs."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["calibration_table", "study3_calibration_table", "test_tables"]
+__all__ = ["calibration_table", "study3_calibration_table", "study4_calibration_table", "test_tables"]
 
 
 def _lead(value: Any) -> str:
@@ -27,6 +28,11 @@ def _rate(summary: Mapping[str, Any], in_time: bool = False) -> str:
 def _false(summary: Mapping[str, Any]) -> str:
     low, high = summary["false_per_1000_ci"]
     return f"{summary['false_per_1000']:.2f} ({low:.2f}–{high:.2f})"
+
+
+def _matched(thresholds: Mapping[str, Any], on: str) -> str:
+    shown = ", ".join(f"{k}: {'none' if v is None else f'{v:g}'}" for k, v in thresholds.items())
+    return f"Matched baseline thresholds (≤ 0.5 false alarms per 1000 probe steps on {on}): {shown}."
 
 
 def calibration_table(result: Mapping[str, Any]) -> str:
@@ -80,18 +86,18 @@ def test_tables(result: Mapping[str, Any], in_time: bool = False) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {_false(entry['healthy'])} | "
                      f"{entry['healthy']['runs_with_false_alarm']} | {pre_fault} |")
     better, worse, p = result["shipped_vs_best_baseline"]
-    g_better, g_worse, g_p = result["geometry_vs_probe_set"]
     lines += [
         "",
         f"Paired per-run lead{' (a miss ranks below any timely alarm)' if in_time else ''}, shipped detector vs "
         f"the best baseline ({result['best_baseline']}): shipped earlier in {better} runs, later in {worse} "
         f"(sign test p = {p:.3g}).",
-        f"Geometry vs the probe-set control: geometry earlier in {g_better} runs, later in {g_worse} "
-        f"(sign test p = {g_p:.3g}).",
     ]
+    if "geometry_vs_probe_set" in result:
+        g_better, g_worse, g_p = result["geometry_vs_probe_set"]
+        lines.append(f"Geometry vs the probe-set control: geometry earlier in {g_better} runs, later in {g_worse} "
+                     f"(sign test p = {g_p:.3g}).")
     if result.get("matched_thresholds"):
-        shown = ", ".join(f"{k}: {'none' if v is None else f'{v:g}'}" for k, v in result["matched_thresholds"].items())
-        lines.append(f"Matched baseline thresholds (≤ 0.5 false alarms per 1000 probe steps on C-healthy): {shown}.")
+        lines.append(_matched(result["matched_thresholds"], result.get("matched_on", "C-healthy")))
     live = result.get("live")
     if live:
         lines.append(
@@ -103,8 +109,9 @@ def test_tables(result: Mapping[str, Any], in_time: bool = False) -> str:
         lines += ["", "| run | fault | live alerts | rollbacks | held-out accuracy at the end, rollback off → on |",
                   "|---|---|---:|---:|---:|"]
         for row in result["rollback"]:
+            off, on = (("—" if row[k] is None else f"{row[k]:.3f}") for k in ("accuracy_off", "accuracy_on"))
             lines.append(f"| {row['run']} | {'yes' if row['fault'] else 'no'} | {row['alerts']} | {row['rollbacks']} | "
-                         f"{row['accuracy_off']:.3f} → {row['accuracy_on']:.3f} |")
+                         f"{off} → {on} |")
     return "\n".join(lines) + "\n"
 
 
@@ -131,7 +138,24 @@ def study3_calibration_table(result: Mapping[str, Any]) -> str:
               "| interval (steps) | faults detected in time · median lead |", "|---:|---:|"]
     for interval, entry in result["per_interval"].items():
         lines.append(f"| {interval} | {_rate(entry['faults'], True)} |")
-    shown = ", ".join(f"{k}: {'none' if v is None else f'{v:g}'}" for k, v in result["matched_thresholds"].items())
-    lines += ["", f"Matched baseline thresholds (≤ 0.5 false alarms per 1000 probe steps on the fault-free runs): "
-              f"{shown}."]
+    lines += ["", _matched(result["matched_thresholds"], "the fault-free runs")]
+    return "\n".join(lines) + "\n"
+
+
+def study4_calibration_table(result: Mapping[str, Any]) -> str:
+    """Study 4's choice on C4: the update threshold, false alarms of the shipped and update-only detectors."""
+    lines = [
+        f"Calibration set C4: {result['healthy_runs']} fault-free runs, {result['probe_steps']} probe steps "
+        f"(interval {result['interval']}).",
+        "",
+        f"UPDATE_JUMP threshold: **{result['update_threshold']:.3g}** (ln ratio; the update "
+        f"{math.exp(result['update_threshold']):.3g}× its median), set alone to {result['update_target_rate']:g} "
+        "false alarms per 1000 probe steps; the other thresholds are study 3's.",
+        "",
+        "| detector | C4: false alarms / 1000 probes (95 % CI, in-sample) | C4 runs with an alarm |",
+        "|---|---:|---:|",
+    ]
+    for name, summary in result["false_alarms"].items():
+        lines.append(f"| {name} | {_false(summary)} | {summary['runs_with_false_alarm']} |")
+    lines += ["", _matched(result["matched_thresholds"], "C4")]
     return "\n".join(lines) + "\n"

@@ -266,3 +266,22 @@ def test_study_script_lists_the_sets():
     assert all(s.fault_step is None or 1 <= s.fault_step < 30 for s in quick)
     with pytest.raises(SystemExit):
         script.main(["--set", "test", "--analyse-only", "--out", "unused"])
+
+
+def test_recorder_evaluates_nothing_when_eval_every_is_0(tmp_path):
+    """Study 4's fault-free runs: ``eval_every=0`` writes an empty ``evals.jsonl`` (the model is never touched)."""
+    from studies import runner
+    from studies.ground_truth import behavioural_onset
+    from studies.replay import _jsonl
+
+    with pytest.raises(ValueError, match="eval_every"):
+        StudySettings(eval_every=-1)
+    recorder = runner._recorder(tmp_path, StudySettings(eval_every=0), None, [], {})
+    recorder.on_train_begin(None, _State(0), None, model=None)
+    for step in range(1, 7):
+        recorder.on_step_end(None, _State(step), None, model=None)
+        recorder.on_log(None, _State(step), None, logs={"loss": 0.5})
+    recorder.on_train_end(None, _State(6), None)
+    assert (tmp_path / "evals.jsonl").read_text() == ""
+    assert len((tmp_path / "logs.jsonl").read_text().splitlines()) == 6
+    assert behavioural_onset(_jsonl(tmp_path / "evals.jsonl")) is None  # what scoring reads: no onset

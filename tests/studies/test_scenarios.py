@@ -192,3 +192,79 @@ def test_study3_quick_smoke_is_one_short_run_per_scenario():
     assert [r.scenario for r in quick] == ["healthy", *scenarios.STUDY3_FAULTS]
     assert all(r.max_steps == script.QUICK_STEPS for r in quick)
     assert script.specs_of("train-test") == scenarios.study3_test_set()
+
+
+# ---------------------------------------------------------------------------------------------- study 4
+def test_study4_calibration_set_is_study2s_fault_free_runs():
+    runs = scenarios.study4_calibration_set()
+    assert len(runs) == 40 and {r.part for r in runs} == {"C4-healthy"}
+    fault_free = [r for r in scenarios.calibration_set() + scenarios.test_set()
+                  if r.part in ("C-healthy", "C-stable", "T-healthy")]
+    assert Counter(r.part for r in fault_free) == {"C-healthy": 12, "C-stable": 3, "T-healthy": 25}
+    assert runs == [replace(r, part="C4-healthy") for r in fault_free]  # same seeds, models, lr, β, schedules
+    assert not any(r.is_fault or r.rollback for r in runs)
+    assert len({r.name for r in runs}) == 40
+
+
+def test_study4_test_set_is_the_protocols():
+    from spinal_callback.config.detector import DetectorConfig
+    from studies.runner import StudySettings
+
+    runs = scenarios.study4_test_set()
+    assert len(runs) == 57 and runs == scenarios.study4_test_set()
+    for run in runs:
+        _common(run)
+    assert Counter(r.part for r in runs) == {"T4-healthy": 25, "T4-faults": 32}
+    healthy = [r for r in runs if r.part == "T4-healthy"]
+    assert healthy == [scenarios.healthy_test_spec(s, 240, "T4-healthy") for s in range(700, 725)]
+    assert all(r.scenario == "healthy" and not r.is_fault for r in healthy)
+    faults = [r for r in runs if r.part == "T4-faults"]
+    assert scenarios.STUDY4_FAULTS == ("lr_jump", "weight_noise", "adam_beta2", "grad_noise")
+    seeds = {f: [r.seed for r in faults if r.scenario == f] for f in scenarios.STUDY4_FAULTS}
+    assert seeds == {"lr_jump": list(range(800, 808)), "weight_noise": list(range(810, 818)),
+                     "adam_beta2": list(range(820, 828)), "grad_noise": list(range(830, 838))}
+    warm_up = DetectorConfig().warmup * StudySettings().interval  # the detector's first possible alert
+    for r in faults:
+        assert r == scenarios.fault_test_spec(r.scenario, r.seed, 240, (130, 160), "T4-faults")
+        assert 130 <= r.fault_step <= 160 and r.fault_step > warm_up
+        assert r.model == ("M1" if r.seed % 2 == 0 else "M1p")
+        assert (r.learning_rate, r.beta, r.schedule) == (5e-5, 0.1, "constant_with_warmup")
+    by = {r.scenario: r for r in faults}
+    assert by["lr_jump"].lr_jump == 20 and by["weight_noise"].weight_noise == 0.3
+    assert (by["adam_beta2"].adam_beta2, by["adam_beta2"].adam_eps) == (0.5, 1e-12)
+    assert by["grad_noise"].grad_noise == 5.0
+    # No seed of study 4's test set is a test seed of studies 2 or 3, nor a seed of its calibration set.
+    earlier = scenarios.test_set() + scenarios.study3_test_set() + scenarios.study4_calibration_set()
+    assert not {r.seed for r in earlier} & {r.seed for r in runs}
+
+
+def test_study4_script_phases_and_quick_smoke():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "study4_early_warning.py"
+    spec = importlib.util.spec_from_file_location("study4_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.PHASES == ("train-calibration", "choose", "train-test", "train-rollback", "evaluate")
+    assert script.specs_of("train-calibration") == scenarios.study4_calibration_set()
+    assert script.specs_of("train-test") == scenarios.study4_test_set()
+    quick = script.specs_of("train-test", quick=True)
+    assert [r.scenario for r in quick] == ["healthy", *scenarios.STUDY4_FAULTS]
+    assert all(r.max_steps == script.QUICK_STEPS for r in quick)
+    assert [r.scenario for r in script.specs_of("train-calibration", quick=True)] == ["healthy", "stable"]
+    # Fault-free runs are trained without held-out evaluations, fault runs with them.
+    assert [script.settings_of(r).eval_every for r in quick] == [0, 2, 2, 2, 2]
+    # Rollback runs, fault-free ones included, are evaluated (their held-out accuracy at the end is the point).
+    assert script.specs_of("train-rollback") == scenarios.study4_rollback_set()
+    assert {script.settings_of(r).eval_every for r in script.specs_of("train-rollback")} == {2}
+
+
+def test_study4_rollback_set_reruns_firsts_and_four_healthy_runs_with_rollback():
+    runs = scenarios.study4_rollback_set()
+    test = {r.name: r for r in scenarios.study4_test_set()}
+    assert [(r.scenario, r.seed) for r in runs] == [
+        ("lr_jump", 800), ("weight_noise", 810), ("adam_beta2", 820), ("grad_noise", 830),
+        ("healthy", 700), ("healthy", 701), ("healthy", 702), ("healthy", 703)]
+    for run in runs:
+        assert run.rollback and replace(run, rollback=False) == test[replace(run, rollback=False).name]
