@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study_early_warning import QUICK_STEPS, add_training_options, one_per_scenario, train_missing
+from study_early_warning import QUICK_STEPS, add_training_options, choose_or_evaluate, one_per_scenario, train_missing
 
 from studies.scenarios import study3_rollback_set, study3_test_set
 
@@ -51,22 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     calibration = Path(args.calibration)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if args.phase == "choose":
-        from studies.study3 import choose
+    if args.phase in ("choose", "evaluate"):
+        from studies import study3
         from studies.tables import study3_calibration_table
 
-        text = study3_calibration_table(choose(calibration, out))
-        (out / "calibration.md").write_text(text)
-        print(text)
-    elif args.phase == "evaluate":
-        if not (out / "calibration.json").is_file():
-            parser.error(f"{out / 'calibration.json'} is missing: run the choose phase first")
-        from studies.study3 import evaluate
-        from studies.tables import test_tables
-
-        text = test_tables(evaluate(out, calibration), in_time=True)
-        (out / "table.md").write_text(text)
-        print(text)
+        choose_or_evaluate(parser, args.phase, study3, study3_calibration_table, out, calibration)
     else:
         cache = args.cache_dir or str(calibration / "sft_cache")
         if train_missing(specs_of(args.phase, args.quick), out, cache, 60 if args.quick else args.sft_steps,

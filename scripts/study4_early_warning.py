@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study_early_warning import QUICK_STEPS, add_training_options, one_per_scenario, train_missing
+from study_early_warning import QUICK_STEPS, add_training_options, choose_or_evaluate, one_per_scenario, train_missing
 
 from studies.scenarios import RunSpec, study4_calibration_set, study4_rollback_set, study4_test_set
 
@@ -70,22 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     calibration = Path(args.calibration_out) if args.calibration_out else out / "calibration"
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if args.phase == "choose":
-        from studies.study4 import choose
+    if args.phase in ("choose", "evaluate"):
+        from studies import study4
         from studies.tables import study4_calibration_table
 
-        text = study4_calibration_table(choose(calibration, out))
-        (out / "calibration.md").write_text(text)
-        print(text)
-    elif args.phase == "evaluate":
-        if not (out / "calibration.json").is_file():
-            parser.error(f"{out / 'calibration.json'} is missing: run the choose phase first")
-        from studies.study4 import evaluate
-        from studies.tables import test_tables
-
-        text = test_tables(evaluate(out, calibration), in_time=True)
-        (out / "table.md").write_text(text)
-        print(text)
+        choose_or_evaluate(parser, args.phase, study4, study4_calibration_table, out, calibration)
     else:
         runs = calibration if args.phase == "train-calibration" else out
         runs.mkdir(parents=True, exist_ok=True)

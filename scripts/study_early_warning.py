@@ -174,6 +174,23 @@ def add_training_options(parser: argparse.ArgumentParser, cache_help: str) -> No
                         help=f"smoke run into <out>-quick: {QUICK_STEPS}-step runs, short pre-training")
 
 
+def choose_or_evaluate(parser: argparse.ArgumentParser, phase: str, study: Any, calibration_table: Callable[..., str],
+                       out: Path, calibration: Path) -> None:
+    """The analysis phases of studies 3 and 4: ``choose`` (the calibration set only) writes and prints
+    ``calibration.md``; ``evaluate`` (the test set, once, with the choices of ``<out>/calibration.json``)
+    ``table.md``. ``study`` is the study's module (its ``choose`` and ``evaluate``)."""
+    from studies.tables import test_tables
+
+    if phase == "choose":
+        text, name = calibration_table(study.choose(calibration, out)), "calibration.md"
+    else:
+        if not (out / "calibration.json").is_file():
+            parser.error(f"{out / 'calibration.json'} is missing: run the choose phase first")
+        text, name = test_tables(study.evaluate(out, calibration), in_time=True), "table.md"
+    (out / name).write_text(text)
+    print(text)
+
+
 def study2_specs(which: str, quick: bool = False) -> list[RunSpec]:
     """The runs of study 2's set ``which`` (``"calibration"``, ``"test"`` or ``"rollback"``), in protocol order.
 

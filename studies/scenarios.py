@@ -367,9 +367,16 @@ study3_test_set.__test__ = False  # type: ignore[attr-defined]
 def study3_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
     """Study 3's rollback-value runs (8): the first seed of each T3 fault family and T3-healthy seeds
     400–403, each identical to its T3 run except ``rollback=True``."""
-    firsts = [fault_test_spec(family, STUDY3_FAULT_SEEDS[family][0], max_steps, fault_window, "T3-faults")
-              for family in STUDY3_FAULTS]
-    healthy = [healthy_test_spec(seed, max_steps, "T3-healthy") for seed in STUDY3_HEALTHY_SEEDS[:4]]
+    return _rollback_set(STUDY3_FAULT_SEEDS, STUDY3_HEALTHY_SEEDS, "T3", max_steps, fault_window)
+
+
+def _rollback_set(fault_seeds: dict[str, tuple[int, ...]], healthy_seeds: tuple[int, ...], test_set: str,
+                  max_steps: int, fault_window: tuple[int, int]) -> list[RunSpec]:
+    """The first seed of each fault family and the first 4 healthy seeds of test set ``test_set`` ("T3"),
+    each as in that test set except ``rollback=True``."""
+    firsts = [fault_test_spec(family, seeds[0], max_steps, fault_window, f"{test_set}-faults")
+              for family, seeds in fault_seeds.items()]
+    healthy = [healthy_test_spec(seed, max_steps, f"{test_set}-healthy") for seed in healthy_seeds[:4]]
     return [replace(spec, rollback=True) for spec in (*firsts, *healthy)]
 
 
@@ -397,10 +404,7 @@ study4_test_set.__test__ = False  # type: ignore[attr-defined]
 def study4_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
     """Study 4's rollback-value runs (8): the first seed of each T4 fault family and T4-healthy seeds 700–703,
     each identical to its T4 run except ``rollback=True`` (every one with held-out evaluations)."""
-    firsts = [fault_test_spec(family, STUDY4_FAULT_SEEDS[family][0], max_steps, fault_window, "T4-faults")
-              for family in STUDY4_FAULTS]
-    healthy = [healthy_test_spec(seed, max_steps, "T4-healthy") for seed in STUDY4_HEALTHY_SEEDS[:4]]
-    return [replace(spec, rollback=True) for spec in (*firsts, *healthy)]
+    return _rollback_set(STUDY4_FAULT_SEEDS, STUDY4_HEALTHY_SEEDS, "T4", max_steps, fault_window)
 
 
 def shorten(spec: RunSpec, max_steps: int) -> RunSpec:
