@@ -354,10 +354,15 @@ def rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160
 def study3_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
     """Test set T3 of study 3, in protocol order (57 runs): T3-healthy seeds 400–424, then each family of
     :data:`STUDY3_FAULTS` on its 8 seeds (demo recipe; M1 for even seeds, M1′ for odd ones)."""
-    runs = [healthy_test_spec(seed, max_steps, "T3-healthy") for seed in STUDY3_HEALTHY_SEEDS]
-    for family in STUDY3_FAULTS:
-        runs += [fault_test_spec(family, seed, max_steps, fault_window, "T3-faults")
-                 for seed in STUDY3_FAULT_SEEDS[family]]
+    return _test_set(STUDY3_FAULT_SEEDS, STUDY3_HEALTHY_SEEDS, "T3", max_steps, fault_window)
+
+
+def _test_set(fault_seeds: dict[str, tuple[int, ...]], healthy_seeds: tuple[int, ...], test_set: str,
+              max_steps: int, fault_window: tuple[int, int]) -> list[RunSpec]:
+    """Test set ``test_set`` ("T3"): its healthy seeds, then each fault family on its seeds."""
+    runs = [healthy_test_spec(seed, max_steps, f"{test_set}-healthy") for seed in healthy_seeds]
+    for family, seeds in fault_seeds.items():
+        runs += [fault_test_spec(family, seed, max_steps, fault_window, f"{test_set}-faults") for seed in seeds]
     return runs
 
 
@@ -391,11 +396,7 @@ def study4_calibration_set(max_steps: int = 240) -> list[RunSpec]:
 def study4_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
     """Test set T4 of study 4, in protocol order (57 runs): T4-healthy seeds 700–724, then each family of
     :data:`STUDY4_FAULTS` on its 8 seeds (demo recipe; M1 for even seeds, M1′ for odd ones)."""
-    runs = [healthy_test_spec(seed, max_steps, "T4-healthy") for seed in STUDY4_HEALTHY_SEEDS]
-    for family in STUDY4_FAULTS:
-        runs += [fault_test_spec(family, seed, max_steps, fault_window, "T4-faults")
-                 for seed in STUDY4_FAULT_SEEDS[family]]
-    return runs
+    return _test_set(STUDY4_FAULT_SEEDS, STUDY4_HEALTHY_SEEDS, "T4", max_steps, fault_window)
 
 
 study4_test_set.__test__ = False  # type: ignore[attr-defined]
