@@ -149,8 +149,9 @@ def study4_calibration_table(result: Mapping[str, Any]) -> str:
         f"(interval {result['interval']}).",
         "",
         f"UPDATE_JUMP threshold: **{result['update_threshold']:.3g}** (ln ratio; the update "
-        f"{math.exp(result['update_threshold']):.3g}× its median), set alone to {result['update_target_rate']:g} "
-        "false alarms per 1000 probe steps; the other thresholds are study 3's.",
+        f"{math.exp(result['update_threshold']):.3g}× the larger of its lagged median and trend forecast), set "
+        f"alone to {result['update_target_rate']:g} false alarms per 1000 probe steps; the other thresholds are "
+        "study 3's.",
         "",
         "| detector | C4: false alarms / 1000 probes (95 % CI, in-sample) | C4 runs with an alarm |",
         "|---|---:|---:|",

@@ -37,9 +37,10 @@ class AlertReason(str, Enum):
     #: the lagged trend window (``speed_consecutive`` observations in a row): an update moved the model much
     #: further than the updates before it — a learning-rate jump, a corrupted update, a blow-up starting.
     SPEED_JUMP = "speed_jump"
-    #: An update-size signal (``update/size``) reached ``exp(update_threshold)`` times its median over the
-    #: lagged trend window: the optimizer moved the weights that many times further per step than it had been
-    #: — a learning-rate jump, a corrupted update, an optimizer setting gone wrong.
+    #: An update-size signal (``update/size``) reached ``exp(update_threshold)`` times the larger of its median
+    #: over the lagged trend window and that window's trend forecast: the optimizer moved the weights that many
+    #: times further per step than expected — a learning-rate jump, a corrupted update, an optimizer setting
+    #: gone wrong.
     UPDATE_JUMP = "update_jump"
     #: The signal turned NaN or ±inf after having been finite (the probe or the model produced non-finite
     #: numbers, e.g. after a loss blow-up or a rank collapse).
@@ -73,8 +74,8 @@ class Alert:
         value: The observation at ``step`` (NaN / ±inf for :attr:`AlertReason.NON_FINITE`; the mean over the
             layers for PATTERN_CHANGE).
         baseline: What the signal was expected to be at ``step``: the lagged trend's forecast x̂ (for
-            PATTERN_CHANGE the mean of the per-layer forecasts; for UPDATE_JUMP the lagged window's median; for
-            NON_FINITE the last finite value).
+            PATTERN_CHANGE the mean of the per-layer forecasts; for UPDATE_JUMP the larger of the lagged window's
+            median and its forecast; for NON_FINITE the last finite value).
         score: The statistic that fired: the residual z (TREND_BREAK), the CUSUM in noise units
             (SLOPE_CHANGE), the variance ratio (VARIANCE_BURST), the T² normal score (PATTERN_CHANGE), the
             log ratio (SPEED_JUMP, UPDATE_JUMP), ``inf`` (NON_FINITE).

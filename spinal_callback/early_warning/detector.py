@@ -18,8 +18,9 @@ lag ``g``; see :mod:`~spinal_callback.early_warning.scores`):
   change in the lagged window reaches ``speed_threshold`` (one-sided) — an update moved the model far more
   than the ones before it;
 - **UPDATE_JUMP** (signals in ``update_signals``, watched by no other test): the log ratio of this
-  observation to the median over the lagged window reaches ``update_threshold`` (one-sided) — the optimizer
-  moved the weights far further per step than before (``update/size``, read without a forward);
+  observation to the larger of the lagged window's median and its trend forecast reaches ``update_threshold``
+  (one-sided) — the optimizer moved the weights far further per step than before (``update/size``, read
+  without a forward);
 - **NON_FINITE**: a NaN/±inf after finite values, at once (warm-up or not).
 
 Per vector signal (per-layer values of a band): **PATTERN_CHANGE** when the Hotelling T² of the per-layer

@@ -20,8 +20,11 @@ Given a signal's history ``x_0..x_{n−1}`` (observation index; ``n ≥ W + g``)
    the lagged window, ε = ``min_scale``: how many times further the signal moved at this observation than it
    typically did. Scale-free, so the same threshold serves learning rates and signals of any size; a healthy
    schedule changes it slowly, a learning-rate jump or a corrupted update at once.
-6. **Size** ``u = ln((x_n + ε) / (median_j x_j + ε))``, the median over the lagged window's values: the same
-   ratio for a signal that already *is* a step size (the optimizer's update size, ``update/size``).
+6. **Size** ``u = ln((x_n + ε) / (max(x̂_n, median_j x_j) + ε))``, the median over the lagged window's values:
+   the same ratio for a signal that already *is* a step size (the optimizer's update size, ``update/size``),
+   against the larger of its typical value and its trend's forecast — so that a step size growing smoothly
+   (a learning-rate warm-up of any length) is not taken for a jump, and a decaying one is not measured
+   against a forecast near zero.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class ScalarScores:
         slope: β, the trend's change per observation.
         variance_ratio: V, the recent detrended increments' trimmed mean square over ``2σ̂_ref²``.
         speed: s, the log ratio of this observation's change to the lagged window's median change.
-        size: u, the log ratio of this observation to the lagged window's median value.
+        size: u, the log ratio of this observation to the larger of the lagged window's median and ``forecast``.
     """
 
     forecast: float
@@ -84,14 +87,17 @@ def speed_ratio(values: Sequence[float], x: float, window: int, lag: int, floor:
     return math.log((abs(x - values[-1]) + floor) / (float(np.median(steps)) + floor))
 
 
-def size_ratio(values: Sequence[float], x: float, window: int, lag: int, floor: float) -> float:
-    """``ln((x + floor) / (median of the lagged window + floor))`` (see the module docstring), for a
-    non-negative signal such as an update size; the window is the one :func:`speed_ratio` uses."""
+def size_ratio(values: Sequence[float], x: float, window: int, lag: int, floor: float,
+               forecast: float | None = None) -> float:
+    """``ln((x + floor) / (max(forecast, median of the lagged window) + floor))`` (see the module docstring),
+    for a non-negative signal such as an update size; the window is the one :func:`speed_ratio` uses, and
+    ``forecast`` (``None``: the median alone) the lagged trend's forecast for ``x``."""
     n = len(values)
     if n < window + lag or window < 1:
         raise ValueError(f"need at least window + lag = {window + lag} values and window >= 1, got {n}, {window}")
     typical = float(np.median(np.asarray(values[n - lag - window:n - lag], dtype=float)))
-    return math.log((abs(x) + floor) / (abs(typical) + floor))
+    expected = abs(typical) if forecast is None else max(abs(typical), forecast)
+    return math.log((abs(x) + floor) / (expected + floor))
 
 
 def score_scalar(
@@ -115,7 +121,7 @@ def score_scalar(
     kept = squares[:-2]  # an isolated outlier makes two large increments, a level shift one
     ratio = sum(kept) / len(kept) / (2.0 * reference * reference)
     speed = speed_ratio(values, x, w, lag, floor)
-    size = size_ratio(values, x, w, lag, floor)
+    size = size_ratio(values, x, w, lag, floor, forecast)
     return ScalarScores(forecast, residual, noise, z, fit.slope, ratio, speed, size)
 
 

@@ -29,7 +29,10 @@ def _detector(**fields: object) -> EarlyWarningDetector:
 def _schedule(kind: str, n: int) -> np.ndarray:
     t = np.arange(n, dtype=float)
     return {"constant": np.ones(n), "cosine": 0.5 * (1 + np.cos(math.pi * t / n)) + 1e-3,
-            "linear": 1.0 - t / n + 1e-3, "warmup": np.minimum(1.0, (t + 1) / 10)}[kind]
+            "linear": 1.0 - t / n + 1e-3, "warmup": np.minimum(1.0, (t + 1) / 10),
+            "long warmup": np.minimum(1.0, (t + 1) / (0.8 * n)),  # still rising when the test arms
+            "warmup then cosine": np.where(t < n / 3, (t + 1) / (n / 3),
+                                           0.5 * (1 + np.cos(math.pi * (t - n / 3) / n)))}[kind]
 
 
 def _sizes(rng: np.random.Generator, lr: np.ndarray, scale: float = 1e-5) -> np.ndarray:
@@ -47,11 +50,14 @@ def test_size_ratio_is_the_log_of_this_value_over_the_window_median() -> None:
     values = [1.0, 2.0, 4.0, 3.0, 5.0, 100.0, 100.0]  # window 5, lag 2: median of values[0:5] = 3
     assert size_ratio(values, 30.0, 5, 2, 1e-12) == pytest.approx(math.log(10.0))
     assert size_ratio([0.0] * 7, 0.0, 5, 2, 1e-9) == pytest.approx(0.0)  # no update at all: no division by zero
+    # against the larger of the median and the trend's forecast
+    assert size_ratio(values, 30.0, 5, 2, 1e-12, forecast=6.0) == pytest.approx(math.log(5.0))
+    assert size_ratio(values, 30.0, 5, 2, 1e-12, forecast=-4.0) == pytest.approx(math.log(10.0))
     with pytest.raises(ValueError, match="window"):
         size_ratio([1.0] * 6, 1.0, 5, 2, 1e-9)
 
 
-@pytest.mark.parametrize("kind", ["constant", "cosine", "linear", "warmup"])
+@pytest.mark.parametrize("kind", ["constant", "cosine", "linear", "warmup", "long warmup", "warmup then cosine"])
 @pytest.mark.parametrize("lr", [1e-5, 1e-3])
 def test_healthy_schedules_never_alarm(kind: str, lr: float) -> None:
     rng = np.random.default_rng(7)
@@ -141,3 +147,17 @@ def test_state_round_trips_mid_stream() -> None:
     second.load_state_dict(first.state_dict())
     rest = [a for i, v in enumerate(sizes[80:], start=80) for a in second.update(2 * i, {SIGNAL: float(v)})]
     assert [(a.step, a.reason) for a in rest] == [(a.step, a.reason) for a in whole] == [(240, AlertReason.UPDATE_JUMP)]
+
+
+def test_a_long_warm_up_is_no_jump_at_a_tight_threshold() -> None:
+    """A warm-up still rising when the test arms: against the median alone its step size looks ~1.9× too
+    large; against the trend's forecast it is on time."""
+    rng = np.random.default_rng(17)
+    lr = np.minimum(1.0, np.arange(1, 151) / 120.0)
+    sizes = lr * 1e-5 * rng.uniform(0.95, 1.05, size=lr.size)
+    assert size_ratio(list(sizes[:25]), float(sizes[25]), 20, 2, 1e-12) > 0.5  # the median alone would alarm
+    assert _feed(_detector(update_threshold=0.4), sizes) == []
+    jumped = sizes.copy()
+    jumped[60:] *= 3.0  # while still warming up, the step size triples
+    alerts = _feed(_detector(update_threshold=0.4), jumped)
+    assert [(a.step, a.reason) for a in alerts] == [(120, AlertReason.UPDATE_JUMP)]
