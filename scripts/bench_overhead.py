@@ -24,6 +24,9 @@ check that the callback costs nothing off its probe steps: median step time on s
 multiples of the interval, with vs without (same step indices), and ``with − callback time`` vs
 ``without``.
 
+Last, one ``update/size`` reading (the gather of the sampled weights and their norm, which the monitor does at
+each probe outside ``spinal/probe/seconds``) is timed alone on the demo model and given as a share of a step.
+
 On the CPU the default is one torch thread (``--threads``), as in the demo; the load average of the
 machine is printed with the results. Usage::
 
@@ -215,6 +218,24 @@ def schedule(arms: Sequence[Any], reps: int) -> list[Any]:
     for rep in range(reps):
         order.extend(arms if rep % 2 == 0 else list(reversed(arms)))
     return order
+
+
+def time_update_size(model: torch.nn.Module, coordinates: int, reps: int = 200) -> dict[str, float]:
+    """Median seconds of one ``update/size`` reading (the gather of ``coordinates`` sampled weights and the
+    norm; the monitor does it once per probe, outside ``spinal/probe/seconds``) on a copy of ``model``."""
+    from spinal_callback.monitor.update_size import UpdateSampler
+
+    copy_ = copy.deepcopy(model)
+    sampler = UpdateSampler(copy_, coordinates)
+    sampler.measure(0)
+    seconds = []
+    for step in range(1, reps + 1):
+        with torch.no_grad():
+            next(p for p in copy_.parameters() if p.requires_grad).add_(1e-6)
+        start = time.perf_counter()
+        sampler.measure(step)
+        seconds.append(time.perf_counter() - start)
+    return {"coordinates": sampler.coordinates, "median_s": statistics.median(seconds)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -469,8 +490,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": " ".join(["python", "scripts/bench_overhead.py", *(argv if argv is not None else sys.argv[1:])]),
     }
     summary = summarize(runs, intervals)
+    from spinal_callback import SpinalConfig
+
+    summary["update_size"] = time_update_size(inputs.model, SpinalConfig().update_coordinates)
     print()
     print(format_table(summary, meta))
+    size = summary["update_size"]
+    print(f"update/size: one reading of {size['coordinates']} sampled weights {1e6 * size['median_s']:.0f} µs "
+          f"(median of 200) = {100 * size['median_s'] / summary['without']['median_step_s']:.2f} % of a training "
+          "step without the callback")
     print(f"(total wall time {meta['wall_s']:.0f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=2,
