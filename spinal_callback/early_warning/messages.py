@@ -49,8 +49,9 @@ def scalar_message(
                 "run with the wrong settings), the gradient norm, and the loss for a blow-up starting. If the "
                 "learning rate jumped, restore it.")
     if reason == "UPDATE_JUMP":
-        typical = (x + 1e-300) / math.exp(score)
-        return (f"{head}: the weights moved {math.exp(score):.0f}× further per step than expected, about "
+        ratio = math.exp(score)
+        typical = x / ratio
+        return (f"{head}: the weights moved {ratio:.{1 if ratio < 10 else 0}f}× further per step than expected, about "
                 f"{typical:.3g} from steps {window_steps[0]}–{window_steps[1]} (log ratio {score:.2f}, threshold "
                 f"{threshold:g}); now {x:.4g} per step, since step {onset}. The optimizer's step grew at once: "
                 f"check the learning rate and the optimizer's settings and state at step {onset} (a jump, a "

@@ -77,7 +77,8 @@ def test_a_learning_rate_jump_alarms_at_its_first_observation(factor: float) -> 
     assert alert.step == 200 and alert.onset_step == 200 and alert.last_good_step == 198
     assert alert.score == pytest.approx(math.log(alert.value / alert.baseline), rel=1e-6)
     assert alert.score > math.log(factor) - 0.6
-    assert f"{math.exp(alert.score):.0f}× further per step" in alert.message and "learning rate" in alert.message
+    ratio = math.exp(alert.score)
+    assert f"{ratio:.{1 if ratio < 10 else 0}f}× further per step" in alert.message and "learning rate" in alert.message
 
 
 def test_a_slow_down_does_not_alarm_and_other_tests_ignore_the_signal() -> None:
