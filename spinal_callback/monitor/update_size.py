@@ -84,11 +84,15 @@ class UpdateSampler:
 
     @torch.no_grad()
     def read(self) -> torch.Tensor:
-        """The sampled coordinates now, float32 on the CPU, in a fixed order."""
+        """The sampled coordinates now, float32 on the CPU, in a fixed order (gathered on each device, then one
+        copy per device: one device synchronisation, not one per parameter)."""
         if not self._picks:
             return torch.zeros(0)
-        parts = [local_data(param).reshape(-1).index_select(0, idx).float().cpu() for param, idx in self._picks]
-        return torch.cat(parts)
+        by_device: dict[torch.device, list[torch.Tensor]] = {}
+        for param, idx in self._picks:
+            values = local_data(param).reshape(-1).index_select(0, idx).float()
+            by_device.setdefault(values.device, []).append(values)
+        return torch.cat([torch.cat(parts).cpu() for parts in by_device.values()])
 
     def measure(self, step: int) -> float | None:
         """``update/size`` since the previous call, and remember this one; ``None`` at the first call after
