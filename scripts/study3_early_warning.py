@@ -45,8 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="study 3's runs and results (default spinal_runs/study3)")
     add_training_options(parser, "pre-trained models (default <calibration>/sft_cache)")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be positive, got {args.jobs}")
     out = Path(args.out or "spinal_runs/study3" + ("-quick" if args.quick else ""))
     calibration = Path(args.calibration)
     out.mkdir(parents=True, exist_ok=True)

@@ -64,8 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-out", default=None, help="C4's runs (default <out>/calibration)")
     add_training_options(parser, "pre-trained models (default spinal_runs/study2/sft_cache, study 2's)")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be positive, got {args.jobs}")
     out = Path(args.out + ("-quick" if args.quick else ""))
     calibration = Path(args.calibration_out) if args.calibration_out else out / "calibration"
     out.mkdir(parents=True, exist_ok=True)

@@ -163,11 +163,18 @@ def one_per_scenario(specs: list[RunSpec], steps: int) -> list[RunSpec]:
     return [shorten(spec, steps) for spec in picked.values()]
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
 def add_training_options(parser: argparse.ArgumentParser, cache_help: str) -> None:
-    """The options of studies 3 and 4's drivers: ``--cache-dir``, ``--jobs``, ``--sft-steps``, ``--force``,
-    ``--quick``."""
+    """The options of studies 3 and 4's drivers: ``--cache-dir``, ``--jobs`` (refused below 1), ``--sft-steps``,
+    ``--force``, ``--quick``."""
     parser.add_argument("--cache-dir", default=None, help=cache_help)
-    parser.add_argument("--jobs", type=int, default=2, help="runs trained at once, one torch thread each")
+    parser.add_argument("--jobs", type=_positive_int, default=2, help="runs trained at once, one torch thread each")
     parser.add_argument("--sft-steps", type=int, default=800, help="pre-training steps of the demo models")
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
     parser.add_argument("--quick", action="store_true",
