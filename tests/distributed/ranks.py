@@ -105,3 +105,17 @@ class Recorder(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+def leave_process_group() -> None:
+    """Wait for the other rank, then tear the process group down before the interpreter exits.
+
+    Without this a rank that finishes first (rank 1: it skips rank 0's single-process probes) exits while its gloo
+    threads still run, and the process can abort at exit ("terminate called without an active exception", seen in
+    CI under torch 2.13 + Lightning 2.4).
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
