@@ -19,7 +19,8 @@ from typing import Any, Literal
 from spinal_callback.config.validation import check_int, fields_of, read_json_object
 
 __all__ = [
-    "CHECKS", "DEFAULT_SIGNALS", "DEFAULT_SPEED_SIGNALS", "DEFAULT_UPDATE_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS",
+    "CHECKS", "DEFAULT_SIGNALS", "DEFAULT_SPEED_SIGNALS", "DEFAULT_UPDATE_SIGNALS", "DEFAULT_VARIANCE_SIGNALS",
+    "DEFAULT_VECTORS", "DIRECTIONS",
     "DPO_METRICS", "DetectorConfig",
 ]
 
@@ -33,6 +34,9 @@ CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change", "sp
 #: fixed, eval-mode probe set their step-to-step change measures how far one optimizer update moved the model,
 #: with almost no sampling noise.
 DEFAULT_SPEED_SIGNALS: tuple[str, ...] = ("pairs/logp_chosen", "pairs/logp_rejected")
+
+#: Signals the VARIANCE_BURST test applies to, among the watched signals: every one (``"*"``).
+DEFAULT_VARIANCE_SIGNALS: tuple[str, ...] = ("*",)
 
 #: Signals the UPDATE_JUMP test watches by default: ``update/size``, the RMS per-step change of a fixed sample of
 #: trainable weights since the previous probe (:mod:`spinal_callback.monitor.update_size`) — the optimizer's
@@ -157,6 +161,11 @@ class DetectorConfig:
         metadata={"help": "VARIANCE_BURST: m, the most recent detrended increments whose mean square (the two "
                   "largest left out) is compared with the noise. At least 3, at most window + lag."},
     )
+    variance_signals: Sequence[str] = field(
+        default=DEFAULT_VARIANCE_SIGNALS,
+        metadata={"help": "Signals (names or glob patterns) the VARIANCE_BURST test applies to, among the watched "
+                  "`signals` ('*': all of them). Empty: no variance test."},
+    )
     variance_threshold: float = field(
         default=6.82,
         metadata={"help": "VARIANCE_BURST: ratio V = trimmed mean of (Δx − β)² over 2σ̂² (σ̂ measured before "
@@ -246,6 +255,7 @@ class DetectorConfig:
         if self.variance_window > self.window + self.lag:
             raise ValueError(f"`variance_window` must be <= window + lag ({self.window + self.lag}), "
                              f"got {self.variance_window!r}")
+        self.variance_signals = self._check_names("variance_signals", self.variance_signals, allow_empty=True)
         self.variance_threshold = _float("variance_threshold", self.variance_threshold, 1.0, open_low=True)
         self.t2_threshold = _float("t2_threshold", self.t2_threshold, 0.0, open_low=True)
         self.speed_signals = self._check_names("speed_signals", self.speed_signals, allow_empty=True)
@@ -298,6 +308,7 @@ class DetectorConfig:
         data["signals"] = dict(self.signals)  # type: ignore[arg-type]
         data["vectors"] = list(self.vectors)
         data["checks"] = list(self.checks)
+        data["variance_signals"] = list(self.variance_signals)
         data["speed_signals"] = list(self.speed_signals)
         data["update_signals"] = list(self.update_signals)
         return data

@@ -98,6 +98,7 @@ class EarlyWarningDetector:
         self._direction = NameResolver(self.config.signals)  # type: ignore[arg-type]
         self._vector = NameResolver(self.config.vectors)
         self._speed = NameResolver(self.config.speed_signals)
+        self._variance = NameResolver(self.config.variance_signals)
         self._update = NameResolver(self.config.update_signals)
         self._states: dict[str, SignalState] = {}
         self._vectors: dict[str, VectorState] = {}
@@ -190,8 +191,9 @@ class EarlyWarningDetector:
             span = tuple(int(layer) for layer in layers.get(name, ()))
             state = self._states.setdefault(name, SignalState.empty(cfg.window, cfg.lag))
             speed = self._speed(name) is not None
+            variance = self._variance(name) is not None
             self._collect(name, observe_scalar(cfg, state, name, direction, step, value, span, external, speed,
-                                               update), alerts)
+                                               update, variance), alerts)
         if vectors and "pattern_change" in cfg.checks:
             for name, raw_vector in vectors.items():
                 if self._vector(name) is None:

@@ -60,6 +60,7 @@ def check_signal_names(config: DetectorConfig, available: Collection[str]) -> No
     names = set(available)
     problems = []
     kinds = (("signal", list(config.signals)), ("vector", list(config.vectors)),
+             ("variance signal", [n for n in config.variance_signals if n != "*"]),
              ("speed signal", list(config.speed_signals)), ("update signal", list(config.update_signals)))
     for kind, configured in kinds:
         for name in configured:

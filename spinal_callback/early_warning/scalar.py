@@ -4,7 +4,7 @@ The statistics are those of :mod:`~spinal_callback.early_warning.scores`; the de
 
 - TREND_BREAK: ``|z_dir| ≥ z_threshold`` (``z_dir``: z after the direction prior);
 - SLOPE_CHANGE: ``S ≥ cusum_h`` for the larger CUSUM side the prior allows;
-- VARIANCE_BURST: ``V ≥ variance_threshold``;
+- VARIANCE_BURST (signals in ``variance_signals`` only): ``V ≥ variance_threshold``;
 - SPEED_JUMP (signals in ``speed_signals`` only): ``s ≥ speed_threshold``, one-sided, ``speed_consecutive`` in a
   row;
 - UPDATE_JUMP (signals in ``update_signals``, which no other test watches): ``u ≥ update_threshold``, one-sided,
@@ -85,9 +85,10 @@ def non_finite_alert(cfg: DetectorConfig, st: SignalState | VectorState, name: s
 
 def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step: int, x: float,
                    layers: tuple[int, ...], external: float | None, speed: bool = False,
-                   update: bool = False) -> Outcome:
+                   update: bool = False, variance: bool = True) -> Outcome:
     """Feed ``x`` (observed at ``step``) to the signal's state ``st`` and decide (``speed``: the SPEED_JUMP
-    test applies to this signal; ``update``: it is an update size, watched by UPDATE_JUMP alone)."""
+    test applies to this signal; ``update``: it is an update size, watched by UPDATE_JUMP alone;
+    ``variance``: the VARIANCE_BURST test applies to it)."""
     if not math.isfinite(x):
         last = st.history[-1][1] if st.history else math.nan
         return Outcome(non_finite_alert(cfg, st, name, step, x, last, layers))
@@ -111,7 +112,7 @@ def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: s
         if update:
             _judge_update(cfg, st, name, step, x, sc, layers, window_steps, out)
         else:
-            _judge(cfg, st, name, direction, step, x, sc, layers, window_steps, out, speed)
+            _judge(cfg, st, name, direction, step, x, sc, layers, window_steps, out, speed, variance)
         st.recent.append((step, sc.z))
     st.history.append((step, x))
     st.last_step = step
@@ -137,7 +138,8 @@ def _judge_update(cfg: DetectorConfig, st: SignalState, name: str, step: int, x:
 
 
 def _judge(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step: int, x: float, sc: ScalarScores,
-           layers: tuple[int, ...], window_steps: tuple[int, int], out: Outcome, speed: bool) -> None:
+           layers: tuple[int, ...], window_steps: tuple[int, int], out: Outcome, speed: bool,
+           variance: bool = True) -> None:
     armed = st.count > cfg.warmup
     if armed:
         st.cusum.update(sc.z, cfg.cusum_k, step, st.last_step, cfg.cusum_h)
@@ -150,7 +152,8 @@ def _judge(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step
     if not armed:
         st.episodes.idle(True, cfg.release_after)
         return
-    checks = [t for t in SCALAR_TESTS if t in cfg.checks and t != "update_jump" and (speed or t != "speed_jump")]
+    checks = [t for t in SCALAR_TESTS if t in cfg.checks and t != "update_jump" and (speed or t != "speed_jump")
+              and (variance or t != "variance_burst")]
     signed = {"trend_break": z, "slope_change": cusum if side == "up" else -cusum, "variance_burst": sc.variance_ratio,
               "speed_jump": sc.speed}
     out.tests = {t: signed[t] for t in checks}
@@ -161,7 +164,7 @@ def _judge(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step
         exceed["speed_jump"] = 0  # one-sided: slowing down is what schedules do
     f = cfg.release_fraction
     quiet = (abs(z) <= f * cfg.z_threshold and cusum <= f * cfg.cusum_h
-             and sc.variance_ratio <= 1.0 + f * (cfg.variance_threshold - 1.0)
+             and (not variance or sc.variance_ratio <= 1.0 + f * (cfg.variance_threshold - 1.0))
              and (not speed or sc.speed <= f * cfg.speed_threshold))
     runs = {t: cfg.speed_consecutive if t == "speed_jump" else cfg.min_consecutive for t in checks}
     opened = st.episodes.observe(exceed, quiet, checks, runs, cfg.release_after)

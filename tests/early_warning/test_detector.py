@@ -129,6 +129,31 @@ def test_variance_burst_alarms_within_15_probes() -> None:
     assert hits >= 15 and bursts >= 10
 
 
+def test_variance_burst_applies_only_to_variance_signals() -> None:
+    """The burst above, on a signal outside ``variance_signals``: no VARIANCE_BURST (and its variance ratio does
+    not count against the quiet rule); listed by name or by pattern, it alarms."""
+    rng = np.random.default_rng(301)
+    series = linear_with_noise(rng, RUN, slope=0.5)
+    series[CHANGE:] += math.sqrt(15.0) * rng.normal(size=RUN - CHANGE)
+    checks = ("variance_burst",)
+    assert feed(detector(checks=checks, variance_signals=("rewards/chosen",)), series, every=1) == []
+    assert feed(detector(checks=checks, variance_signals=()), series, every=1) == []
+    for listed in ((SIGNAL,), ("*",), (SIGNAL.split("/")[0] + "/*",)):
+        alerts = feed(detector(checks=checks, variance_signals=listed), series, every=1)
+        assert [a.reason for a in alerts][:1] == [AlertReason.VARIANCE_BURST], listed
+
+
+def test_unknown_variance_signal_is_refused_at_setup() -> None:
+    from spinal_callback.early_warning import check_signal_names
+
+    with pytest.raises(ValueError, match="variance_signals"):
+        DetectorConfig(variance_signals="logps/chosen")  # a string, not a list
+    with pytest.raises(ValueError, match="unknown variance signal 'logps/chosn'"):
+        check_signal_names(DetectorConfig(variance_signals=("logps/chosn",)), ["logps/chosen", SIGNAL])
+    check_signal_names(DetectorConfig(signals=[SIGNAL], variance_signals=("*",), speed_signals=(), update_signals=()),
+                       [SIGNAL])  # "*" needs no match of its own
+
+
 # --------------------------------------------------------------------------------------------- hysteresis
 def test_a_persistent_step_is_one_episode_and_a_later_one_is_another() -> None:
     rng = np.random.default_rng(3)
