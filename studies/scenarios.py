@@ -43,6 +43,11 @@ tests the UPDATE_JUMP test (the RMS displacement of a fixed sample of weights be
 set C4 re-trains study 2's 40 fault-free runs with identical specs (no held-out evaluations: only false alarms
 count there); its test set T4 has new healthy seeds and new seeds of four optimizer-side families
 (:data:`STUDY4_FAULTS`: ``lr_jump``, ``weight_noise``, ``adam_beta2``, ``grad_noise``).
+
+**Study 5** (pre-registered in ``docs/evidence.md``; :func:`study5_test_set`) restricts the VARIANCE_BURST test to
+the signals chosen on every earlier run (no new calibration runs). Its test set T5 has 30 new healthy seeds and new
+seeds of ``label_noise_ramp``, ``label_flip`` (study 1's broken data shard — 75 % of the pairs swapped from the
+fault step on — now on the demo recipe and T5's seeds) and ``lr_jump`` (:data:`STUDY5_FAULTS`).
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ __all__ = [
     "STUDY4_FAULTS",
     "STUDY4_FAULT_SEEDS",
     "STUDY4_HEALTHY_SEEDS",
+    "STUDY5_FAULTS",
+    "STUDY5_FAULT_SEEDS",
+    "STUDY5_HEALTHY_SEEDS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -80,6 +88,8 @@ __all__ = [
     "study4_calibration_set",
     "study4_rollback_set",
     "study4_test_set",
+    "study5_rollback_set",
+    "study5_test_set",
     "test_set",
 ]
 
@@ -111,6 +121,14 @@ STUDY4_FAULTS = ("lr_jump", "weight_noise", "adam_beta2", "grad_noise")
 STUDY4_FAULT_SEEDS = {family: tuple(range(800 + 10 * i, 808 + 10 * i)) for i, family in enumerate(STUDY4_FAULTS)}
 #: Study 4's healthy test seeds (drawn as study 2's T-healthy runs are, :func:`healthy_test_spec`).
 STUDY4_HEALTHY_SEEDS = tuple(range(700, 725))
+#: Study 5's test fault families: the data faults its change acts on (a rising label-noise ramp, and study 1's
+#: broken data shard — 75 % of pairs swapped from the fault step on — on the demo recipe) and the learning-rate
+#: jump.
+STUDY5_FAULTS = ("label_noise_ramp", "label_flip", "lr_jump")
+#: Seeds of T5's fault runs, per family (8 each, 1000–1027).
+STUDY5_FAULT_SEEDS = {family: tuple(range(1000 + 10 * i, 1008 + 10 * i)) for i, family in enumerate(STUDY5_FAULTS)}
+#: Seeds of T5's fault-free runs.
+STUDY5_HEALTHY_SEEDS = tuple(range(900, 930))
 
 #: Fault family → the RunSpec fields that make it (studies 2 and 3).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
@@ -120,6 +138,7 @@ FAULT_FIELDS: dict[str, dict[str, Any]] = {
     "label_noise_ramp": {"label_noise_ramp": 60},
     "weight_noise": {"weight_noise": 0.3},
     "grad_ascent": {"grad_ascent": True},
+    "label_flip": {"flip_fraction": 0.75},
 }
 
 
@@ -406,6 +425,21 @@ def study4_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (1
     """Study 4's rollback-value runs (8): the first seed of each T4 fault family and T4-healthy seeds 700–703,
     each identical to its T4 run except ``rollback=True`` (every one with held-out evaluations)."""
     return _rollback_set(STUDY4_FAULT_SEEDS, STUDY4_HEALTHY_SEEDS, "T4", max_steps, fault_window)
+
+
+def study5_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T5 of study 5, in protocol order (54 runs): T5-healthy seeds 900–929, then each family of
+    :data:`STUDY5_FAULTS` on its 8 seeds (demo recipe; M1 for even seeds, M1′ for odd ones)."""
+    return _test_set(STUDY5_FAULT_SEEDS, STUDY5_HEALTHY_SEEDS, "T5", max_steps, fault_window)
+
+
+study5_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study5_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Study 5's rollback-value runs (7): the first seed of each T5 fault family and T5-healthy seeds 900–903,
+    each identical to its T5 run except ``rollback=True``."""
+    return _rollback_set(STUDY5_FAULT_SEEDS, STUDY5_HEALTHY_SEEDS, "T5", max_steps, fault_window)
 
 
 def shorten(spec: RunSpec, max_steps: int) -> RunSpec:

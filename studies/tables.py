@@ -1,6 +1,7 @@
-"""Studies 2–4's Markdown tables, from ``calibration.json`` and ``results.json`` (what ``docs/evidence.md``
+"""Studies 2–5's Markdown tables, from ``calibration.json`` and ``results.json`` (what ``docs/evidence.md``
 shows). Study 3 adds the *in time* columns (first alarm after the fault no later than the onset) and the
-speed threshold; study 4's calibration is one threshold and the false alarms on its fault-free runs."""
+speed threshold; study 4's calibration is one threshold and the false alarms on its fault-free runs; study 5's
+the candidate VARIANCE_BURST signal sets, with leave-one-part-out false alarms."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["calibration_table", "study3_calibration_table", "study4_calibration_table", "test_tables"]
+__all__ = ["calibration_table", "study3_calibration_table", "study4_calibration_table", "study5_calibration_table",
+           "test_tables"]
 
 
 def _lead(value: Any) -> str:
@@ -159,4 +161,27 @@ def study4_calibration_table(result: Mapping[str, Any]) -> str:
     for name, summary in result["false_alarms"].items():
         lines.append(f"| {name} | {_false(summary)} | {summary['runs_with_false_alarm']} |")
     lines += ["", _matched(result["matched_thresholds"], "C4")]
+    return "\n".join(lines) + "\n"
+
+
+def study5_calibration_table(result: Mapping[str, Any]) -> str:
+    """Study 5's candidates on C5: faults in time, false alarms in-sample and cross-validated, thresholds."""
+    lines = [
+        f"Calibration set C5: {result['healthy_runs']} fault-free runs ({result['probe_steps']} probe steps), "
+        f"{result['fault_runs']} fault runs; probe interval {result['interval']}.",
+        "",
+        "| VARIANCE_BURST on | faults detected in time (95 % CI) · median lead | before the onset · median lead | "
+        "fault-free: false alarms / 1000 probes, in-sample | leave-one-part-out (runs) | "
+        "thresholds z · h · var · speed · update |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, entry in result["candidates"].items():
+        c = entry["config"]
+        thresholds = " · ".join(
+            "–" if key == "variance_threshold" and "variance_burst" not in c["checks"] else f"{c[key]:.3g}"
+            for key in ("z_threshold", "cusum_h", "variance_threshold", "speed_threshold", "update_threshold"))
+        cv = entry["cross_validated"]
+        lines.append(f"| {name} | {_rate(entry['faults'], True)} | {_rate(entry['faults'])} | "
+                     f"{_false(entry['healthy'])} | {_false(cv)} ({cv['runs_with_false_alarm']}) | {thresholds} |")
+    lines += ["", f"Shipped: **{result['shipped']}**.", "", _matched(result["matched_thresholds"], "C5")]
     return "\n".join(lines) + "\n"

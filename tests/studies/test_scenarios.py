@@ -268,3 +268,59 @@ def test_study4_rollback_set_reruns_firsts_and_four_healthy_runs_with_rollback()
         ("healthy", 700), ("healthy", 701), ("healthy", 702), ("healthy", 703)]
     for run in runs:
         assert run.rollback and replace(run, rollback=False) == test[replace(run, rollback=False).name]
+
+
+# ---------------------------------------------------------------------------------------------- study 5
+def test_study5_test_set_is_the_protocols():
+    from spinal_callback.config.detector import DetectorConfig
+    from studies.runner import StudySettings
+
+    runs = scenarios.study5_test_set()
+    assert len(runs) == 54 and runs == scenarios.study5_test_set()
+    for run in runs:
+        _common(run)
+    assert Counter(r.part for r in runs) == {"T5-healthy": 30, "T5-faults": 24}
+    healthy = [r for r in runs if r.part == "T5-healthy"]
+    assert healthy == [scenarios.healthy_test_spec(s, 240, "T5-healthy") for s in range(900, 930)]
+    faults = [r for r in runs if r.part == "T5-faults"]
+    assert scenarios.STUDY5_FAULTS == ("label_noise_ramp", "label_flip", "lr_jump")
+    seeds = {f: [r.seed for r in faults if r.scenario == f] for f in scenarios.STUDY5_FAULTS}
+    assert seeds == {"label_noise_ramp": list(range(1000, 1008)), "label_flip": list(range(1010, 1018)),
+                     "lr_jump": list(range(1020, 1028))}
+    warm_up = DetectorConfig().warmup * StudySettings().interval
+    for r in faults:
+        assert r == scenarios.fault_test_spec(r.scenario, r.seed, 240, (130, 160), "T5-faults")
+        assert 130 <= r.fault_step <= 160 and r.fault_step > warm_up
+        assert r.model == ("M1" if r.seed % 2 == 0 else "M1p")
+        assert (r.learning_rate, r.beta, r.schedule) == (5e-5, 0.1, "constant_with_warmup")
+    by = {r.scenario: r for r in faults}
+    assert by["label_noise_ramp"].label_noise_ramp == 60 and by["label_flip"].flip_fraction == 0.75
+    assert by["lr_jump"].lr_jump == 20
+    # No seed of T5 is a seed of any earlier run (studies 2-4, calibration and test sets).
+    earlier = (scenarios.calibration_set() + scenarios.test_set() + scenarios.study3_test_set()
+               + scenarios.study4_calibration_set() + scenarios.study4_test_set())
+    assert not {r.seed for r in earlier} & {r.seed for r in runs}
+
+
+def test_study5_script_phases_quick_smoke_and_rollback_set():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "study5_early_warning.py"
+    spec = importlib.util.spec_from_file_location("study5_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.PHASES == ("choose", "train-test", "train-rollback", "evaluate")
+    assert script.specs_of("train-test") == scenarios.study5_test_set()
+    quick = script.specs_of("train-test", quick=True)
+    assert [r.scenario for r in quick] == ["healthy", *scenarios.STUDY5_FAULTS]
+    assert [script.settings_of(r).eval_every for r in quick] == [0, 2, 2, 2]
+    runs = script.specs_of("train-rollback")
+    assert runs == scenarios.study5_rollback_set()
+    assert [(r.scenario, r.seed) for r in runs] == [
+        ("label_noise_ramp", 1000), ("label_flip", 1010), ("lr_jump", 1020),
+        ("healthy", 900), ("healthy", 901), ("healthy", 902), ("healthy", 903)]
+    test = {r.name: r for r in scenarios.study5_test_set()}
+    for run in runs:
+        assert run.rollback and replace(run, rollback=False) == test[replace(run, rollback=False).name]
+    assert {script.settings_of(r).eval_every for r in runs} == {2}
