@@ -35,8 +35,10 @@ CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change", "sp
 #: with almost no sampling noise.
 DEFAULT_SPEED_SIGNALS: tuple[str, ...] = ("pairs/logp_chosen", "pairs/logp_rejected")
 
-#: Signals the VARIANCE_BURST test applies to, among the watched signals: every one (``"*"``).
-DEFAULT_VARIANCE_SIGNALS: tuple[str, ...] = ("*",)
+#: Signals the VARIANCE_BURST test applies to, among the watched signals: TRL's batch chosen log-probability, as
+#: study 5 chose on every earlier run (docs/evidence.md). A data fault (swapped pairs) makes its batch-to-batch
+#: increments burst well before held-out behaviour degrades; on the other watched signals healthy runs burst too.
+DEFAULT_VARIANCE_SIGNALS: tuple[str, ...] = ("logps/chosen",)
 
 #: Signals the UPDATE_JUMP test watches by default: ``update/size``, the RMS per-step change of a fixed sample of
 #: trainable weights since the previous probe (:mod:`spinal_callback.monitor.update_size`) — the optimizer's
@@ -134,13 +136,11 @@ class DetectorConfig:
         metadata={"help": "Tests to run, any of 'trend_break', 'slope_change', 'variance_burst', "
                   "'pattern_change', 'speed_jump' and 'update_jump'. Non-finite values are governed by `non_finite`."},
     )
-    # The thresholds below (and speed_threshold) ship as calibrated by the lead-time study
-    # (docs/evidence.md, study 3: every study-2 run, 40 fault-free DPO runs, 0.5 false alarms per 1000
-    # probe steps at probe interval 2, `python scripts/study3_early_warning.py choose`), rounded up;
-    # t2_threshold by the detector's synthetic calibration (docs/early_warning.md): the study did not
-    # choose vectors; update_threshold by study 4 (its 40 fault-free runs re-trained with update/size, 0.1
-    # false alarms per 1000 probe steps for that test alone: 0.383, `python scripts/study4_early_warning.py
-    # choose`), rounded up.
+    # The thresholds below (z_threshold, cusum_h, variance_threshold, speed_threshold, update_threshold) ship as
+    # calibrated by the lead-time study (docs/evidence.md, study 5: every fault-free run of studies 2-4, 90 DPO
+    # runs and 10 890 probe steps at probe interval 2, 0.5 false alarms per 1000 probe steps for all tests
+    # together, `python scripts/study5_early_warning.py choose`), rounded up; t2_threshold by the detector's
+    # synthetic calibration (docs/early_warning.md): the studies did not choose vectors.
     z_threshold: float = field(
         default=20.59,
         metadata={"help": "TREND_BREAK: |z| of the residual against the trend forecast, z = (x − x̂)/σ̂_pred, "
@@ -152,7 +152,7 @@ class DetectorConfig:
                   "− k), in noise units. Not calibrated (cusum_h is, for this k)."},
     )
     cusum_h: float = field(
-        default=38.99,
+        default=38.59,
         metadata={"help": "SLOPE_CHANGE: decision threshold h of the CUSUM, in noise units; the statistic is "
                   "capped at h so an episode ends soon after the signal is back on a trend. Calibrated."},
     )
@@ -164,10 +164,11 @@ class DetectorConfig:
     variance_signals: Sequence[str] = field(
         default=DEFAULT_VARIANCE_SIGNALS,
         metadata={"help": "Signals (names or glob patterns) the VARIANCE_BURST test applies to, among the watched "
-                  "`signals` ('*': all of them). Empty: no variance test."},
+                  "`signals` ('*': all of them). Default: TRL's batch logps/chosen (study 5's choice; on the other "
+                  "watched signals healthy runs burst too). Empty: no variance test."},
     )
     variance_threshold: float = field(
-        default=6.82,
+        default=4.61,
         metadata={"help": "VARIANCE_BURST: ratio V = trimmed mean of (Δx − β)² over 2σ̂² (σ̂ measured before "
                   "those increments; about 0.47 on white noise with m = 8) that counts as an exceedance. "
                   "Calibrated. > 1."},
@@ -204,7 +205,7 @@ class DetectorConfig:
                   "the monitor's update/size. Empty: no update test."},
     )
     update_threshold: float = field(
-        default=0.39,
+        default=0.41,
         metadata={"help": "UPDATE_JUMP: log of the ratio of this observation's value to the larger of its median "
                   "over the lagged trend window and that window's trend forecast, that counts as an exceedance: "
                   "the weights moved that many times further per step than expected (a smooth warm-up is "

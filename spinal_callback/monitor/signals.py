@@ -191,7 +191,9 @@ def check_detector_inputs(config: DetectorConfig, metric_names: Collection[str] 
     from spinal_callback.early_warning import check_signal_names
     from spinal_callback.early_warning.t2 import require_pattern_support
 
-    check_signal_names(config, available_signals([*config.signals, *config.vectors], metric_names))
+    configured = [*config.signals, *config.vectors, *config.variance_signals, *config.speed_signals,
+                  *config.update_signals]
+    check_signal_names(config, available_signals(configured, metric_names))
     if config.vectors and "pattern_change" in config.checks:
         require_pattern_support()
 
