@@ -48,6 +48,10 @@ count there); its test set T4 has new healthy seeds and new seeds of four optimi
 the signals chosen on every earlier run (no new calibration runs). Its test set T5 has 30 new healthy seeds and new
 seeds of ``label_noise_ramp``, ``label_flip`` (study 1's broken data shard — 75 % of the pairs swapped from the
 fault step on — now on the demo recipe and T5's seeds) and ``lr_jump`` (:data:`STUDY5_FAULTS`).
+
+**Study 6** (pre-registered in ``docs/evidence.md``; :func:`study6_calibration_set`, :func:`study6_test_set`) adds
+``update/turn`` to the update test. C6 re-trains C4's runs once more to record it; T6 has new healthy seeds and new
+seeds of ``grad_ascent`` and ``lr_jump`` (:data:`STUDY6_FAULTS`).
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ __all__ = [
     "STUDY5_FAULTS",
     "STUDY5_FAULT_SEEDS",
     "STUDY5_HEALTHY_SEEDS",
+    "STUDY6_FAULTS",
+    "STUDY6_FAULT_SEEDS",
+    "STUDY6_HEALTHY_SEEDS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -90,6 +97,9 @@ __all__ = [
     "study4_test_set",
     "study5_rollback_set",
     "study5_test_set",
+    "study6_calibration_set",
+    "study6_rollback_set",
+    "study6_test_set",
     "test_set",
 ]
 
@@ -129,6 +139,13 @@ STUDY5_FAULTS = ("label_noise_ramp", "label_flip", "lr_jump")
 STUDY5_FAULT_SEEDS = {family: tuple(range(1000 + 10 * i, 1008 + 10 * i)) for i, family in enumerate(STUDY5_FAULTS)}
 #: Seeds of T5's fault-free runs.
 STUDY5_HEALTHY_SEEDS = tuple(range(900, 930))
+#: Study 6's test fault families: gradient ascent (what the turn is for) and the learning-rate jump (what the step
+#: size already answers, and which a higher shared threshold could lose).
+STUDY6_FAULTS = ("grad_ascent", "lr_jump")
+#: Seeds of T6's fault runs, per family (8 each, 1200–1217).
+STUDY6_FAULT_SEEDS = {family: tuple(range(1200 + 10 * i, 1208 + 10 * i)) for i, family in enumerate(STUDY6_FAULTS)}
+#: Seeds of T6's fault-free runs.
+STUDY6_HEALTHY_SEEDS = tuple(range(1100, 1125))
 
 #: Fault family → the RunSpec fields that make it (studies 2 and 3).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
@@ -440,6 +457,26 @@ def study5_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (1
     """Study 5's rollback-value runs (7): the first seed of each T5 fault family and T5-healthy seeds 900–903,
     each identical to its T5 run except ``rollback=True``."""
     return _rollback_set(STUDY5_FAULT_SEEDS, STUDY5_HEALTHY_SEEDS, "T5", max_steps, fault_window)
+
+
+def study6_calibration_set(max_steps: int = 240) -> list[RunSpec]:
+    """Calibration set C6 of study 6 (40 runs): C4's runs — study 2's fault-free runs — with ``part="C6-healthy"``."""
+    return [replace(spec, part="C6-healthy") for spec in study4_calibration_set(max_steps)]
+
+
+def study6_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T6 of study 6, in protocol order (41 runs): T6-healthy seeds 1100–1124, then each family of
+    :data:`STUDY6_FAULTS` on its 8 seeds (demo recipe; M1 for even seeds, M1′ for odd ones)."""
+    return _test_set(STUDY6_FAULT_SEEDS, STUDY6_HEALTHY_SEEDS, "T6", max_steps, fault_window)
+
+
+study6_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study6_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Study 6's rollback-value runs (6): the first seed of each T6 fault family and T6-healthy seeds 1100–1103,
+    each identical to its T6 run except ``rollback=True``."""
+    return _rollback_set(STUDY6_FAULT_SEEDS, STUDY6_HEALTHY_SEEDS, "T6", max_steps, fault_window)
 
 
 def shorten(spec: RunSpec, max_steps: int) -> RunSpec:

@@ -145,22 +145,24 @@ def study3_calibration_table(result: Mapping[str, Any]) -> str:
 
 
 def study4_calibration_table(result: Mapping[str, Any]) -> str:
-    """Study 4's choice on C4: the update threshold, false alarms of the shipped and update-only detectors."""
+    """Study 4's choice on C4 (and study 6's on C6): the update threshold, false alarms of the shipped and
+    update-only detectors."""
+    name = result.get("calibration_set", "C4")
     lines = [
-        f"Calibration set C4: {result['healthy_runs']} fault-free runs, {result['probe_steps']} probe steps "
+        f"Calibration set {name}: {result['healthy_runs']} fault-free runs, {result['probe_steps']} probe steps "
         f"(interval {result['interval']}).",
         "",
         f"UPDATE_JUMP threshold: **{result['update_threshold']:.3g}** (ln ratio; the update "
         f"{math.exp(result['update_threshold']):.3g}× the larger of its lagged median and trend forecast), set "
         f"alone to {result['update_target_rate']:g} false alarms per 1000 probe steps; the other thresholds are "
-        "study 3's.",
+        f"{result.get('other_thresholds_from', 'study 3')}'s.",
         "",
-        "| detector | C4: false alarms / 1000 probes (95 % CI, in-sample) | C4 runs with an alarm |",
+        f"| detector | {name}: false alarms / 1000 probes (95 % CI, in-sample) | {name} runs with an alarm |",
         "|---|---:|---:|",
     ]
     for name, summary in result["false_alarms"].items():
         lines.append(f"| {name} | {_false(summary)} | {summary['runs_with_false_alarm']} |")
-    lines += ["", _matched(result["matched_thresholds"], "C4")]
+    lines += ["", _matched(result["matched_thresholds"], name)]
     return "\n".join(lines) + "\n"
 
 

@@ -86,8 +86,9 @@ class SpinalConfig:
     update_coordinates: int = field(
         default=16384,
         metadata={"help": "At every probe, the `update/size` signal: the RMS per-step change, since the previous "
-                  "probe, of this many trainable weights drawn once at random (no forward; one gather). The "
-                  "detector's UPDATE_JUMP test watches it. 0 turns it off."},
+                  "probe, of this many trainable weights drawn once at random (no forward; one gather), and "
+                  "`update/turn`, how far that change turned from the sample's course over the 20 probes before "
+                  "it. The detector's UPDATE_JUMP test watches them. 0 turns both off."},
     )
     num_probe_pairs: int = field(
         default=16,

@@ -37,7 +37,7 @@ from spinal_callback.monitor.signals import (
     pair_values,
     probe_signals,
 )
-from spinal_callback.monitor.update_size import UPDATE_SIGNAL, UpdateSampler
+from spinal_callback.monitor.update_size import UpdateSampler
 from spinal_callback.recovery.guard import AlertGuard, GuardOutcome, TrainingHandles
 from spinal_callback.recovery.rollback import RollbackManager
 from spinal_callback.recovery.sync import LocalSync, RankSync
@@ -243,22 +243,23 @@ class SpinalMonitor:
         return result
 
     def _update_size(self, step: int, policy: nn.Module) -> dict[str, float]:
-        """``{"update/size": …}`` since the previous probe (:mod:`~spinal_callback.monitor.update_size`), or
-        ``{}`` when it is off or has no previous reading; a failure is a warning (``spinal/probe/failures``)."""
+        """``{"update/size": …, "update/turn": …}`` since the previous probe
+        (:mod:`~spinal_callback.monitor.update_size`), each left out when it is off or cannot be read yet; a failure
+        is a warning (``spinal/probe/failures``)."""
         coordinates = self.config.update_coordinates
         if coordinates == 0:
             return {}
 
-        def read() -> float | None:
+        def read() -> dict[str, float]:
             if self._updates is None:  # at the first probe: the trainer has wrapped (and sharded) the model
                 self._updates = UpdateSampler(policy, coordinates, seed=self.config.seed)
             return self._updates.measure(step)
 
-        size, failure, _ = attempt("update size", step, read, self.config.strict)
+        readings, failure, _ = attempt("update size", step, read, self.config.strict)
         if failure is not None:
             self.failures += 1
             self.outputs.failure(failure, self.failures, "spinal/probe/failures")
-        return {} if size is None else {UPDATE_SIGNAL: size}
+        return readings or {}
 
     def _measure(self, policy: nn.Module) -> Measurement:
         assert self.layout is not None and self.probe_set is not None

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from spinal_callback.model.architectures import DecoderLayout
-from spinal_callback.monitor.update_size import UPDATE_SIGNAL
+from spinal_callback.monitor.update_size import UPDATE_SIGNALS
 
 if TYPE_CHECKING:
     from spinal_callback.config.detector import DetectorConfig
@@ -177,7 +177,7 @@ def available_signals(configured: Iterable[str], metric_names: Collection[str] |
     names = {f"{kind}/{band}/{metric}"
              for kind in ("band", "layers") for band in BAND_NAMES for metric in LAYER_METRICS}
     names.update(PROBE_SIGNALS)
-    names.add(UPDATE_SIGNAL)
+    names.update(UPDATE_SIGNALS)
     if metric_names is None:
         names.update(name for name in configured if not name.startswith(_OWN_PREFIXES))
     else:

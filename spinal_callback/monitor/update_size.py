@@ -7,8 +7,19 @@ uniformly over all trainable elements (so each tensor contributes in proportion 
 
 with ``t′`` the previous probe step. For Adam-type optimizers it sits near the learning rate times the
 typical ``|m̂/√v̂|``, so it follows the schedule smoothly; a learning-rate jump, a corrupted update or an
-optimizer misconfiguration changes it at once, before any forward could show it. Reading it costs one gather
-of ``S`` elements per probe (no forward, no gradient); the sampled values are kept in float32.
+optimizer misconfiguration changes it at once, before any forward could show it.
+
+``update/turn`` is how far the latest update turned away from the direction the weights have been moving::
+
+    update/turn(n) = 1 − cos(θ_S(t_n) − θ_S(t_{n−1}), θ_S(t_{n−1}) − θ_S(t_{n−1−K}))
+
+over probe readings ``t_n`` with ``K`` = :data:`TURN_WINDOW`: 0 when the update continues the recent course, 1 when
+it is orthogonal to it, 2 when it reverses it. Under Adam's momentum a healthy run keeps its course (the cosine
+stays positive), while an optimizer that starts climbing the loss (a sign error, gradient ascent) turns away
+from it within a few steps, with the size of its steps unchanged.
+
+Reading both costs one gather of ``S`` elements per probe (no forward, no gradient); the sampled values are kept
+in float32, the last ``K + 1`` readings of them for the turn (``(K + 1)·S`` floats: 1.4 MB at the defaults).
 
 The sample is of what this process holds: a sharded model (FSDP, DeepSpeed ZeRO-3) is sampled on this
 rank's shards, which are a uniform sample of the model's coordinates as well. Coordinates are drawn with
@@ -18,15 +29,22 @@ their own ``torch.Generator``: the run's random streams are untouched.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-__all__ = ["UPDATE_SIGNAL", "UpdateSampler", "local_data"]
+__all__ = ["TURN_SIGNAL", "TURN_WINDOW", "UPDATE_SIGNAL", "UPDATE_SIGNALS", "UpdateSampler", "local_data"]
 
-#: The signal's name (a probe signal: in the trace records' ``"signals"`` and under ``spinal/update/size``).
+#: The step size's name (a probe signal: in the trace records' ``"signals"`` and under ``spinal/update/size``).
 UPDATE_SIGNAL = "update/size"
+#: The turn's name (``spinal/update/turn``).
+TURN_SIGNAL = "update/turn"
+#: Both, in the order they are read.
+UPDATE_SIGNALS = (UPDATE_SIGNAL, TURN_SIGNAL)
+#: K, the readings (probes) the recent course of the weights is measured over.
+TURN_WINDOW = 20
 
 
 def local_data(param: torch.Tensor) -> torch.Tensor:
@@ -50,7 +68,7 @@ def _trainable(model: nn.Module) -> Iterator[torch.Tensor]:
 
 
 class UpdateSampler:
-    """Reads ``update/size`` at each probe (see the module docstring).
+    """Reads ``update/size`` and ``update/turn`` at each probe (see the module docstring).
 
     Args:
         model: the policy being trained (wrappers allowed); its trainable parameters are sampled.
@@ -79,8 +97,7 @@ class UpdateSampler:
                     self._picks.append((param, inside.to(local_data(param).device)))
                 start += size
         self.coordinates = int(sum(idx.numel() for _, idx in self._picks))
-        self._last: torch.Tensor | None = None
-        self._last_step: int | None = None
+        self._readings: deque[tuple[int, torch.Tensor]] = deque(maxlen=TURN_WINDOW + 1)
 
     @torch.no_grad()
     def read(self) -> torch.Tensor:
@@ -94,17 +111,31 @@ class UpdateSampler:
             by_device.setdefault(values.device, []).append(values)
         return torch.cat([torch.cat(parts).cpu() for parts in by_device.values()])
 
-    def measure(self, step: int) -> float | None:
-        """``update/size`` since the previous call, and remember this one; ``None`` at the first call after
-        construction or :meth:`reset`, with no trainable coordinate, or when ``step`` is not after the last."""
+    def measure(self, step: int) -> dict[str, float]:
+        """``{"update/size": …, "update/turn": …}`` since the previous call, and remember this reading. The size
+        needs one earlier reading, the turn ``K + 1``; either is left out when it cannot be read yet (after
+        construction or :meth:`reset`), with no trainable coordinate, when ``step`` is not after the last
+        reading, or (the turn) when a displacement is exactly zero."""
         values = self.read()
-        last, last_step = self._last, self._last_step
-        self._last, self._last_step = values, int(step)
-        if last is None or last_step is None or values.numel() == 0 or step <= last_step:
-            return None
-        displacement = float(torch.linalg.vector_norm(values - last))
-        return displacement / (math.sqrt(values.numel()) * (step - last_step))
+        history = list(self._readings)
+        out: dict[str, float] = {}
+        if values.numel() == 0 or (history and step <= history[-1][0]):
+            self.reset()
+            self._readings.append((int(step), values))
+            return out
+        self._readings.append((int(step), values))
+        if not history:
+            return out
+        last_step, last = history[-1]
+        delta = values - last
+        out[UPDATE_SIGNAL] = float(torch.linalg.vector_norm(delta)) / (math.sqrt(values.numel()) * (step - last_step))
+        if len(history) == TURN_WINDOW + 1:
+            now, course = delta.double(), (last - history[0][1]).double()
+            norms = float(torch.linalg.vector_norm(now)) * float(torch.linalg.vector_norm(course))
+            if norms > 0.0:
+                out[TURN_SIGNAL] = min(2.0, max(0.0, 1.0 - float(torch.dot(now, course)) / norms))
+        return out
 
     def reset(self) -> None:
-        """Forget the last reading (after the weights were restored, or a resume): the next one is a baseline."""
-        self._last, self._last_step = None, None
+        """Forget the readings (after the weights were restored, or a resume): the next one is a baseline."""
+        self._readings.clear()

@@ -1,14 +1,16 @@
-"""``update/size``: the RMS per-step change of a fixed sample of trainable weights, against known answers."""
+"""``update/size`` (the RMS per-step change of a fixed sample of trainable weights) and ``update/turn`` (how far the
+latest change turned from the sample's recent course), against known answers and numpy."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from spinal_callback.monitor.update_size import UpdateSampler
+from spinal_callback.monitor.update_size import TURN_SIGNAL, TURN_WINDOW, UPDATE_SIGNAL, UpdateSampler
 
 
 def _model() -> nn.Module:
@@ -29,11 +31,11 @@ def test_a_uniform_shift_gives_its_size_per_step_whatever_the_sample() -> None:
     model = _model()
     sampler = UpdateSampler(model, coordinates=4096)
     assert 4000 <= sampler.coordinates <= 4096  # repeats of the draw dropped
-    assert sampler.measure(10) is None  # the first reading is the baseline
+    assert sampler.measure(10) == {}  # the first reading is the baseline
     _shift(model, 3e-3)
-    assert sampler.measure(13) == pytest.approx(1e-3, rel=1e-4)  # 3e-3 over 3 steps
+    assert sampler.measure(13)[UPDATE_SIGNAL] == pytest.approx(1e-3, rel=1e-4)  # 3e-3 over 3 steps
     _shift(model, -5e-4)
-    assert sampler.measure(14) == pytest.approx(5e-4, rel=1e-4)
+    assert sampler.measure(14)[UPDATE_SIGNAL] == pytest.approx(5e-4, rel=1e-4)
 
 
 @torch.no_grad()
@@ -50,7 +52,7 @@ def test_a_random_update_is_estimated_from_the_sample() -> None:
             squares += float((delta.double() ** 2).sum())
             count += delta.numel()
     exact = math.sqrt(squares / count)
-    assert sampler.measure(2) == pytest.approx(exact / 2, rel=0.03)
+    assert sampler.measure(2)[UPDATE_SIGNAL] == pytest.approx(exact / 2, rel=0.03)
 
 
 def test_frozen_weights_are_not_sampled_and_every_weight_is_when_there_are_few() -> None:
@@ -61,10 +63,10 @@ def test_frozen_weights_are_not_sampled_and_every_weight_is_when_there_are_few()
     everything.measure(0)
     with torch.no_grad():
         model[2].weight.add_(1.0)  # frozen
-    assert everything.measure(1) == 0.0
+    assert everything.measure(1) == {UPDATE_SIGNAL: 0.0}
     frozen = nn.Linear(3, 3).requires_grad_(False)
     none = UpdateSampler(frozen, coordinates=8)
-    assert none.coordinates == 0 and none.measure(0) is None and none.measure(1) is None
+    assert none.coordinates == 0 and none.measure(0) == {} and none.measure(1) == {}
 
 
 def test_reset_makes_the_next_reading_a_baseline_and_the_runs_random_stream_is_untouched() -> None:
@@ -76,9 +78,64 @@ def test_reset_makes_the_next_reading_a_baseline_and_the_runs_random_stream_is_u
     sampler.measure(0)
     _shift(model, 1.0)  # e.g. a rollback restored other weights
     sampler.reset()
-    assert sampler.measure(2) is None
+    assert sampler.measure(2) == {}
     _shift(model, 2e-3)
-    assert sampler.measure(4) == pytest.approx(1e-3, rel=1e-4)
-    assert sampler.measure(4) is None  # not after the last reading
+    assert sampler.measure(4)[UPDATE_SIGNAL] == pytest.approx(1e-3, rel=1e-4)
+    assert sampler.measure(4) == {}  # not after the last reading: a new baseline
     with pytest.raises(ValueError, match="coordinates"):
         UpdateSampler(model, coordinates=0)
+
+
+# ------------------------------------------------------------------------------------------------ update/turn
+@torch.no_grad()
+def _move(model: nn.Module, direction: list[torch.Tensor], scale: float) -> None:
+    for p, d in zip((p for p in model.parameters() if p.requires_grad), direction, strict=True):
+        p.add_(d, alpha=scale)
+
+
+def _direction(model: nn.Module, seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(p.shape, generator=generator) for p in model.parameters() if p.requires_grad]
+
+
+def test_the_turn_is_0_on_course_1_orthogonal_and_2_reversed() -> None:
+    model = _model()
+    sampler = UpdateSampler(model, coordinates=16384)
+    course = _direction(model, 1)
+    for probe in range(TURN_WINDOW + 1):  # K + 1 readings before the first turn
+        assert TURN_SIGNAL not in sampler.measure(2 * probe)
+        _move(model, course, 1e-3 * (1 + probe % 3))  # on course, at varying speed
+    assert sampler.measure(2 * (TURN_WINDOW + 1))[TURN_SIGNAL] == pytest.approx(0.0, abs=1e-6)
+    _move(model, course, -5e-3)  # reversed
+    assert sampler.measure(2 * (TURN_WINDOW + 2))[TURN_SIGNAL] == pytest.approx(2.0, abs=1e-6)
+    sampler.reset()
+    assert sampler.measure(100) == {}  # a new baseline: neither size nor turn
+    for probe in range(TURN_WINDOW):
+        _move(model, course, 1e-3)
+        assert TURN_SIGNAL not in sampler.measure(102 + 2 * probe)
+    # orthogonal to the course: a fresh random direction is nearly so in 16 384 coordinates (|cos| ~ 1/128)
+    _move(model, _direction(model, 2), 1e-3)
+    assert sampler.measure(102 + 2 * TURN_WINDOW)[TURN_SIGNAL] == pytest.approx(1.0, abs=0.05)
+
+
+@torch.no_grad()
+def test_the_turn_matches_numpy_on_every_weight() -> None:
+    """Sampling every trainable weight, the turn is numpy's 1 − cos of the last update and the course before it."""
+    model = _model()
+    sampler = UpdateSampler(model, coordinates=10**9)
+    flat = lambda: np.concatenate([p.detach().numpy().ravel() for p in model.parameters() if p.requires_grad])  # noqa: E731
+    snapshots = []
+    generator = torch.Generator().manual_seed(3)
+    for probe in range(TURN_WINDOW + 2):
+        snapshots.append(flat().astype(np.float64))
+        out = sampler.measure(probe)
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=generator) * 1e-3 + 2e-4)  # a drift plus noise
+    snapshots.append(flat().astype(np.float64))
+    out = sampler.measure(TURN_WINDOW + 2)
+    now = snapshots[-1] - snapshots[-2]
+    course = snapshots[-2] - snapshots[-2 - TURN_WINDOW]
+    expected = 1.0 - now @ course / (np.linalg.norm(now) * np.linalg.norm(course))
+    assert out[TURN_SIGNAL] == pytest.approx(expected, abs=1e-5)
+    assert out[UPDATE_SIGNAL] == pytest.approx(np.linalg.norm(now) / math.sqrt(now.size), rel=1e-4)

@@ -324,3 +324,46 @@ def test_study5_script_phases_quick_smoke_and_rollback_set():
     for run in runs:
         assert run.rollback and replace(run, rollback=False) == test[replace(run, rollback=False).name]
     assert {script.settings_of(r).eval_every for r in runs} == {2}
+
+
+# ---------------------------------------------------------------------------------------------- study 6
+def test_study6_sets_are_the_protocols():
+    runs = scenarios.study6_calibration_set()
+    assert runs == [replace(r, part="C6-healthy") for r in scenarios.study4_calibration_set()]
+    test = scenarios.study6_test_set()
+    assert len(test) == 41 and Counter(r.part for r in test) == {"T6-healthy": 25, "T6-faults": 16}
+    for run in test:
+        _common(run)
+    assert [r for r in test if r.part == "T6-healthy"] == [
+        scenarios.healthy_test_spec(s, 240, "T6-healthy") for s in range(1100, 1125)]
+    faults = [r for r in test if r.part == "T6-faults"]
+    assert {f: [r.seed for r in faults if r.scenario == f] for f in scenarios.STUDY6_FAULTS} == {
+        "grad_ascent": list(range(1200, 1208)), "lr_jump": list(range(1210, 1218))}
+    for r in faults:
+        assert r == scenarios.fault_test_spec(r.scenario, r.seed, 240, (130, 160), "T6-faults")
+    earlier = (scenarios.calibration_set() + scenarios.test_set() + scenarios.study3_test_set()
+               + scenarios.study4_test_set() + scenarios.study5_test_set())
+    assert not {r.seed for r in earlier} & {r.seed for r in test}
+    rollback = scenarios.study6_rollback_set()
+    assert [(r.scenario, r.seed) for r in rollback] == [
+        ("grad_ascent", 1200), ("lr_jump", 1210), ("healthy", 1100), ("healthy", 1101), ("healthy", 1102),
+        ("healthy", 1103)]
+    by_name = {r.name: r for r in test}
+    assert all(r.rollback and replace(r, rollback=False) == by_name[replace(r, rollback=False).name] for r in rollback)
+
+
+def test_study6_script_phases_and_quick_smoke():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "study6_early_warning.py"
+    spec = importlib.util.spec_from_file_location("study6_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.PHASES == ("train-calibration", "choose", "train-test", "train-rollback", "evaluate")
+    assert script.specs_of("train-calibration") == scenarios.study6_calibration_set()
+    assert script.specs_of("train-test") == scenarios.study6_test_set()
+    assert script.specs_of("train-rollback") == scenarios.study6_rollback_set()
+    quick = script.specs_of("train-test", quick=True)
+    assert [r.scenario for r in quick] == ["healthy", *scenarios.STUDY6_FAULTS]
+    assert [script.settings_of(r).eval_every for r in quick] == [0, 2, 2]

@@ -1,0 +1,80 @@
+"""Study 6's analysis phases end to end on small synthetic run folders (no training).
+
+Healthy runs: ``update/size`` and ``update/turn`` wander within ±10 %; a ``grad_ascent`` run's turn jumps ×3 from the
+fault step on with its size unchanged; an ``lr_jump`` run's size jumps ×50. Held-out accuracy falls at
+:data:`ONSET` in every fault run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("scipy")
+
+from studies import study6, tables
+from studies.scenarios import RunSpec
+
+PROBES = 70  # probe steps 0, 2, …, 138
+FAULT = 90
+ONSET = 100
+
+
+def _write_run(root: Path, spec: RunSpec, evals: bool) -> None:
+    rng = random.Random(spec.name)
+    run = root / spec.name
+    run.mkdir(parents=True)
+    with open(run / "spinal_trace.jsonl", "w") as trace:
+        for i in range(PROBES):
+            step = 2 * i
+            after = spec.fault_step is not None and step > spec.fault_step
+            size = 1e-3 * (50.0 if after and spec.scenario == "lr_jump" else 1.0) * math.exp(rng.gauss(0, 0.05))
+            turn = 0.3 * (3.0 if after and spec.scenario == "grad_ascent" else 1.0) * math.exp(rng.gauss(0, 0.05))
+            signals = {"update/size": size, "update/turn": turn,
+                       "pairs/logp_chosen": -1 - 0.01 * step + rng.gauss(0, 0.02),
+                       "pairs/logp_rejected": -5 - 0.03 * step + rng.gauss(0, 0.02)}
+            trace.write(json.dumps({"type": "trace", "step": step, "layers": [], "signals": signals}) + "\n")
+    with open(run / "logs.jsonl", "w") as logs:
+        for step in range(1, 2 * PROBES):
+            record = {"step": step, "loss": 0.69 - 0.001 * step + rng.gauss(0, 0.01),
+                      "grad_norm": 1 + rng.gauss(0, 0.05), "rewards/accuracies": 0.5 + rng.gauss(0, 0.05),
+                      "logps/chosen": -1 + rng.gauss(0, 0.05)}
+            logs.write(json.dumps(record) + "\n")
+    with open(run / "evals.jsonl", "w") as out:
+        for step in range(0, 2 * PROBES, 2) if evals else ():
+            out.write(json.dumps({"step": step, "accuracy": 0.9 if step < ONSET else 0.5, "chosen_logp": -1.0}) + "\n")
+    (run / "run.json").write_text(json.dumps({"spec": spec.to_dict()}))
+
+
+def test_choose_then_evaluate(tmp_path: Path) -> None:
+    calibration, out = tmp_path / "calibration", tmp_path / "study6"
+    for seed in range(6):
+        _write_run(calibration, RunSpec("healthy", 100 + seed, 2 * PROBES, part="C6-healthy"), evals=False)
+    for seed in range(3):
+        _write_run(out, RunSpec("healthy", 1100 + seed, 2 * PROBES, part="T6-healthy"), evals=False)
+        _write_run(out, RunSpec("grad_ascent", 1200 + seed, 2 * PROBES, fault_step=FAULT, part="T6-faults"), evals=True)
+        _write_run(out, RunSpec("lr_jump", 1210 + seed, 2 * PROBES, fault_step=FAULT, part="T6-faults"), evals=True)
+
+    chosen = study6.choose(calibration, out)
+    assert 0 < chosen["update_threshold"] < math.log(3)  # above the healthy wander, below the turn's jump
+    config = chosen["shipped_config"]
+    assert config["update_signals"] == ["update/size", "update/turn"]
+    assert config["update_threshold"] == chosen["update_threshold"]
+    assert config["variance_signals"] == ["logps/chosen"]  # otherwise study 5's detector
+    assert "Calibration set C6" in tables.study4_calibration_table(chosen)
+    assert "study 5's" in tables.study4_calibration_table(chosen)
+
+    results = study6.evaluate(out)
+    detectors = results["detectors"]
+    names = [f"spinal: {n}" for n in (study6.SHIPPED, study6.STUDY5, study6.UPDATE_ONLY, study6.TURN_ONLY)]
+    assert list(detectors)[:4] == names
+    shipped = detectors[names[0]]
+    assert shipped["grad_ascent"]["detected_in_time"] == 3 and shipped["lr_jump"]["detected_in_time"] == 3
+    assert shipped["healthy"]["false_alarms"] == 0
+    assert detectors[names[1]]["grad_ascent"]["detected_in_time"] == 0  # the size alone cannot see it
+    assert detectors[names[3]]["lr_jump"]["detected_in_time"] == 0  # nor the turn a jump in size
+    assert results["matched_on"] == "C6" and results["live"]["fault_runs"] == 6
