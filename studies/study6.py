@@ -1,10 +1,10 @@
 """Study 6's two analysis phases (protocol: ``docs/evidence.md``, study 6).
 
 - :func:`choose` uses the calibration set C6 only — study 2's 40 fault-free runs re-trained once more, now also
-  recording ``update/turn``, without held-out evaluations: calibrates the UPDATE_JUMP threshold for both update
-  signals together (target :data:`~studies.study4.UPDATE_TARGET_RATE`, from the data alone), ships study 5's
-  detector with the turn added to its update signals at that threshold, records false alarms on C6 and the
-  baselines' matched thresholds there, and writes ``calibration.json``.
+  recording ``update/turn``, without held-out evaluations: calibrates the TURN_JUMP threshold on ``update/turn``
+  alone (target :data:`~studies.study4.UPDATE_TARGET_RATE`, from the data alone; amendment 1), ships study 5's
+  detector with that test added, records false alarms on C6 and the baselines' matched thresholds there, and
+  writes ``calibration.json``.
 - :func:`evaluate` scores study 6's test set T6 once with those choices (study 3's rules) and writes
   ``results.json``.
 """
@@ -32,8 +32,8 @@ from studies.study3 import (
 )
 from studies.study4 import UPDATE_CHECK, UPDATE_TARGET_RATE
 
-__all__ = ["CALIBRATION_PARTS", "FAULT_PARTS", "HEALTHY_PARTS", "SHIPPED", "STUDY5", "choose", "evaluate",
-           "study5_detector"]
+__all__ = ["CALIBRATION_PARTS", "FAULT_PARTS", "HEALTHY_PARTS", "SHIPPED", "STUDY5", "TURN_CHECK", "TURN_ONLY",
+           "UPDATE_ONLY", "choose", "evaluate", "study5_detector"]
 
 #: Parts of C6 (calibration) and of T6 (the test set: fault-free runs, fault runs).
 CALIBRATION_PARTS = ("C6-healthy",)
@@ -41,20 +41,22 @@ HEALTHY_PARTS = ("T6-healthy",)
 FAULT_PARTS = ("T6-faults",)
 SIZE, TURN = "update/size", "update/turn"
 
-SHIPPED = "shipped (study 5 detector + update turn)"
+TURN_CHECK = "turn_jump"
+SHIPPED = "shipped (study 5 detector + turn jump)"
 STUDY5 = "study 5 detector (shipped before)"
-UPDATE_ONLY = "update jump only (size and turn)"
-TURN_ONLY = "update jump on the turn only"
+UPDATE_ONLY = "update and turn jumps only"
+TURN_ONLY = "turn jump only"
 
 
 def study5_detector() -> DetectorConfig:
-    """Study 5's shipped detector: the update test on ``update/size`` alone, at 0.41."""
-    return replace(DetectorConfig(), update_signals=(SIZE,), update_threshold=0.41)
+    """Study 5's shipped detector: no turn test, the update test on ``update/size`` at 0.41."""
+    base = DetectorConfig()
+    return replace(base, checks=tuple(c for c in base.checks if c != TURN_CHECK), update_signals=(SIZE,),
+                   update_threshold=0.41)
 
 
 def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Phase 1 (C6 only): the update threshold for size and turn together, the shipped config, false alarms and
-    matched baselines on C6.
+    """Phase 1 (C6 only): the turn threshold, the shipped config, false alarms and matched baselines on C6.
 
     Raises:
         FileNotFoundError: ``calibration_dir`` holds no finished C6 run.
@@ -63,19 +65,22 @@ def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
     if not healthy:
         raise FileNotFoundError(f"no finished C6 run (part {CALIBRATION_PARTS[0]!r}) in {calibration_dir}: "
                                 "train the calibration set first")
-    base = replace(study5_detector(), update_signals=(SIZE, TURN))
+    base = study5_detector()
+    base = replace(base, checks=(*base.checks, TURN_CHECK), turn_signals=(TURN,))
     streams = [observations(run) for run in healthy]
-    threshold = float(calibrate(streams, replace(base, checks=(UPDATE_CHECK,)), target_rate=UPDATE_TARGET_RATE,
-                                keep_floor=False).update_threshold)
-    shipped = replace(base, update_threshold=threshold)
-    configs = {SHIPPED: shipped, UPDATE_ONLY: replace(shipped, checks=(UPDATE_CHECK,))}
+    threshold = float(calibrate(streams, replace(base, checks=(TURN_CHECK,)), target_rate=UPDATE_TARGET_RATE,
+                                keep_floor=False).turn_threshold)
+    shipped = replace(base, turn_threshold=threshold)
+    configs = {SHIPPED: shipped, TURN_ONLY: replace(shipped, checks=(TURN_CHECK,))}
     onsets = onsets_of(healthy)
     false_alarms = {name: replayed_summary(name, config, healthy, onsets) for name, config in configs.items()}
     result = {
-        "update_threshold": threshold, "update_target_rate": UPDATE_TARGET_RATE, "interval": RECORDED_INTERVAL,
+        "turn_threshold": threshold, "update_threshold": shipped.update_threshold,
+        "update_target_rate": UPDATE_TARGET_RATE, "interval": RECORDED_INTERVAL,
         "shipped": SHIPPED, "shipped_config": shipped.to_dict(), "false_alarms": false_alarms,
         "matched_thresholds": matched_thresholds(healthy), "healthy_runs": len(healthy),
         "probe_steps": probe_steps(healthy, 1), "calibration_set": "C6", "other_thresholds_from": "study 5",
+        "chosen_test": ("TURN_JUMP", "turn_threshold", "the turn"),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "calibration.json").write_text(json.dumps(result, indent=2, default=str))
@@ -84,7 +89,7 @@ def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 def evaluate(out_dir: Path, calibration_dir: Path | None = None) -> dict[str, Any]:
     """Phase 2 (T6, once): score with the choices of ``<out_dir>/calibration.json``: the shipped detector, study
-    5's, the update test alone (both signals) and on the turn alone, and the baselines matched on C6.
+    5's, the update and turn tests alone, the turn test alone, and the baselines matched on C6.
 
     ``calibration_dir`` is not read (every choice is in ``calibration.json``).
     """
@@ -96,13 +101,14 @@ def evaluate(out_dir: Path, calibration_dir: Path | None = None) -> dict[str, An
     runs = healthy + faults
     onsets = onsets_of(runs)
     shipped = DetectorConfig.from_dict(chosen["shipped_config"])
-    configs = {SHIPPED: shipped, STUDY5: study5_detector(), UPDATE_ONLY: replace(shipped, checks=(UPDATE_CHECK,)),
-               TURN_ONLY: replace(shipped, checks=(UPDATE_CHECK,), update_signals=(TURN,))}
+    configs = {SHIPPED: shipped, STUDY5: study5_detector(),
+               UPDATE_ONLY: replace(shipped, checks=(UPDATE_CHECK, TURN_CHECK)),
+               TURN_ONLY: replace(shipped, checks=(TURN_CHECK,))}
     all_scores: dict[str, list[Score]] = {f"spinal: {name}": detector_scores(name, config, runs, onsets, 1)
                                           for name, config in configs.items()}
     all_scores.update(baseline_scores(runs, onsets, chosen["matched_thresholds"]))
     results: dict[str, Any] = {"interval": RECORDED_INTERVAL, "shipped": SHIPPED, "onsets": onsets,
-                               "update_threshold": chosen["update_threshold"],
+                               "turn_threshold": chosen["turn_threshold"],
                                "matched_thresholds": chosen["matched_thresholds"], "matched_on": "C6"}
     results.update(compare(all_scores, probe_steps(healthy, 1), RECORDED_INTERVAL, SHIPPED, in_time=True))
     results["live"] = live_versus_replay(runs, all_scores[f"spinal: {SHIPPED}"])

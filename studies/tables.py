@@ -145,24 +145,25 @@ def study3_calibration_table(result: Mapping[str, Any]) -> str:
 
 
 def study4_calibration_table(result: Mapping[str, Any]) -> str:
-    """Study 4's choice on C4 (and study 6's on C6): the update threshold, false alarms of the shipped and
-    update-only detectors."""
-    name = result.get("calibration_set", "C4")
+    """Study 4's choice on C4 (and study 6's on C6): the one threshold chosen, false alarms of the shipped detector
+    and of the chosen test alone."""
+    set_name = result.get("calibration_set", "C4")
+    test, key, what = result.get("chosen_test", ("UPDATE_JUMP", "update_threshold", "the update"))
+    threshold = result[key]
     lines = [
-        f"Calibration set {name}: {result['healthy_runs']} fault-free runs, {result['probe_steps']} probe steps "
+        f"Calibration set {set_name}: {result['healthy_runs']} fault-free runs, {result['probe_steps']} probe steps "
         f"(interval {result['interval']}).",
         "",
-        f"UPDATE_JUMP threshold: **{result['update_threshold']:.3g}** (ln ratio; the update "
-        f"{math.exp(result['update_threshold']):.3g}× the larger of its lagged median and trend forecast), set "
-        f"alone to {result['update_target_rate']:g} false alarms per 1000 probe steps; the other thresholds are "
-        f"{result.get('other_thresholds_from', 'study 3')}'s.",
+        f"{test} threshold: **{threshold:.3g}** (ln ratio; {what} {math.exp(threshold):.3g}× the larger of its "
+        f"lagged median and trend forecast), set alone to {result['update_target_rate']:g} false alarms per 1000 "
+        f"probe steps; the other thresholds are {result.get('other_thresholds_from', 'study 3')}'s.",
         "",
-        f"| detector | {name}: false alarms / 1000 probes (95 % CI, in-sample) | {name} runs with an alarm |",
+        f"| detector | {set_name}: false alarms / 1000 probes (95 % CI, in-sample) | {set_name} runs with an alarm |",
         "|---|---:|---:|",
     ]
     for name, summary in result["false_alarms"].items():
         lines.append(f"| {name} | {_false(summary)} | {summary['runs_with_false_alarm']} |")
-    lines += ["", _matched(result["matched_thresholds"], name)]
+    lines += ["", _matched(result["matched_thresholds"], set_name)]
     return "\n".join(lines) + "\n"
 
 

@@ -19,8 +19,8 @@ from typing import Any, Literal
 from spinal_callback.config.validation import check_int, fields_of, read_json_object
 
 __all__ = [
-    "CHECKS", "DEFAULT_SIGNALS", "DEFAULT_SPEED_SIGNALS", "DEFAULT_UPDATE_SIGNALS", "DEFAULT_VARIANCE_SIGNALS",
-    "DEFAULT_VECTORS", "DIRECTIONS",
+    "CHECKS", "DEFAULT_SIGNALS", "DEFAULT_SPEED_SIGNALS", "DEFAULT_TURN_SIGNALS", "DEFAULT_UPDATE_SIGNALS",
+    "DEFAULT_VARIANCE_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS",
     "DPO_METRICS", "DetectorConfig",
 ]
 
@@ -28,7 +28,8 @@ __all__ = [
 #: (only a break in that direction counts; use only for quantities that never move the other way in healthy runs).
 DIRECTIONS = ("both", "up", "down")
 #: Tests the detector can run (the values of the matching ``AlertReason`` members).
-CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change", "speed_jump", "update_jump")
+CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change", "speed_jump", "update_jump",
+          "turn_jump")
 
 #: Signals the SPEED_JUMP test applies to by default: the fixed probe pairs' completion log-likelihoods. On a
 #: fixed, eval-mode probe set their step-to-step change measures how far one optimizer update moved the model,
@@ -44,6 +45,10 @@ DEFAULT_VARIANCE_SIGNALS: tuple[str, ...] = ("logps/chosen",)
 #: trainable weights since the previous probe (:mod:`spinal_callback.monitor.update_size`) — the optimizer's
 #: step size, read without a forward.
 DEFAULT_UPDATE_SIGNALS: tuple[str, ...] = ("update/size",)
+
+#: Signals the TURN_JUMP test watches by default: ``update/turn``, how far the latest update turned from the
+#: course the sampled weights took over the probes before it (:mod:`spinal_callback.monitor.update_size`).
+DEFAULT_TURN_SIGNALS: tuple[str, ...] = ("update/turn",)
 
 #: Watched scalar signals and their direction priors: the shipped default is what the lead-time study's
 #: calibration set chose (docs/evidence.md, studies 2 and 3): TRL's DPO metrics (watched when the trainer logs them)
@@ -134,13 +139,16 @@ class DetectorConfig:
     checks: Sequence[str] = field(
         default=CHECKS,
         metadata={"help": "Tests to run, any of 'trend_break', 'slope_change', 'variance_burst', "
-                  "'pattern_change', 'speed_jump' and 'update_jump'. Non-finite values are governed by `non_finite`."},
+                  "'pattern_change', 'speed_jump', 'update_jump' and 'turn_jump'. Non-finite values are governed by "
+                  "`non_finite`."},
     )
     # The thresholds below (z_threshold, cusum_h, variance_threshold, speed_threshold, update_threshold) ship as
     # calibrated by the lead-time study (docs/evidence.md, study 5: every fault-free run of studies 2-4, 90 DPO
     # runs and 10 890 probe steps at probe interval 2, 0.5 false alarms per 1000 probe steps for all tests
     # together, `python scripts/study5_early_warning.py choose`), rounded up; t2_threshold by the detector's
-    # synthetic calibration (docs/early_warning.md): the studies did not choose vectors.
+    # synthetic calibration (docs/early_warning.md): the studies did not choose vectors; turn_threshold by study 6
+    # (study 2's 40 fault-free runs re-trained to record update/turn, 0.1 false alarms per 1000 probe steps for that
+    # test alone: 0.950, `python scripts/study6_early_warning.py choose`), rounded up.
     z_threshold: float = field(
         default=20.59,
         metadata={"help": "TREND_BREAK: |z| of the residual against the trend forecast, z = (x − x̂)/σ̂_pred, "
@@ -211,6 +219,19 @@ class DetectorConfig:
                   "the weights moved that many times further per step than expected (a smooth warm-up is "
                   "expected). One exceedance opens an episode; one-sided. Calibrated."},
     )
+    turn_signals: Sequence[str] = field(
+        default=DEFAULT_TURN_SIGNALS,
+        metadata={"help": "Signals (names or glob patterns) watched by the TURN_JUMP test alone (no other test applies "
+                  "to them; none may also be an update signal): how far the optimizer's updates turn, such as the "
+                  "monitor's update/turn. Empty: no turn test."},
+    )
+    turn_threshold: float = field(
+        default=0.95,
+        metadata={"help": "TURN_JUMP: log of the ratio of this observation's value to the larger of its median over "
+                  "the lagged trend window and that window's trend forecast, that counts as an exceedance: the "
+                  "latest update turned that many times further from the weights' recent course than expected. "
+                  "One exceedance opens an episode; one-sided. Calibrated."},
+    )
     min_consecutive: int = field(
         default=2,
         metadata={"help": "Consecutive exceedances of one test needed to open an episode (and raise its one "
@@ -264,6 +285,12 @@ class DetectorConfig:
         check_int("speed_consecutive", self.speed_consecutive, 1)
         self.update_signals = self._check_names("update_signals", self.update_signals, allow_empty=True)
         self.update_threshold = _float("update_threshold", self.update_threshold, 0.0, open_low=True)
+        self.turn_signals = self._check_names("turn_signals", self.turn_signals, allow_empty=True)
+        self.turn_threshold = _float("turn_threshold", self.turn_threshold, 0.0, open_low=True)
+        both = sorted(set(self.update_signals) & set(self.turn_signals))
+        if both:
+            raise ValueError(f"{', '.join(map(repr, both))} cannot be both in `update_signals` and in `turn_signals`: "
+                             "each is watched by one test; keep a step size in the first and a turn in the second")
         check_int("min_consecutive", self.min_consecutive, 1)
         self.release_fraction = _float("release_fraction", self.release_fraction, 0.0, 1.0, open_low=True,
                                        open_high=True)
@@ -312,6 +339,7 @@ class DetectorConfig:
         data["variance_signals"] = list(self.variance_signals)
         data["speed_signals"] = list(self.speed_signals)
         data["update_signals"] = list(self.update_signals)
+        data["turn_signals"] = list(self.turn_signals)
         return data
 
     @classmethod

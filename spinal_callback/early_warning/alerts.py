@@ -42,6 +42,10 @@ class AlertReason(str, Enum):
     #: times further per step than expected — a learning-rate jump, a corrupted update, an optimizer setting
     #: gone wrong.
     UPDATE_JUMP = "update_jump"
+    #: A turn signal (``update/turn``: 1 − the cosine between the latest update and the weights' recent course)
+    #: reached ``exp(turn_threshold)`` times the larger of its lagged median and trend forecast: the updates
+    #: changed direction — the optimizer climbing the loss (a sign error), a changed objective.
+    TURN_JUMP = "turn_jump"
     #: The signal turned NaN or ±inf after having been finite (the probe or the model produced non-finite
     #: numbers, e.g. after a loss blow-up or a rank collapse).
     NON_FINITE = "non_finite"
@@ -78,7 +82,7 @@ class Alert:
             median and its forecast; for NON_FINITE the last finite value).
         score: The statistic that fired: the residual z (TREND_BREAK), the CUSUM in noise units
             (SLOPE_CHANGE), the variance ratio (VARIANCE_BURST), the T² normal score (PATTERN_CHANGE), the
-            log ratio (SPEED_JUMP, UPDATE_JUMP), ``inf`` (NON_FINITE).
+            log ratio (SPEED_JUMP, UPDATE_JUMP, TURN_JUMP), ``inf`` (NON_FINITE).
         threshold: The threshold ``score`` was compared with (NaN for NON_FINITE).
         layers: Decoder layers the signal summarises (e.g. the late band; for PATTERN_CHANGE the layers of
             the vector), ``()`` when unknown or not a layer signal.

@@ -49,7 +49,7 @@ __all__ = ["THRESHOLD_FIELDS", "calibrate", "false_alarm_rate", "healthy_scores"
 #: Test → the DetectorConfig field holding its threshold.
 THRESHOLD_FIELDS = {"trend_break": "z_threshold", "slope_change": "cusum_h", "variance_burst": "variance_threshold",
                     "pattern_change": "t2_threshold", "speed_jump": "speed_threshold",
-                    "update_jump": "update_threshold"}
+                    "update_jump": "update_threshold", "turn_jump": "turn_threshold"}
 _SIGNED = ("trend_break", "slope_change")  # two-sided: a run must keep one sign
 _UNBOUNDED = 1e12
 
@@ -92,7 +92,8 @@ def healthy_scores(streams: Sequence[Stream], config: DetectorConfig | None = No
             best: dict[str, float] = {}
             for name, tests in detector.last_tests.items():
                 for test, value in tests.items():
-                    length = {"speed_jump": base.speed_consecutive, "update_jump": 1}.get(test, base.min_consecutive)
+                    length = {"speed_jump": base.speed_consecutive, "update_jump": 1,
+                              "turn_jump": 1}.get(test, base.min_consecutive)
                     run = runs.setdefault((name, test), deque(maxlen=length))
                     run.append(value)
                     best[test] = max(best.get(test, -math.inf), _effective(run, test in _SIGNED))
@@ -135,8 +136,8 @@ def calibrate(
     margin: float = 1.1,
     keep_floor: bool = True,
 ) -> DetectorConfig:
-    """Set ``z_threshold``, ``cusum_h``, ``variance_threshold``, ``t2_threshold``, ``speed_threshold`` and
-    ``update_threshold`` from
+    """Set ``z_threshold``, ``cusum_h``, ``variance_threshold``, ``t2_threshold``, ``speed_threshold``,
+    ``update_threshold`` and ``turn_threshold`` from
     healthy runs (each test in ``config.checks`` that the streams exercise).
 
     Args:

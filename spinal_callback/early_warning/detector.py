@@ -21,6 +21,8 @@ lag ``g``; see :mod:`~spinal_callback.early_warning.scores`):
   observation to the larger of the lagged window's median and its trend forecast reaches ``update_threshold``
   (one-sided) — the optimizer moved the weights far further per step than before (``update/size``, read
   without a forward);
+- **TURN_JUMP** (signals in ``turn_signals``, watched by no other test): the same ratio reaches ``turn_threshold``
+  — the latest update turned far further from the weights' recent course than before (``update/turn``);
 - **NON_FINITE**: a NaN/±inf after finite values, at once (warm-up or not).
 
 Per vector signal (per-layer values of a band): **PATTERN_CHANGE** when the Hotelling T² of the per-layer
@@ -100,6 +102,7 @@ class EarlyWarningDetector:
         self._speed = NameResolver(self.config.speed_signals)
         self._variance = NameResolver(self.config.variance_signals)
         self._update = NameResolver(self.config.update_signals)
+        self._turn = NameResolver(self.config.turn_signals)
         self._states: dict[str, SignalState] = {}
         self._vectors: dict[str, VectorState] = {}
         #: Scores of the latest update per observed signal — scalars: ``z``, ``cusum``, ``variance_ratio``,
@@ -182,7 +185,8 @@ class EarlyWarningDetector:
         self.last_scores, self.last_tests = {}, {}
         alerts: list[Alert] = []
         for name, raw in signals.items():
-            update = self._update(name) is not None
+            update = "update_jump" if self._update(name) is not None else None
+            update = update or ("turn_jump" if self._turn(name) is not None else None)
             direction = "up" if update else self._direction(name)
             if direction is None:
                 continue

@@ -25,7 +25,7 @@ def scalar_message(
     reason: str, name: str, layers: tuple[int, ...], step: int, x: float, sc: ScalarScores, score: float,
     threshold: float, onset: int, window_steps: tuple[int, int],
 ) -> str:
-    """Message of a TREND_BREAK, SLOPE_CHANGE, VARIANCE_BURST, SPEED_JUMP or UPDATE_JUMP alert.
+    """Message of a TREND_BREAK, SLOPE_CHANGE, VARIANCE_BURST, SPEED_JUMP, UPDATE_JUMP or TURN_JUMP alert.
 
     Args:
         reason: The reason's name, e.g. ``"TREND_BREAK"``.
@@ -57,6 +57,14 @@ def scalar_message(
                 f"check the learning rate and the optimizer's settings and state at step {onset} (a jump, a "
                 "schedule restart, β₂ or ε changed, a resumed run with the wrong settings) and any code that "
                 "writes the weights. If the learning rate jumped, restore it.")
+    if reason == "TURN_JUMP":
+        ratio = math.exp(score)
+        return (f"{head}: the latest update turned {ratio:.1f}× further from the weights' recent course than "
+                f"expected, about {x / ratio:.3g} from steps {window_steps[0]}–{window_steps[1]} (log ratio "
+                f"{score:.2f}, threshold {threshold:g}); now {x:.3g} (0: on course, 1: orthogonal, 2: reversed), "
+                f"since step {onset}. The updates changed direction, not size: check for a sign error in a custom "
+                f"loss or its gradient (the optimizer climbing the loss), a changed objective or data source around "
+                f"step {onset}, and the loss and held-out metrics over the next steps.")
     if reason == "SLOPE_CHANGE":
         side = "above" if sc.residual >= 0 else "below"
         return (f"{head}: its increments changed — it has been running {side} its trend since about step {onset} "

@@ -61,7 +61,8 @@ def check_signal_names(config: DetectorConfig, available: Collection[str]) -> No
     problems = []
     kinds = (("signal", list(config.signals)), ("vector", list(config.vectors)),
              ("variance signal", [n for n in config.variance_signals if n != "*"]),
-             ("speed signal", list(config.speed_signals)), ("update signal", list(config.update_signals)))
+             ("speed signal", list(config.speed_signals)), ("update signal", list(config.update_signals)),
+             ("turn signal", list(config.turn_signals)))
     for kind, configured in kinds:
         for name in configured:
             if is_pattern(name):

@@ -8,7 +8,8 @@ The statistics are those of :mod:`~spinal_callback.early_warning.scores`; the de
 - SPEED_JUMP (signals in ``speed_signals`` only): ``s ≥ speed_threshold``, one-sided, ``speed_consecutive`` in a
   row;
 - UPDATE_JUMP (signals in ``update_signals``, which no other test watches): ``u ≥ update_threshold``, one-sided,
-  one exceedance (quiet: ``u ≤ f·update_threshold``);
+  one exceedance (quiet: ``u ≤ f·update_threshold``); TURN_JUMP likewise on ``turn_signals`` with
+  ``turn_threshold``;
 
 an observation is *quiet* when ``|z_dir| ≤ f·z_threshold``, ``S ≤ f·cusum_h``,
 ``V ≤ 1 + f·(variance_threshold − 1)`` and ``s ≤ f·speed_threshold`` (``f = release_fraction``). The CUSUM
@@ -32,7 +33,10 @@ from spinal_callback.early_warning.state import SignalState, VectorState
 __all__ = ["SCALAR_TESTS", "Outcome", "directed", "noise_scale", "non_finite_alert", "observe_scalar", "step_before"]
 
 #: Scalar tests, in the order they win when several qualify at once.
-SCALAR_TESTS = ("trend_break", "slope_change", "variance_burst", "speed_jump", "update_jump")
+SCALAR_TESTS = ("trend_break", "slope_change", "variance_burst", "speed_jump", "update_jump", "turn_jump")
+#: The size-ratio tests: each watches its own signals alone, with its own threshold.
+_SIZE_TESTS = {"update_jump": ("update_threshold", AlertReason.UPDATE_JUMP),
+               "turn_jump": ("turn_threshold", AlertReason.TURN_JUMP)}
 
 
 @dataclass
@@ -85,10 +89,10 @@ def non_finite_alert(cfg: DetectorConfig, st: SignalState | VectorState, name: s
 
 def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step: int, x: float,
                    layers: tuple[int, ...], external: float | None, speed: bool = False,
-                   update: bool = False, variance: bool = True) -> Outcome:
+                   update: str | None = None, variance: bool = True) -> Outcome:
     """Feed ``x`` (observed at ``step``) to the signal's state ``st`` and decide (``speed``: the SPEED_JUMP
-    test applies to this signal; ``update``: it is an update size, watched by UPDATE_JUMP alone;
-    ``variance``: the VARIANCE_BURST test applies to it)."""
+    test applies to this signal; ``update``: ``"update_jump"`` or ``"turn_jump"`` when it is an update size or
+    turn, watched by that test alone; ``variance``: the VARIANCE_BURST test applies to it)."""
     if not math.isfinite(x):
         last = st.history[-1][1] if st.history else math.nan
         return Outcome(non_finite_alert(cfg, st, name, step, x, last, layers))
@@ -110,7 +114,7 @@ def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: s
         sc = score_scalar(values, x, fit, sigma, cfg.lag, cfg.variance_window, noise_scale(st, cfg.min_scale, start),
                           cfg.min_scale)
         if update:
-            _judge_update(cfg, st, name, step, x, sc, layers, window_steps, out)
+            _judge_update(cfg, st, name, step, x, sc, layers, window_steps, out, update)
         else:
             _judge(cfg, st, name, direction, step, x, sc, layers, window_steps, out, speed, variance)
         st.recent.append((step, sc.z))
@@ -120,21 +124,22 @@ def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: s
 
 
 def _judge_update(cfg: DetectorConfig, st: SignalState, name: str, step: int, x: float, sc: ScalarScores,
-                  layers: tuple[int, ...], window_steps: tuple[int, int], out: Outcome) -> None:
+                  layers: tuple[int, ...], window_steps: tuple[int, int], out: Outcome, test: str) -> None:
+    field, reason = _SIZE_TESTS[test]
+    threshold = float(getattr(cfg, field))
     out.scores = {"size": sc.size}
-    if st.count <= cfg.warmup or "update_jump" not in cfg.checks:
+    if st.count <= cfg.warmup or test not in cfg.checks:
         st.episodes.idle(True, cfg.release_after)
         return
-    out.tests = {"update_jump": sc.size}
-    exceed = {"update_jump": 1 if sc.size >= cfg.update_threshold else 0}
-    quiet = sc.size <= cfg.release_fraction * cfg.update_threshold
-    opened = st.episodes.observe(exceed, quiet, ["update_jump"], {"update_jump": 1}, cfg.release_after)
+    out.tests = {test: sc.size}
+    exceed = {test: 1 if sc.size >= threshold else 0}
+    quiet = sc.size <= cfg.release_fraction * threshold
+    opened = st.episodes.observe(exceed, quiet, [test], {test: 1}, cfg.release_after)
     if opened is None:
         return
-    message = scalar_message("UPDATE_JUMP", name, layers, step, x, sc, sc.size, cfg.update_threshold, step,
-                             window_steps)
-    out.alerts.append(Alert(step, AlertReason.UPDATE_JUMP, name, x, x / math.exp(sc.size), sc.size,
-                            cfg.update_threshold, layers, step, step_before(st.history, step), message))
+    message = scalar_message(reason.name, name, layers, step, x, sc, sc.size, threshold, step, window_steps)
+    out.alerts.append(Alert(step, reason, name, x, x / math.exp(sc.size), sc.size, threshold, layers, step,
+                            step_before(st.history, step), message))
 
 
 def _judge(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step: int, x: float, sc: ScalarScores,
@@ -152,7 +157,7 @@ def _judge(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step
     if not armed:
         st.episodes.idle(True, cfg.release_after)
         return
-    checks = [t for t in SCALAR_TESTS if t in cfg.checks and t != "update_jump" and (speed or t != "speed_jump")
+    checks = [t for t in SCALAR_TESTS if t in cfg.checks and t not in _SIZE_TESTS and (speed or t != "speed_jump")
               and (variance or t != "variance_burst")]
     signed = {"trend_break": z, "slope_change": cusum if side == "up" else -cusum, "variance_burst": sc.variance_ratio,
               "speed_jump": sc.speed}

@@ -12,7 +12,7 @@ from spinal_callback.early_warning.names import check_signal_names
 AVAILABLE = ["band/late/transport", "band/late/contraction", "band/late/transport_curvature", "band/late/entropy",
              "band/mid/transport", "layers/late/transport", "layers/late/contraction", "head/log_z",
              "head/max_logit", "pairs/logp_chosen", "pairs/logp_rejected", "pairs/margin", "pairs/logratio_margin",
-             "update/size", *DPO_METRICS]
+             "update/size", "update/turn", *DPO_METRICS]
 
 
 def test_defaults_help_and_normalisation() -> None:

@@ -1,8 +1,8 @@
 """Study 6's analysis phases end to end on small synthetic run folders (no training).
 
 Healthy runs: ``update/size`` and ``update/turn`` wander within ±10 %; a ``grad_ascent`` run's turn jumps ×3 from the
-fault step on with its size unchanged; an ``lr_jump`` run's size jumps ×50. Held-out accuracy falls at
-:data:`ONSET` in every fault run.
+fault step on with its size unchanged; an ``lr_jump`` run's size jumps ×50. The turn has its own test (TURN_JUMP).
+Held-out accuracy falls at :data:`ONSET` in every fault run.
 """
 
 from __future__ import annotations
@@ -60,13 +60,14 @@ def test_choose_then_evaluate(tmp_path: Path) -> None:
         _write_run(out, RunSpec("lr_jump", 1210 + seed, 2 * PROBES, fault_step=FAULT, part="T6-faults"), evals=True)
 
     chosen = study6.choose(calibration, out)
-    assert 0 < chosen["update_threshold"] < math.log(3)  # above the healthy wander, below the turn's jump
+    assert 0 < chosen["turn_threshold"] < math.log(3)  # above the healthy wander, below the turn's jump
     config = chosen["shipped_config"]
-    assert config["update_signals"] == ["update/size", "update/turn"]
-    assert config["update_threshold"] == chosen["update_threshold"]
+    assert config["update_signals"] == ["update/size"] and config["turn_signals"] == ["update/turn"]
+    assert config["turn_threshold"] == chosen["turn_threshold"] and config["update_threshold"] == 0.41
+    assert "turn_jump" in config["checks"]
     assert config["variance_signals"] == ["logps/chosen"]  # otherwise study 5's detector
-    assert "Calibration set C6" in tables.study4_calibration_table(chosen)
-    assert "study 5's" in tables.study4_calibration_table(chosen)
+    table = tables.study4_calibration_table(chosen)
+    assert "Calibration set C6" in table and "study 5's" in table and "TURN_JUMP threshold" in table
 
     results = study6.evaluate(out)
     detectors = results["detectors"]
