@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study_early_warning import QUICK_STEPS, add_training_options, choose_or_evaluate, one_per_scenario, train_missing
+from study_early_warning import QUICK_STEPS, add_training_options, one_per_scenario, run_phase
 
 from studies.scenarios import study3_rollback_set, study3_test_set
 
@@ -48,19 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or "spinal_runs/study3" + ("-quick" if args.quick else ""))
     calibration = Path(args.calibration)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    if args.phase in ("choose", "evaluate"):
-        from studies import study3
-        from studies.tables import study3_calibration_table
-
-        choose_or_evaluate(parser, args.phase, study3, study3_calibration_table, out, calibration)
-    else:
-        cache = args.cache_dir or str(calibration / "sft_cache")
-        if train_missing(specs_of(args.phase, args.quick), out, cache, 60 if args.quick else args.sft_steps,
-                         args.jobs, args.force):
-            return 1
-    print(f"elapsed: {time.perf_counter() - started:.0f} s")
-    return 0
+    return run_phase(parser, args, "study3", "study3_calibration_table", out, calibration,
+                     lambda: specs_of(args.phase, args.quick), out, args.cache_dir or str(calibration / "sft_cache"))
 
 
 if __name__ == "__main__":

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study_early_warning import QUICK_STEPS, add_training_options, choose_or_evaluate, one_per_scenario, train_missing
+from study_early_warning import QUICK_STEPS, add_training_options, one_per_scenario, run_phase
 
 from studies.scenarios import RunSpec, study4_calibration_set, study4_rollback_set, study4_test_set
 
@@ -67,21 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out + ("-quick" if args.quick else ""))
     calibration = Path(args.calibration_out) if args.calibration_out else out / "calibration"
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    if args.phase in ("choose", "evaluate"):
-        from studies import study4
-        from studies.tables import study4_calibration_table
-
-        choose_or_evaluate(parser, args.phase, study4, study4_calibration_table, out, calibration)
-    else:
-        runs = calibration if args.phase == "train-calibration" else out
-        runs.mkdir(parents=True, exist_ok=True)
-        cache = args.cache_dir or "spinal_runs/study2/sft_cache"
-        if train_missing(specs_of(args.phase, args.quick), runs, cache, 60 if args.quick else args.sft_steps,
-                         args.jobs, args.force, settings_of):
-            return 1
-    print(f"elapsed: {time.perf_counter() - started:.0f} s")
-    return 0
+    return run_phase(parser, args, "study4", "study4_calibration_table", out, calibration,
+                     lambda: specs_of(args.phase, args.quick),
+                     calibration if args.phase == "train-calibration" else out,
+                     args.cache_dir or "spinal_runs/study2/sft_cache", settings_of)
 
 
 if __name__ == "__main__":

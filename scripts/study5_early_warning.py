@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study_early_warning import QUICK_STEPS, add_training_options, choose_or_evaluate, one_per_scenario, train_missing
+from study_early_warning import QUICK_STEPS, add_training_options, one_per_scenario, run_phase
 
 from studies.scenarios import RunSpec, study5_rollback_set, study5_test_set
 
@@ -59,19 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out + ("-quick" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    if args.phase in ("choose", "evaluate"):
-        from studies import study5
-        from studies.tables import study5_calibration_table
-
-        choose_or_evaluate(parser, args.phase, study5, study5_calibration_table, out, Path(args.runs_root))
-    else:
-        cache = args.cache_dir or "spinal_runs/study2/sft_cache"
-        if train_missing(specs_of(args.phase, args.quick), out, cache, 60 if args.quick else args.sft_steps,
-                         args.jobs, args.force, settings_of):
-            return 1
-    print(f"elapsed: {time.perf_counter() - started:.0f} s")
-    return 0
+    return run_phase(parser, args, "study5", "study5_calibration_table", out, Path(args.runs_root),
+                     lambda: specs_of(args.phase, args.quick), out, args.cache_dir or "spinal_runs/study2/sft_cache",
+                     settings_of)
 
 
 if __name__ == "__main__":

@@ -198,6 +198,30 @@ def choose_or_evaluate(parser: argparse.ArgumentParser, phase: str, study: Any, 
     print(text)
 
 
+def run_phase(parser: argparse.ArgumentParser, args: argparse.Namespace, study: str, table: str, out: Path,
+              calibration: Path, specs: Callable[[], list[RunSpec]], runs: Path, cache: str,
+              settings_of: Callable[[RunSpec], Any] | None = None) -> int:
+    """The body of studies 3-6's drivers, after their own options are parsed into ``args`` (``phase``, and those of
+    :func:`add_training_options`): ``choose`` / ``evaluate`` with ``studies.<study>`` and the calibration table
+    ``studies.tables.<table>``; a training phase trains ``specs()`` into ``runs``. Prints the elapsed time; returns
+    the exit status (1 if a run failed)."""
+    import importlib
+
+    started = time.perf_counter()
+    if args.phase in ("choose", "evaluate"):
+        from studies import tables
+
+        choose_or_evaluate(parser, args.phase, importlib.import_module(f"studies.{study}"), getattr(tables, table),
+                           out, calibration)
+    else:
+        runs.mkdir(parents=True, exist_ok=True)
+        if train_missing(specs(), runs, cache, 60 if args.quick else args.sft_steps, args.jobs, args.force,
+                         settings_of):
+            return 1
+    print(f"elapsed: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 def study2_specs(which: str, quick: bool = False) -> list[RunSpec]:
     """The runs of study 2's set ``which`` (``"calibration"``, ``"test"`` or ``"rollback"``), in protocol order.
 

@@ -46,6 +46,7 @@ __all__ = [
     "calibrated_update_threshold",
     "choose",
     "evaluate",
+    "score_test_set",
     "variants",
 ]
 
@@ -117,6 +118,35 @@ def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
     return result
 
 
+def score_test_set(out_dir: Path, test_set: str, configs: dict[str, DetectorConfig], shipped: str,
+                   chosen: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Score a test set once (studies 4-6): ``configs`` (shipped first) and the baselines at the thresholds matched
+    in ``chosen``, by study 3's rules, with the live-versus-replay check and the rollback runs; writes and returns
+    ``<out_dir>/results.json`` (``extra`` is added to it).
+
+    Raises:
+        FileNotFoundError: ``out_dir`` lacks the test set's fault-free or fault runs (parts ``<test_set>-healthy``
+            and ``<test_set>-faults``).
+    """
+    healthy = load_set(out_dir, (f"{test_set}-healthy",))
+    faults = load_set(out_dir, (f"{test_set}-faults",))
+    if not healthy or not faults:
+        raise FileNotFoundError(f"{out_dir} holds {len(healthy)} finished {test_set}-healthy and {len(faults)} "
+                                f"{test_set}-faults runs: train the test set first")
+    runs = healthy + faults
+    onsets = onsets_of(runs)
+    all_scores: dict[str, list[Score]] = {f"spinal: {name}": detector_scores(name, config, runs, onsets, 1)
+                                          for name, config in configs.items()}
+    all_scores.update(baseline_scores(runs, onsets, chosen["matched_thresholds"]))
+    results: dict[str, Any] = {"interval": RECORDED_INTERVAL, "shipped": shipped, "onsets": onsets,
+                               "matched_thresholds": chosen["matched_thresholds"], **extra}
+    results.update(compare(all_scores, probe_steps(healthy, 1), RECORDED_INTERVAL, shipped, in_time=True))
+    results["live"] = live_versus_replay(runs, all_scores[f"spinal: {shipped}"])
+    results["rollback"] = rollback_value(out_dir)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
 def evaluate(out_dir: Path, calibration_dir: Path | None = None) -> dict[str, Any]:
     """Phase 2 (T4, once): score with the choices of ``<out_dir>/calibration.json``.
 
@@ -124,22 +154,6 @@ def evaluate(out_dir: Path, calibration_dir: Path | None = None) -> dict[str, An
     share one call shape.
     """
     chosen = json.loads((out_dir / "calibration.json").read_text())
-    healthy = load_set(out_dir, HEALTHY_PARTS)
-    faults = load_set(out_dir, FAULT_PARTS)
-    if not healthy or not faults:
-        raise FileNotFoundError(f"{out_dir} holds {len(healthy)} finished T4-healthy and {len(faults)} T4-faults "
-                                "runs: train the test set first")
-    runs = healthy + faults
-    onsets = onsets_of(runs)
-    all_scores: dict[str, list[Score]] = {}
-    for name, config in variants(DetectorConfig.from_dict(chosen["shipped_config"])).items():
-        all_scores[f"spinal: {name}"] = detector_scores(name, config, runs, onsets, 1)
-    all_scores.update(baseline_scores(runs, onsets, chosen["matched_thresholds"]))
-    results: dict[str, Any] = {"interval": RECORDED_INTERVAL, "shipped": SHIPPED, "onsets": onsets,
-                               "update_threshold": chosen["update_threshold"],
-                               "matched_thresholds": chosen["matched_thresholds"], "matched_on": "C4"}
-    results.update(compare(all_scores, probe_steps(healthy, 1), RECORDED_INTERVAL, SHIPPED, in_time=True))
-    results["live"] = live_versus_replay(runs, all_scores[f"spinal: {SHIPPED}"])
-    results["rollback"] = rollback_value(out_dir)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    return results
+    configs = variants(DetectorConfig.from_dict(chosen["shipped_config"]))
+    return score_test_set(out_dir, "T4", configs, SHIPPED, chosen, update_threshold=chosen["update_threshold"],
+                          matched_on="C4")

@@ -18,21 +18,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.detector import CHECKS, DetectorConfig
 from spinal_callback.early_warning import calibrate
 from studies.replay import Run, observations
 from studies.scoring import Score, summarise
-from studies.study2 import baseline_scores, compare, load_set, rollback_value
+from studies.study2 import load_set
 from studies.study3 import (
     RECORDED_INTERVAL,
     TARGET_RATE,
     detector_scores,
-    live_versus_replay,
     matched_thresholds,
     onsets_of,
     probe_steps,
     replayed_summary,
 )
+from studies.study4 import score_test_set
 
 __all__ = ["CALIBRATION", "CANDIDATES", "FAULT_PARTS", "HEALTHY_PARTS", "candidate_config", "choose", "evaluate"]
 
@@ -55,14 +55,15 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "no variance test": (),
 }
 STUDY4 = "study 4 detector (shipped before)"
+#: Study 4's tests (TURN_JUMP came with study 6).
+STUDY4_CHECKS = tuple(c for c in CHECKS if c != "turn_jump")
 UPDATE_ONLY = "update jump only"
 
 
 def candidate_config(variance_signals: Sequence[str]) -> DetectorConfig:
     """Study 4's shipped detector with VARIANCE_BURST on ``variance_signals`` (none: the test is off)."""
-    base = DetectorConfig()
-    checks = base.checks if variance_signals else tuple(c for c in base.checks if c != "variance_burst")
-    return replace(base, variance_signals=tuple(variance_signals), checks=checks)
+    checks = STUDY4_CHECKS if variance_signals else tuple(c for c in STUDY4_CHECKS if c != "variance_burst")
+    return replace(DetectorConfig(), variance_signals=tuple(variance_signals), checks=checks)
 
 
 def _calibrated(variance_signals: Sequence[str], healthy: Sequence[Run]) -> DetectorConfig:
@@ -133,23 +134,8 @@ def evaluate(out_dir: Path, runs_root: Path | None = None) -> dict[str, Any]:
     call shape.
     """
     chosen = json.loads((out_dir / "calibration.json").read_text())
-    healthy, faults = load_set(out_dir, HEALTHY_PARTS), load_set(out_dir, FAULT_PARTS)
-    if not healthy or not faults:
-        raise FileNotFoundError(f"{out_dir} holds {len(healthy)} T5-healthy and {len(faults)} T5-faults runs: train "
-                                "the test set first")
-    runs = healthy + faults
-    onsets = onsets_of(runs)
     shipped = DetectorConfig.from_dict(chosen["shipped_config"])
-    study4 = replace(DetectorConfig(), variance_signals=("*",), z_threshold=20.59, cusum_h=38.99,
+    study4 = replace(DetectorConfig(), variance_signals=("*",), checks=STUDY4_CHECKS, z_threshold=20.59, cusum_h=38.99,
                      variance_threshold=6.82, speed_threshold=4.31, update_threshold=0.39)
     configs = {chosen["shipped"]: shipped, STUDY4: study4, UPDATE_ONLY: replace(shipped, checks=("update_jump",))}
-    all_scores: dict[str, list[Score]] = {f"spinal: {name}": detector_scores(name, config, runs, onsets, 1)
-                                          for name, config in configs.items()}
-    all_scores.update(baseline_scores(runs, onsets, chosen["matched_thresholds"]))
-    results: dict[str, Any] = {"interval": RECORDED_INTERVAL, "shipped": chosen["shipped"], "onsets": onsets,
-                               "matched_thresholds": chosen["matched_thresholds"], "matched_on": "C5"}
-    results.update(compare(all_scores, probe_steps(healthy, 1), RECORDED_INTERVAL, chosen["shipped"], in_time=True))
-    results["live"] = live_versus_replay(runs, all_scores[f"spinal: {chosen['shipped']}"])
-    results["rollback"] = rollback_value(out_dir)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    return results
+    return score_test_set(out_dir, "T5", configs, chosen["shipped"], chosen, matched_on="C5")

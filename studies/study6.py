@@ -19,18 +19,15 @@ from typing import Any
 from spinal_callback.config.detector import DetectorConfig
 from spinal_callback.early_warning import calibrate
 from studies.replay import observations
-from studies.scoring import Score
-from studies.study2 import baseline_scores, compare, load_set, rollback_value
+from studies.study2 import load_set
 from studies.study3 import (
     RECORDED_INTERVAL,
-    detector_scores,
-    live_versus_replay,
     matched_thresholds,
     onsets_of,
     probe_steps,
     replayed_summary,
 )
-from studies.study4 import UPDATE_CHECK, UPDATE_TARGET_RATE
+from studies.study4 import UPDATE_CHECK, UPDATE_TARGET_RATE, score_test_set
 
 __all__ = ["CALIBRATION_PARTS", "FAULT_PARTS", "HEALTHY_PARTS", "SHIPPED", "STUDY5", "TURN_CHECK", "TURN_ONLY",
            "UPDATE_ONLY", "choose", "evaluate", "study5_detector"]
@@ -94,24 +91,9 @@ def evaluate(out_dir: Path, calibration_dir: Path | None = None) -> dict[str, An
     ``calibration_dir`` is not read (every choice is in ``calibration.json``).
     """
     chosen = json.loads((out_dir / "calibration.json").read_text())
-    healthy, faults = load_set(out_dir, HEALTHY_PARTS), load_set(out_dir, FAULT_PARTS)
-    if not healthy or not faults:
-        raise FileNotFoundError(f"{out_dir} holds {len(healthy)} T6-healthy and {len(faults)} T6-faults runs: train "
-                                "the test set first")
-    runs = healthy + faults
-    onsets = onsets_of(runs)
     shipped = DetectorConfig.from_dict(chosen["shipped_config"])
     configs = {SHIPPED: shipped, STUDY5: study5_detector(),
                UPDATE_ONLY: replace(shipped, checks=(UPDATE_CHECK, TURN_CHECK)),
                TURN_ONLY: replace(shipped, checks=(TURN_CHECK,))}
-    all_scores: dict[str, list[Score]] = {f"spinal: {name}": detector_scores(name, config, runs, onsets, 1)
-                                          for name, config in configs.items()}
-    all_scores.update(baseline_scores(runs, onsets, chosen["matched_thresholds"]))
-    results: dict[str, Any] = {"interval": RECORDED_INTERVAL, "shipped": SHIPPED, "onsets": onsets,
-                               "turn_threshold": chosen["turn_threshold"],
-                               "matched_thresholds": chosen["matched_thresholds"], "matched_on": "C6"}
-    results.update(compare(all_scores, probe_steps(healthy, 1), RECORDED_INTERVAL, SHIPPED, in_time=True))
-    results["live"] = live_versus_replay(runs, all_scores[f"spinal: {SHIPPED}"])
-    results["rollback"] = rollback_value(out_dir)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    return results
+    return score_test_set(out_dir, "T6", configs, SHIPPED, chosen, turn_threshold=chosen["turn_threshold"],
+                          matched_on="C6")
