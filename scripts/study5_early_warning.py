@@ -24,11 +24,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from study4_early_warning import settings_of
 from study_early_warning import QUICK_STEPS, add_training_options, one_per_scenario, run_phase
 
 from studies.scenarios import RunSpec, study5_rollback_set, study5_test_set
@@ -40,13 +40,6 @@ def specs_of(phase: str, quick: bool = False) -> list[RunSpec]:
     """The runs a training phase trains, in protocol order (``quick``: one short run per scenario)."""
     specs = {"train-test": study5_test_set, "train-rollback": study5_rollback_set}[phase]()
     return one_per_scenario(specs, QUICK_STEPS) if quick else specs
-
-
-def settings_of(spec: RunSpec) -> Any:
-    """The protocol's study settings of a run: no held-out evaluations for a fault-free run without rollback."""
-    from studies.runner import StudySettings
-
-    return StudySettings() if spec.is_fault or spec.rollback else StudySettings(eval_every=0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,37 +13,21 @@ pytest.importorskip("scipy")
 
 from studies import study4, tables
 from studies.scenarios import RunSpec
+from tests.studies.synthetic_runs import write_run
 
 PROBES = 70  # probe steps 0, 2, …, 138
 FAULT = 90
 ONSET = 100
 
 
+def _size(step: int, rng: random.Random, spec: RunSpec) -> dict[str, float]:
+    """``update/size`` jumping ×50 from a fault run's fault step on."""
+    jump = 50.0 if spec.fault_step is not None and step > spec.fault_step else 1.0
+    return {"update/size": 1e-3 * jump * math.exp(rng.gauss(0, 0.1))}
+
+
 def _write_run(root: Path, spec: RunSpec, evals: bool) -> None:
-    """A finished run folder as the runner writes it: smooth DPO-like signals, ``update/size`` jumping ×50 from
-    a fault run's fault step on, held-out evaluations (degraded from :data:`ONSET`) only when ``evals``."""
-    rng = random.Random(spec.name)
-    run = root / spec.name
-    run.mkdir(parents=True)
-    with open(run / "spinal_trace.jsonl", "w") as trace:
-        for i in range(PROBES):
-            step = 2 * i
-            jump = 50.0 if spec.fault_step is not None and step > spec.fault_step else 1.0
-            signals = {"update/size": 1e-3 * jump * math.exp(rng.gauss(0, 0.1)),
-                       "pairs/logp_chosen": -1 - 0.01 * step + rng.gauss(0, 0.02),
-                       "pairs/logp_rejected": -5 - 0.03 * step + rng.gauss(0, 0.02)}
-            trace.write(json.dumps({"type": "trace", "step": step, "layers": [], "signals": signals}) + "\n")
-    with open(run / "logs.jsonl", "w") as logs:
-        for step in range(1, 2 * PROBES):
-            record = {"step": step, "loss": 0.69 - 0.001 * step + rng.gauss(0, 0.01),
-                      "grad_norm": 1 + rng.gauss(0, 0.05), "rewards/accuracies": 0.5 + rng.gauss(0, 0.05),
-                      "logps/chosen": -1 + rng.gauss(0, 0.05)}
-            logs.write(json.dumps(record) + "\n")
-    with open(run / "evals.jsonl", "w") as out:
-        for step in range(0, 2 * PROBES, 2) if evals else ():
-            accuracy = 0.9 if step < ONSET else 0.5
-            out.write(json.dumps({"step": step, "accuracy": accuracy, "chosen_logp": -1.0}) + "\n")
-    (run / "run.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    write_run(root, spec, PROBES, ONSET, evals, _size)
 
 
 def test_choose_then_evaluate(tmp_path: Path) -> None:

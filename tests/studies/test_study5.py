@@ -17,37 +17,29 @@ pytest.importorskip("scipy")
 
 from studies import study5, tables
 from studies.scenarios import RunSpec
+from tests.studies.synthetic_runs import write_run
 
 PROBES = 90  # probe steps 0, 2, …, 178
 FAULT = 120
 ONSET = 150
 
 
+def _update(step: int, rng: random.Random, spec: RunSpec) -> dict[str, float]:
+    return {"update/size": 1e-3 * (1 + 0.1 * rng.random())}
+
+
+def _bursts(step: int, rng: random.Random, spec: RunSpec) -> dict[str, float]:
+    """A healthy run's ``rewards/chosen`` bursts for 20 steps somewhere in 70-170; a fault run's ``logps/chosen``
+    from its fault step on."""
+    burst_at = random.Random(spec.name + "burst").randrange(70, 150)
+    faulty = spec.fault_step is not None and step >= spec.fault_step
+    healthy_burst = spec.fault_step is None and burst_at <= step < burst_at + 20
+    return {"rewards/chosen": rng.gauss(0, 0.5 if healthy_burst else 0.05),
+            "logps/chosen": -1 + rng.gauss(0, 0.5 if faulty else 0.05)}
+
+
 def _write_run(root: Path, spec: RunSpec, evals: bool) -> None:
-    rng = random.Random(spec.name)
-    run = root / spec.name
-    run.mkdir(parents=True)
-    with open(run / "spinal_trace.jsonl", "w") as trace:
-        for i in range(PROBES):
-            step = 2 * i
-            signals = {"update/size": 1e-3 * (1 + 0.1 * rng.random()),
-                       "pairs/logp_chosen": -1 - 0.01 * step + rng.gauss(0, 0.02),
-                       "pairs/logp_rejected": -5 - 0.03 * step + rng.gauss(0, 0.02)}
-            trace.write(json.dumps({"type": "trace", "step": step, "layers": [], "signals": signals}) + "\n")
-    burst_at = rng.randrange(70, 150)  # a healthy run's burst on rewards/chosen
-    with open(run / "logs.jsonl", "w") as logs:
-        for step in range(1, 2 * PROBES):
-            faulty = spec.fault_step is not None and step >= spec.fault_step
-            healthy_burst = spec.fault_step is None and burst_at <= step < burst_at + 20
-            record = {"step": step, "loss": 0.69 - 0.001 * step + rng.gauss(0, 0.01),
-                      "grad_norm": 1 + rng.gauss(0, 0.05), "rewards/accuracies": 0.5 + rng.gauss(0, 0.05),
-                      "rewards/chosen": rng.gauss(0, 0.5 if healthy_burst else 0.05),
-                      "logps/chosen": -1 + rng.gauss(0, 0.5 if faulty else 0.05)}
-            logs.write(json.dumps(record) + "\n")
-    with open(run / "evals.jsonl", "w") as out:
-        for step in range(0, 2 * PROBES, 2) if evals else ():
-            out.write(json.dumps({"step": step, "accuracy": 0.9 if step < ONSET else 0.5, "chosen_logp": -1.0}) + "\n")
-    (run / "run.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    write_run(root, spec, PROBES, ONSET, evals, _update, _bursts)
 
 
 def test_choose_then_evaluate(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ Held-out accuracy falls at :data:`ONSET` in every fault run.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
@@ -18,36 +17,22 @@ pytest.importorskip("scipy")
 
 from studies import study6, tables
 from studies.scenarios import RunSpec
+from tests.studies.synthetic_runs import write_run
 
 PROBES = 70  # probe steps 0, 2, …, 138
 FAULT = 90
 ONSET = 100
 
 
+def _update(step: int, rng: random.Random, spec: RunSpec) -> dict[str, float]:
+    after = spec.fault_step is not None and step > spec.fault_step
+    size = 1e-3 * (50.0 if after and spec.scenario == "lr_jump" else 1.0) * math.exp(rng.gauss(0, 0.05))
+    turn = 0.3 * (3.0 if after and spec.scenario == "grad_ascent" else 1.0) * math.exp(rng.gauss(0, 0.05))
+    return {"update/size": size, "update/turn": turn}
+
+
 def _write_run(root: Path, spec: RunSpec, evals: bool) -> None:
-    rng = random.Random(spec.name)
-    run = root / spec.name
-    run.mkdir(parents=True)
-    with open(run / "spinal_trace.jsonl", "w") as trace:
-        for i in range(PROBES):
-            step = 2 * i
-            after = spec.fault_step is not None and step > spec.fault_step
-            size = 1e-3 * (50.0 if after and spec.scenario == "lr_jump" else 1.0) * math.exp(rng.gauss(0, 0.05))
-            turn = 0.3 * (3.0 if after and spec.scenario == "grad_ascent" else 1.0) * math.exp(rng.gauss(0, 0.05))
-            signals = {"update/size": size, "update/turn": turn,
-                       "pairs/logp_chosen": -1 - 0.01 * step + rng.gauss(0, 0.02),
-                       "pairs/logp_rejected": -5 - 0.03 * step + rng.gauss(0, 0.02)}
-            trace.write(json.dumps({"type": "trace", "step": step, "layers": [], "signals": signals}) + "\n")
-    with open(run / "logs.jsonl", "w") as logs:
-        for step in range(1, 2 * PROBES):
-            record = {"step": step, "loss": 0.69 - 0.001 * step + rng.gauss(0, 0.01),
-                      "grad_norm": 1 + rng.gauss(0, 0.05), "rewards/accuracies": 0.5 + rng.gauss(0, 0.05),
-                      "logps/chosen": -1 + rng.gauss(0, 0.05)}
-            logs.write(json.dumps(record) + "\n")
-    with open(run / "evals.jsonl", "w") as out:
-        for step in range(0, 2 * PROBES, 2) if evals else ():
-            out.write(json.dumps({"step": step, "accuracy": 0.9 if step < ONSET else 0.5, "chosen_logp": -1.0}) + "\n")
-    (run / "run.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    write_run(root, spec, PROBES, ONSET, evals, _update)
 
 
 def test_choose_then_evaluate(tmp_path: Path) -> None:
