@@ -231,7 +231,7 @@ def main(out_dir: str, kind: str) -> None:
         "strategy_model": type(trainer.strategy.model).__name__, "before": before, "after": after,
         "fit_seconds": fit_seconds, "seconds": time.perf_counter() - started,
     }))
-    leave_process_group()
+    leave_process_group(out)
 
 
 if __name__ == "__main__":

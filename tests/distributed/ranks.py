@@ -107,15 +107,25 @@ class Recorder(logging.Handler):
         self.records.append(record)
 
 
-def leave_process_group() -> None:
-    """Wait for the other rank, then tear the process group down before the interpreter exits.
+def leave_process_group(out_dir: str | Path) -> None:
+    """Tear the process group down on every rank before any rank exits.
 
-    Without this a rank that finishes first (rank 1: it skips rank 0's single-process probes) exits while its gloo
-    threads still run, and the process can abort at exit ("terminate called without an active exception", seen in
-    CI under torch 2.13 + Lightning 2.4).
+    A rank that exits while the other still holds its gloo process group closes the sockets under that rank's
+    gloo threads, and the other process can abort ("terminate called without an active exception"; seen in CI
+    under torch 2.13, on ranks that had written their results). So: a barrier, ``destroy_process_group`` on each
+    rank, then a handshake through files in ``out_dir`` (no sockets left to close) so that no rank exits before
+    every rank has torn its group down.
     """
+    import time
+
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    rank, world = dist.get_rank(), dist.get_world_size()
+    dist.barrier()
+    dist.destroy_process_group()
+    Path(out_dir, f".left-rank{rank}").touch()
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline and not all(Path(out_dir, f".left-rank{r}").exists() for r in range(world)):
+        time.sleep(0.05)

@@ -165,7 +165,7 @@ def main(out_dir: str, kind: str) -> None:
         "before": before, "after": after,
         "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
     }))
-    leave_process_group()
+    leave_process_group(out)
 
 
 if __name__ == "__main__":
