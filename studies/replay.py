@@ -26,7 +26,10 @@ from spinal_callback.early_warning import (
 )
 from spinal_callback.sinks.jsonl import read_trace_file
 
-__all__ = ["VARIANTS", "Run", "alarms", "calibrated", "load", "observations", "variant_config"]
+__all__ = [
+    "STUDY2_CHECKS", "VARIANTS", "Run", "alarms", "calibrated", "load", "observations", "saved_config",
+    "variant_config",
+]
 
 _GEOMETRY = {f"band/late/{m}": "both" for m in ("contraction", "transport", "entropy", "transport_curvature")}
 _PROBE_SET = {f"pairs/{m}": "both" for m in ("logp_chosen", "logp_rejected", "margin", "logratio_margin")}
@@ -117,10 +120,21 @@ def observations(run: Run, stride: int = 1) -> list[tuple[int, dict[str, float],
     return out
 
 
+#: Study 2's tests: the speed, update and turn tests came later, and its variance test watched every signal.
+STUDY2_CHECKS = ("trend_break", "slope_change", "variance_burst", "pattern_change")
+
+
+def saved_config(saved: Mapping[str, Any], ran: DetectorConfig) -> DetectorConfig:
+    """A detector config an earlier study saved, read back as it ran: fields the save lacks (added to
+    :class:`DetectorConfig` since) come from ``ran``, the detector that study ran, not from today's defaults."""
+    return DetectorConfig.from_dict({**ran.to_dict(), **saved})
+
+
 def variant_config(name: str, base: DetectorConfig | None = None) -> DetectorConfig:
-    """The detector settings of variant ``name`` (uncalibrated thresholds of ``base``)."""
+    """The detector settings of variant ``name`` (uncalibrated thresholds of ``base``; by default the library's,
+    with study 2's tests on every watched signal)."""
     signals, vectors = VARIANTS[name]
-    base = base or DetectorConfig()
+    base = base or replace(DetectorConfig(), checks=STUDY2_CHECKS, variance_signals=("*",))
     checks = tuple(c for c in base.checks if c != "pattern_change" or vectors)
     return replace(base, signals=dict(signals), vectors=tuple(vectors), checks=checks)
 

@@ -24,7 +24,7 @@ from typing import Any
 from spinal_callback.config.detector import DetectorConfig
 from spinal_callback.early_warning import calibrate
 from studies.ground_truth import behavioural_onset
-from studies.replay import Run, alarms, observations
+from studies.replay import Run, alarms, observations, saved_config
 from studies.scoring import BASELINES, Score, matched_threshold, score, summarise
 from studies.study2 import baseline_scores, compare, load_set, rollback_value
 
@@ -79,6 +79,7 @@ def variant_config(name: str) -> DetectorConfig:
     """Variant ``name`` with the shipped config's other settings (thresholds still uncalibrated)."""
     signals, vectors, checks, speed = VARIANTS[name]
     return replace(DetectorConfig(), signals=dict(signals), vectors=tuple(vectors), checks=tuple(checks),
+                   variance_signals=("*",),  # study 3 ran the variance test on every watched signal
                    speed_signals=tuple(speed))
 
 
@@ -197,8 +198,8 @@ def evaluate(out_dir: Path, calibration_dir: Path) -> dict[str, Any]:
     all_scores: dict[str, list[Score]] = {}
     c_healthy = load_set(calibration_dir, HEALTHY_PARTS)
     for name in VARIANTS:
-        config = (DetectorConfig.from_dict(chosen["shipped_config"]) if name == chosen["shipped"]
-                  else DetectorConfig.from_dict(chosen["variants"][name]["config"]) if stride == 1
+        config = (saved_config(chosen["shipped_config"], variant_config(name)) if name == chosen["shipped"]
+                  else saved_config(chosen["variants"][name]["config"], variant_config(name)) if stride == 1
                   else calibrated(name, c_healthy, stride))
         all_scores[f"spinal: {name}"] = detector_scores(name, config, runs, onsets, stride)
     all_scores.update(baseline_scores(runs, onsets, chosen["matched_thresholds"]))

@@ -21,9 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.detector import CHECKS, DetectorConfig
 from spinal_callback.early_warning import calibrate
-from studies.replay import Run, observations
+from spinal_callback.early_warning.calibrate import THRESHOLD_FIELDS
+from studies.replay import Run, observations, saved_config
 from studies.scoring import Score
 from studies.study2 import baseline_scores, compare, load_set, rollback_value
 from studies.study3 import (
@@ -38,15 +39,17 @@ from studies.study3 import (
 
 __all__ = [
     "CALIBRATION_PARTS",
-    "FAULT_PARTS",
-    "HEALTHY_PARTS",
     "SHIPPED",
+    "STUDY4_CHECKS",
     "UPDATE_CHECK",
     "UPDATE_TARGET_RATE",
     "calibrated_update_threshold",
     "choose",
+    "choose_threshold",
     "evaluate",
     "score_test_set",
+    "study3_detector",
+    "study4_detector",
     "variants",
 ]
 
@@ -54,15 +57,35 @@ UPDATE_CHECK = "update_jump"
 #: False alarms per 1000 probe steps the update test alone may raise on C4.
 UPDATE_TARGET_RATE = 0.1
 
-#: Parts of C4 (calibration) and of T4 (the test set: fault-free runs, fault runs).
+#: The part of C4 (calibration); T4's parts are ``T4-healthy`` and ``T4-faults``.
 CALIBRATION_PARTS = ("C4-healthy",)
-HEALTHY_PARTS = ("T4-healthy",)
-FAULT_PARTS = ("T4-faults",)
+#: The tests of studies 3-5's detectors (TURN_JUMP came with study 6).
+STUDY4_CHECKS = tuple(c for c in CHECKS if c != "turn_jump")
 
 #: The detector variants scored on T4, in report order (see :func:`variants`).
 SHIPPED = "shipped (study 3 detector + update jump)"
 STUDY3_DETECTOR = "study 3 detector"
 UPDATE_ONLY = "update jump only"
+
+
+def study3_detector() -> DetectorConfig:
+    """Study 3's shipped detector, pinned (the library's defaults have moved on since): the variance test on every
+    watched signal, thresholds z 20.59, h 38.99, variance 6.82, speed 4.31, no turn test."""
+    return replace(DetectorConfig(), variance_signals=("*",), checks=STUDY4_CHECKS, z_threshold=20.59, cusum_h=38.99,
+                   variance_threshold=6.82, speed_threshold=4.31)
+
+
+def study4_detector() -> DetectorConfig:
+    """Study 4's shipped detector, pinned: study 3's with the update test at 0.39."""
+    return replace(study3_detector(), update_threshold=0.39)
+
+
+def _calibrated_alone(healthy: Sequence[Run], base: DetectorConfig, check: str) -> float:
+    """The threshold of ``check`` set alone on the fault-free runs ``healthy`` to :data:`UPDATE_TARGET_RATE` false
+    alarms per 1000 probe steps, from the data alone (``keep_floor=False``)."""
+    streams = [observations(run) for run in healthy]
+    config = calibrate(streams, replace(base, checks=(check,)), target_rate=UPDATE_TARGET_RATE, keep_floor=False)
+    return float(getattr(config, THRESHOLD_FIELDS[check]))
 
 
 def calibrated_update_threshold(healthy: Sequence[Run]) -> float:
@@ -73,10 +96,7 @@ def calibrated_update_threshold(healthy: Sequence[Run]) -> float:
         ValueError: no run of ``healthy`` has enough ``update/size`` observations to be scored (runs recorded
             before the monitor measured it).
     """
-    streams = [observations(run) for run in healthy]
-    config = calibrate(streams, replace(DetectorConfig(), checks=(UPDATE_CHECK,)), target_rate=UPDATE_TARGET_RATE,
-                       keep_floor=False)
-    return float(config.update_threshold)
+    return _calibrated_alone(healthy, study3_detector(), UPDATE_CHECK)
 
 
 def variants(shipped: DetectorConfig) -> dict[str, DetectorConfig]:
@@ -89,33 +109,48 @@ def variants(shipped: DetectorConfig) -> dict[str, DetectorConfig]:
     }
 
 
-def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Phase 1 (C4 only): the update threshold, the shipped config, false alarms and matched baselines on C4.
+def choose_threshold(calibration_dir: Path, out_dir: Path, set_name: str, base: DetectorConfig, check: str,
+                     names: tuple[str, str], **extra: Any) -> dict[str, Any]:
+    """The one-threshold choice of studies 4 and 6: ``check``'s threshold set alone on the fault-free runs of part
+    ``<set_name>-healthy`` in ``calibration_dir`` (:data:`UPDATE_TARGET_RATE`, from the data alone), shipped as
+    ``base`` with that threshold; the false alarms there of the shipped detector and of ``check`` alone
+    (``names``), the baselines' matched thresholds; written to ``<out_dir>/calibration.json`` with ``extra``.
 
     Raises:
-        FileNotFoundError: ``calibration_dir`` holds no finished C4 run.
+        FileNotFoundError: ``calibration_dir`` holds no finished run of that part.
     """
-    healthy = load_set(calibration_dir, CALIBRATION_PARTS)
+    part = f"{set_name}-healthy"
+    healthy = load_set(calibration_dir, (part,))
     if not healthy:
-        raise FileNotFoundError(f"no finished C4 run (part {CALIBRATION_PARTS[0]!r}) in {calibration_dir}: "
-                                "train the calibration set first")
-    threshold = calibrated_update_threshold(healthy)
-    shipped = replace(DetectorConfig(), update_threshold=threshold)
-    configs = variants(shipped)
+        raise FileNotFoundError(f"no finished {set_name} run (part {part!r}) in {calibration_dir}: train the "
+                                "calibration set first")
+    field = THRESHOLD_FIELDS[check]
+    threshold = _calibrated_alone(healthy, base, check)
+    shipped = replace(base, **{field: threshold})  # type: ignore[arg-type]
+    configs = dict(zip(names, (shipped, replace(shipped, checks=(check,))), strict=True))
     onsets = onsets_of(healthy)
-    false_alarms = {name: replayed_summary(name, configs[name], healthy, onsets) for name in (SHIPPED, UPDATE_ONLY)}
+    false_alarms = {name: replayed_summary(name, config, healthy, onsets) for name, config in configs.items()}
     for name, summary in false_alarms.items():
-        print(f"{name}: {summary['false_per_1000']:.2f} false alarms / 1000 probe steps on C4 "
+        print(f"{name}: {summary['false_per_1000']:.2f} false alarms / 1000 probe steps on {set_name} "
               f"({summary['runs_with_false_alarm']}/{len(healthy)} runs with one)", flush=True)
     result = {
-        "update_threshold": threshold, "update_target_rate": UPDATE_TARGET_RATE, "interval": RECORDED_INTERVAL,
-        "shipped": SHIPPED, "shipped_config": shipped.to_dict(), "false_alarms": false_alarms,
+        field: threshold, "update_target_rate": UPDATE_TARGET_RATE, "interval": RECORDED_INTERVAL,
+        "shipped": names[0], "shipped_config": shipped.to_dict(), "false_alarms": false_alarms,
         "matched_thresholds": matched_thresholds(healthy), "healthy_runs": len(healthy),
-        "probe_steps": probe_steps(healthy, 1),
+        "probe_steps": probe_steps(healthy, 1), **extra,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "calibration.json").write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Phase 1 (C4 only): the update threshold on study 3's detector, false alarms and matched baselines on C4.
+
+    Raises:
+        FileNotFoundError: ``calibration_dir`` holds no finished C4 run.
+    """
+    return choose_threshold(calibration_dir, out_dir, "C4", study3_detector(), UPDATE_CHECK, (SHIPPED, UPDATE_ONLY))
 
 
 def score_test_set(out_dir: Path, test_set: str, configs: dict[str, DetectorConfig], shipped: str,
@@ -154,6 +189,6 @@ def evaluate(out_dir: Path, calibration_dir: Path | None = None) -> dict[str, An
     share one call shape.
     """
     chosen = json.loads((out_dir / "calibration.json").read_text())
-    configs = variants(DetectorConfig.from_dict(chosen["shipped_config"]))
+    configs = variants(saved_config(chosen["shipped_config"], study4_detector()))
     return score_test_set(out_dir, "T4", configs, SHIPPED, chosen, update_threshold=chosen["update_threshold"],
                           matched_on="C4")

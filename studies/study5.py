@@ -18,9 +18,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from spinal_callback.config.detector import CHECKS, DetectorConfig
+from spinal_callback.config.detector import DetectorConfig
 from spinal_callback.early_warning import calibrate
-from studies.replay import Run, observations
+from studies.replay import Run, observations, saved_config
 from studies.scoring import Score, summarise
 from studies.study2 import load_set
 from studies.study3 import (
@@ -32,18 +32,15 @@ from studies.study3 import (
     probe_steps,
     replayed_summary,
 )
-from studies.study4 import score_test_set
+from studies.study4 import STUDY4_CHECKS, score_test_set, study4_detector
 
-__all__ = ["CALIBRATION", "CANDIDATES", "FAULT_PARTS", "HEALTHY_PARTS", "candidate_config", "choose", "evaluate"]
+__all__ = ["CALIBRATION", "CANDIDATES", "candidate_config", "choose", "evaluate"]
 
 #: C5, as (folder under the runs root, parts): fault-free runs, then fault runs.
 CALIBRATION: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "healthy": (("study4/calibration", ("C4-healthy",)), ("study3", ("T3-healthy",)), ("study4", ("T4-healthy",))),
     "faults": (("study2", ("C-faults", "T-faults")), ("study3", ("T3-faults",)), ("study4", ("T4-faults",))),
 }
-#: Parts of T5 (the test set: fault-free runs, fault runs).
-HEALTHY_PARTS = ("T5-healthy",)
-FAULT_PARTS = ("T5-faults",)
 
 _TRL = ("rewards/chosen", "logps/chosen", "rewards/accuracies", "rewards/margins")
 #: Candidate VARIANCE_BURST signal sets, fixed by the protocol: every watched signal (study 4's detector), TRL's
@@ -55,15 +52,13 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "no variance test": (),
 }
 STUDY4 = "study 4 detector (shipped before)"
-#: Study 4's tests (TURN_JUMP came with study 6).
-STUDY4_CHECKS = tuple(c for c in CHECKS if c != "turn_jump")
 UPDATE_ONLY = "update jump only"
 
 
 def candidate_config(variance_signals: Sequence[str]) -> DetectorConfig:
     """Study 4's shipped detector with VARIANCE_BURST on ``variance_signals`` (none: the test is off)."""
     checks = STUDY4_CHECKS if variance_signals else tuple(c for c in STUDY4_CHECKS if c != "variance_burst")
-    return replace(DetectorConfig(), variance_signals=tuple(variance_signals), checks=checks)
+    return replace(study4_detector(), variance_signals=tuple(variance_signals), checks=checks)
 
 
 def _calibrated(variance_signals: Sequence[str], healthy: Sequence[Run]) -> DetectorConfig:
@@ -134,8 +129,7 @@ def evaluate(out_dir: Path, runs_root: Path | None = None) -> dict[str, Any]:
     call shape.
     """
     chosen = json.loads((out_dir / "calibration.json").read_text())
-    shipped = DetectorConfig.from_dict(chosen["shipped_config"])
-    study4 = replace(DetectorConfig(), variance_signals=("*",), checks=STUDY4_CHECKS, z_threshold=20.59, cusum_h=38.99,
-                     variance_threshold=6.82, speed_threshold=4.31, update_threshold=0.39)
-    configs = {chosen["shipped"]: shipped, STUDY4: study4, UPDATE_ONLY: replace(shipped, checks=("update_jump",))}
+    shipped = saved_config(chosen["shipped_config"], study4_detector())
+    configs = {chosen["shipped"]: shipped, STUDY4: study4_detector(),
+               UPDATE_ONLY: replace(shipped, checks=("update_jump",))}
     return score_test_set(out_dir, "T5", configs, chosen["shipped"], chosen, matched_on="C5")

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("scipy")
 
 from studies import study4, tables
+from studies.replay import saved_config
 from studies.scenarios import RunSpec
 from tests.studies.synthetic_runs import write_run
 
@@ -43,7 +44,9 @@ def test_choose_then_evaluate(tmp_path: Path) -> None:
     assert json.loads((out / "calibration.json").read_text())["update_threshold"] == chosen["update_threshold"]
     assert 0 < chosen["update_threshold"] < math.log(50)  # above the healthy noise, below the fault's jump
     assert chosen["shipped_config"]["update_threshold"] == chosen["update_threshold"]
-    assert chosen["shipped_config"]["z_threshold"] == study4.DetectorConfig().z_threshold  # study 3's
+    assert chosen["shipped_config"]["z_threshold"] == study4.study3_detector().z_threshold
+    assert chosen["shipped_config"]["variance_signals"] == ["*"]  # study 3 and 4 ran it on every watched signal
+    assert "turn_jump" not in chosen["shipped_config"]["checks"]
     assert "update_jump" in chosen["shipped_config"]["checks"]
     assert set(chosen["false_alarms"]) == {study4.SHIPPED, "update jump only"}
     assert chosen["healthy_runs"] == 6 and chosen["probe_steps"] == 6 * PROBES
@@ -63,3 +66,14 @@ def test_choose_then_evaluate(tmp_path: Path) -> None:
     assert results["live"]["fault_runs"] == 3 and "geometry_vs_probe_set" not in results
     table = tables.test_tables(json.loads((out / "results.json").read_text()), in_time=True)
     assert study4.SHIPPED in table and "on C4" in table
+
+
+def test_a_saved_config_reads_back_as_the_detector_that_ran() -> None:
+    """Fields added to DetectorConfig after a study saved its choice come from that study's detector, not from
+    today's defaults (the variance test's signals were every watched signal until study 5)."""
+    ran = study4.study4_detector()
+    saved = {k: v for k, v in ran.to_dict().items() if k not in ("variance_signals", "turn_signals", "turn_threshold")}
+    assert saved_config(saved, ran) == ran
+    assert study4.DetectorConfig.from_dict(saved).variance_signals != ran.variance_signals
+    with pytest.raises(ValueError, match="no_such_field"):
+        saved_config({**saved, "no_such_field": 1}, ran)
