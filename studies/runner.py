@@ -120,7 +120,7 @@ def load_model(model: str, cache_dir: str | os.PathLike[str], sft: Any = None,
     pre-trained once into ``cache_dir`` and loaded from there afterwards.
 
     Args:
-        model: ``"M1"``, ``"M2"`` or ``"M1p"``.
+        model: a key of :data:`~studies.scenarios.MODELS` (``"M1"``, ``"M2"``, ``"M1p"``, ``"G1"``, ``"Q1"``).
         cache_dir: cache of the pre-trained demo models (one sub-folder per shape, settings and seed).
         sft: the :class:`~spinal_callback.demo.model.SFTSettings` (default: the demo's).
         progress: show a progress bar while pre-training.
@@ -129,7 +129,7 @@ def load_model(model: str, cache_dir: str | os.PathLike[str], sft: Any = None,
 
     shape = MODELS[model]
     return pretrained_demo_model(cache_dir, seed=shape.sft_seed, settings=sft, num_layers=shape.num_layers,
-                                 hidden_size=shape.hidden_size, progress=progress)
+                                 hidden_size=shape.hidden_size, progress=progress, architecture=shape.architecture)
 
 
 @torch.no_grad()

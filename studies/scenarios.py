@@ -52,6 +52,11 @@ fault step on — now on the demo recipe and T5's seeds) and ``lr_jump`` (:data:
 **Study 6** (pre-registered in ``docs/evidence.md``; :func:`study6_calibration_set`, :func:`study6_test_set`) adds
 ``update/turn`` to the update test. C6 re-trains C4's runs once more to record it; T6 has new healthy seeds and new
 seeds of ``grad_ascent`` and ``lr_jump`` (:data:`STUDY6_FAULTS`).
+
+**Study 7** (pre-registered in ``docs/evidence.md``; :func:`study7_test_set`, :func:`study7_rollback_set`) makes no
+choice: it runs the shipped detector on two decoder families no study has trained, a GPT-2 and a Qwen2 of the demo
+model's size (:data:`STUDY7_MODELS`), with new healthy seeds and new seeds of ``lr_jump``, ``label_flip`` and
+``grad_ascent`` (:data:`STUDY7_FAULTS`).
 """
 
 from __future__ import annotations
@@ -79,6 +84,10 @@ __all__ = [
     "STUDY6_FAULTS",
     "STUDY6_FAULT_SEEDS",
     "STUDY6_HEALTHY_SEEDS",
+    "STUDY7_FAULTS",
+    "STUDY7_FAULT_SEEDS",
+    "STUDY7_HEALTHY_SEEDS",
+    "STUDY7_MODELS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -100,6 +109,8 @@ __all__ = [
     "study6_calibration_set",
     "study6_rollback_set",
     "study6_test_set",
+    "study7_rollback_set",
+    "study7_test_set",
     "test_set",
 ]
 
@@ -146,6 +157,13 @@ STUDY6_FAULTS = ("grad_ascent", "lr_jump")
 STUDY6_FAULT_SEEDS = {family: tuple(range(1200 + 10 * i, 1208 + 10 * i)) for i, family in enumerate(STUDY6_FAULTS)}
 #: Seeds of T6's fault-free runs.
 STUDY6_HEALTHY_SEEDS = tuple(range(1100, 1125))
+#: Study 7's test fault families: one for each test that answered a family in studies 4-6 (the update test, the
+#: variance test, the turn test).
+STUDY7_FAULTS = ("lr_jump", "label_flip", "grad_ascent")
+#: Seeds of T7's fault runs, per family (6 each, 1600–1625).
+STUDY7_FAULT_SEEDS = {family: tuple(range(1600 + 10 * i, 1606 + 10 * i)) for i, family in enumerate(STUDY7_FAULTS)}
+#: Seeds of T7's fault-free runs.
+STUDY7_HEALTHY_SEEDS = tuple(range(1500, 1524))
 
 #: Fault family → the RunSpec fields that make it (studies 2 and 3).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
@@ -161,17 +179,19 @@ FAULT_FIELDS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class ModelShape:
-    """One pre-trained demo policy of study 2.
+    """One pre-trained demo policy of the studies.
 
     Attributes:
-        num_layers: decoder blocks of the tiny Llama.
+        num_layers: decoder blocks of the tiny model.
         hidden_size: its residual width.
         sft_seed: seed of its initialisation and supervised warm-up (``pretrained_demo_model``'s ``seed``).
+        architecture: its decoder family (``pretrained_demo_model``'s ``architecture``; studies 1-6: Llama).
     """
 
     num_layers: int
     hidden_size: int
     sft_seed: int
+    architecture: str = "llama"
 
 
 #: Study 2's models: M1 is the ``spinal demo`` model, M2 a second shape, M1p (M1′) M1's shape from a second
@@ -180,7 +200,13 @@ MODELS = {
     "M1": ModelShape(num_layers=9, hidden_size=96, sft_seed=0),
     "M2": ModelShape(num_layers=6, hidden_size=128, sft_seed=0),
     "M1p": ModelShape(num_layers=9, hidden_size=96, sft_seed=1),
+    "G1": ModelShape(num_layers=9, hidden_size=96, sft_seed=0, architecture="gpt2"),
+    "Q1": ModelShape(num_layers=9, hidden_size=96, sft_seed=0, architecture="qwen2"),
 }
+#: The models studies 2-6 drew from (T-healthy runs draw uniformly over these, in this order).
+STUDY2_MODELS = ("M1", "M2", "M1p")
+#: Study 7's models: a GPT-2 and a Qwen2 of M1's size, pre-trained like M1 (G1 for even fault seeds, Q1 for odd).
+STUDY7_MODELS = ("G1", "Q1")
 
 
 @dataclass(frozen=True)
@@ -307,23 +333,26 @@ def _log_uniform(rng: random.Random, low: float, high: float) -> float:
     return math.exp(rng.uniform(math.log(low), math.log(high)))
 
 
-def healthy_test_spec(seed: int, max_steps: int = 240, part: str = "T-healthy") -> RunSpec:
+def healthy_test_spec(seed: int, max_steps: int = 240, part: str = "T-healthy",
+                      models: tuple[str, ...] = STUDY2_MODELS) -> RunSpec:
     """The T-healthy run of ``seed``: a log-uniform learning rate in [3e-5, 2e-4], a log-uniform β in
-    [0.05, 0.3], a schedule uniform over :data:`SCHEDULES` and a model uniform over :data:`MODELS`, all drawn
-    (in that order) from a RNG seeded with the run's seed alone."""
+    [0.05, 0.3], a schedule uniform over :data:`SCHEDULES` and a model uniform over ``models`` (default: study 2's,
+    :data:`STUDY2_MODELS`), all drawn (in that order) from a RNG seeded with the run's seed alone."""
     rng = random.Random(f"T-healthy:{seed}")
     learning_rate = _log_uniform(rng, 3e-5, 2e-4)
     beta = _log_uniform(rng, 0.05, 0.3)
     schedule = rng.choice(SCHEDULES)
-    model = rng.choice(tuple(MODELS))
+    model = rng.choice(models)
     return healthy_spec(seed, model, learning_rate, beta, schedule, part, max_steps)
 
 
 
 def fault_test_spec(family: str, seed: int, max_steps: int = 240,
-                    fault_window: tuple[int, int] = (130, 160), part: str = "T-faults") -> RunSpec:
-    """The T-faults run of ``family`` for ``seed``: the demo recipe (5e-5, β 0.1, constant) on M1 for an even
-    seed and M1p for an odd one, the fault from a step drawn from the seed in ``fault_window``.
+                    fault_window: tuple[int, int] = (130, 160), part: str = "T-faults",
+                    models: tuple[str, str] = ("M1", "M1p")) -> RunSpec:
+    """The T-faults run of ``family`` for ``seed``: the demo recipe (5e-5, β 0.1, constant) on ``models[0]`` (M1)
+    for an even seed and ``models[1]`` (M1p) for an odd one, the fault from a step drawn from the seed in
+    ``fault_window``.
 
     Raises:
         ValueError: unknown family, or a fault window outside ``1..max_steps``.
@@ -331,7 +360,7 @@ def fault_test_spec(family: str, seed: int, max_steps: int = 240,
     if family not in FAULT_FIELDS:
         raise ValueError(f"`family` must be one of {', '.join(FAULT_FIELDS)}, got {family!r}")
     fault = _fault_step(family, seed, max_steps, fault_window)
-    model = "M1" if seed % 2 == 0 else "M1p"
+    model = models[seed % 2]
     return RunSpec(family, seed, max_steps, fault_step=fault, model=model, part=part, **FAULT_FIELDS[family])
 
 
@@ -394,11 +423,13 @@ def study3_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 
 
 
 def _test_set(fault_seeds: dict[str, tuple[int, ...]], healthy_seeds: tuple[int, ...], test_set: str,
-              max_steps: int, fault_window: tuple[int, int]) -> list[RunSpec]:
+              max_steps: int, fault_window: tuple[int, int], healthy_models: tuple[str, ...] = STUDY2_MODELS,
+              fault_models: tuple[str, str] = ("M1", "M1p")) -> list[RunSpec]:
     """Test set ``test_set`` ("T3"): its healthy seeds, then each fault family on its seeds."""
-    runs = [healthy_test_spec(seed, max_steps, f"{test_set}-healthy") for seed in healthy_seeds]
+    runs = [healthy_test_spec(seed, max_steps, f"{test_set}-healthy", healthy_models) for seed in healthy_seeds]
     for family, seeds in fault_seeds.items():
-        runs += [fault_test_spec(family, seed, max_steps, fault_window, f"{test_set}-faults") for seed in seeds]
+        runs += [fault_test_spec(family, seed, max_steps, fault_window, f"{test_set}-faults", fault_models)
+                 for seed in seeds]
     return runs
 
 
@@ -412,12 +443,14 @@ def study3_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (1
 
 
 def _rollback_set(fault_seeds: dict[str, tuple[int, ...]], healthy_seeds: tuple[int, ...], test_set: str,
-                  max_steps: int, fault_window: tuple[int, int]) -> list[RunSpec]:
+                  max_steps: int, fault_window: tuple[int, int], healthy_models: tuple[str, ...] = STUDY2_MODELS,
+                  fault_models: tuple[str, str] = ("M1", "M1p")) -> list[RunSpec]:
     """The first seed of each fault family and the first 4 healthy seeds of test set ``test_set`` ("T3"),
     each as in that test set except ``rollback=True``."""
-    firsts = [fault_test_spec(family, seeds[0], max_steps, fault_window, f"{test_set}-faults")
+    firsts = [fault_test_spec(family, seeds[0], max_steps, fault_window, f"{test_set}-faults", fault_models)
               for family, seeds in fault_seeds.items()]
-    healthy = [healthy_test_spec(seed, max_steps, f"{test_set}-healthy") for seed in healthy_seeds[:4]]
+    healthy = [healthy_test_spec(seed, max_steps, f"{test_set}-healthy", healthy_models)
+               for seed in healthy_seeds[:4]]
     return [replace(spec, rollback=True) for spec in (*firsts, *healthy)]
 
 
@@ -477,6 +510,24 @@ def study6_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (1
     """Study 6's rollback-value runs (6): the first seed of each T6 fault family and T6-healthy seeds 1100–1103,
     each identical to its T6 run except ``rollback=True``."""
     return _rollback_set(STUDY6_FAULT_SEEDS, STUDY6_HEALTHY_SEEDS, "T6", max_steps, fault_window)
+
+
+def study7_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T7 of study 7, in protocol order (42 runs): T7-healthy seeds 1500–1523 drawn as study 2's
+    T-healthy runs but over :data:`STUDY7_MODELS`, then each family of :data:`STUDY7_FAULTS` on its 6 seeds (demo
+    recipe; the GPT-2 G1 for even seeds, the Qwen2 Q1 for odd ones)."""
+    return _test_set(STUDY7_FAULT_SEEDS, STUDY7_HEALTHY_SEEDS, "T7", max_steps, fault_window, STUDY7_MODELS,
+                     STUDY7_MODELS)
+
+
+study7_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study7_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Study 7's rollback-value runs (7): the first seed of each T7 fault family and T7-healthy seeds 1500–1503,
+    each identical to its T7 run except ``rollback=True``."""
+    return _rollback_set(STUDY7_FAULT_SEEDS, STUDY7_HEALTHY_SEEDS, "T7", max_steps, fault_window, STUDY7_MODELS,
+                         STUDY7_MODELS)
 
 
 def shorten(spec: RunSpec, max_steps: int) -> RunSpec:

@@ -23,6 +23,7 @@ import torch
 from spinal_callback.demo.task import AdditionTask, build_tokenizer, greedy_accuracy
 
 __all__ = [
+    "DEMO_ARCHITECTURES",
     "SFTResult",
     "SFTSettings",
     "build_model",
@@ -34,30 +35,43 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def demo_config(vocab_size: int, num_layers: int = 9, hidden_size: int = 96) -> Any:
-    """A tiny Llama config: 9 decoder blocks by default, so the early/mid/late thirds have 3 blocks each.
+#: Decoder families :func:`demo_config` can build: the demo's Llama, and two others for checks on other
+#: architectures (Qwen2: Llama's blocks with biased attention projections; GPT-2: LayerNorm, GELU, learned
+#: absolute positions and a tied unembedding).
+DEMO_ARCHITECTURES = ("llama", "qwen2", "gpt2")
+
+
+def demo_config(vocab_size: int, num_layers: int = 9, hidden_size: int = 96, architecture: str = "llama") -> Any:
+    """A tiny decoder config: 9 blocks by default, so the early/mid/late thirds have 3 blocks each.
 
     Args:
         vocab_size: tokenizer size (99 for the demo tokenizer).
         num_layers: decoder blocks.
         hidden_size: residual width; a multiple of 8 (4 attention heads of even size, for RoPE).
-    """
-    from transformers import LlamaConfig
+        architecture: one of :data:`DEMO_ARCHITECTURES` (default: the demo's Llama).
 
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 3,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
+    Raises:
+        ValueError: unknown ``architecture``.
+    """
+    ids: dict[str, Any] = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+    if architecture == "llama":
+        from transformers import LlamaConfig
+
+        return LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=hidden_size * 3,
+                           num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                           max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=False, **ids)
+    if architecture == "qwen2":
+        from transformers import Qwen2Config
+
+        return Qwen2Config(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=hidden_size * 3,
+                           num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                           max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=False, **ids)
+    if architecture == "gpt2":
+        from transformers import GPT2Config
+
+        return GPT2Config(vocab_size=vocab_size, n_embd=hidden_size, n_layer=num_layers, n_head=4, n_positions=64,
+                          **ids)
+    raise ValueError(f"`architecture` must be one of {', '.join(DEMO_ARCHITECTURES)}, got {architecture!r}")
 
 
 def build_model(config: Any, seed: int) -> Any:
@@ -222,6 +236,7 @@ def pretrained_demo_model(
     hidden_size: int = 96,
     eval_size: int = 500,
     progress: bool = False,
+    architecture: str = "llama",
 ) -> tuple[Any, Any, SFTResult]:
     """The demo policy: built from config, pre-trained once, then loaded from ``cache_dir``.
 
@@ -229,11 +244,12 @@ def pretrained_demo_model(
         cache_dir: parent folder of the cache; one sub-folder per (config, settings, seed) key.
         seed: seed of the initialisation, the task and the training order.
         settings: pre-training settings (defaults: :class:`SFTSettings`).
-        num_layers: decoder blocks of the tiny Llama.
+        num_layers: decoder blocks of the tiny model.
         hidden_size: its residual width.
         eval_size: held-out problems used to measure accuracy (part of the cache key, so the
             recorded accuracies always match ``AdditionTask(seed=seed).eval_problems(eval_size)``).
         progress: show a progress bar while pre-training.
+        architecture: the decoder family, one of :data:`DEMO_ARCHITECTURES` (default: the demo's Llama).
 
     Returns:
         ``(model, tokenizer, result)``; the model is in eval mode, float32, on CPU.
@@ -242,7 +258,7 @@ def pretrained_demo_model(
 
     settings = settings or SFTSettings()
     tokenizer = build_tokenizer()
-    config = demo_config(len(tokenizer), num_layers=num_layers, hidden_size=hidden_size)
+    config = demo_config(len(tokenizer), num_layers=num_layers, hidden_size=hidden_size, architecture=architecture)
     task = AdditionTask(max_operand=settings.max_operand, seed=seed)
     path = Path(cache_dir) / f"sft-{_cache_key(config, settings, seed, eval_size)}"
     meta = path / "sft.json"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from spinal_callback.demo.model import (
+    DEMO_ARCHITECTURES,
     SFTSettings,
     build_model,
     demo_config,
@@ -23,6 +25,23 @@ def test_demo_config_has_late_band_transport_curvature() -> None:
     late = band_slices(config.num_hidden_layers)["late"]
     assert len(late) == 3 and (config.num_hidden_layers - 2) - 1 in late  # κ is defined up to layer L-2
     assert config.hidden_size % config.num_attention_heads == 0
+
+
+@pytest.mark.parametrize("architecture", DEMO_ARCHITECTURES)
+def test_demo_config_builds_each_family_at_the_demo_size(architecture: str) -> None:
+    """Each family of the same size (≈ 1.02 M parameters, 9 blocks) whose layout the monitor finds; others refused."""
+    from spinal_callback.model.architectures import resolve_layout
+
+    config = demo_config(99, architecture=architecture)
+    assert config.model_type == architecture and config.num_hidden_layers == 9
+    model = build_model(config, 0)
+    assert 1.0e6 < sum(p.numel() for p in model.parameters()) < 1.05e6
+    layout = resolve_layout(model)
+    assert len(layout.blocks) == 9 and layout.architecture == architecture and not layout.discovered
+    with torch.no_grad():
+        assert model(torch.tensor([[1, 5, 6, 2]])).logits.shape == (1, 4, 99)
+    with pytest.raises(ValueError, match="`architecture` must be one of llama, qwen2, gpt2, got 'mamba'"):
+        demo_config(99, architecture="mamba")
 
 
 def test_sft_improves_accuracy_on_a_tiny_budget() -> None:

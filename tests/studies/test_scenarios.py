@@ -44,9 +44,11 @@ def test_bad_scenarios_are_refused():
 
 # ---------------------------------------------------------------------------------------------- study 2
 def test_models_are_the_protocols():
-    assert {k: (m.num_layers, m.hidden_size, m.sft_seed) for k, m in MODELS.items()} == {
-        "M1": (9, 96, 0), "M2": (6, 128, 0), "M1p": (9, 96, 1),
+    assert {k: (m.num_layers, m.hidden_size, m.sft_seed, m.architecture) for k, m in MODELS.items()} == {
+        "M1": (9, 96, 0, "llama"), "M2": (6, 128, 0, "llama"), "M1p": (9, 96, 1, "llama"),
+        "G1": (9, 96, 0, "gpt2"), "Q1": (9, 96, 0, "qwen2"),
     }
+    assert scenarios.STUDY2_MODELS == ("M1", "M2", "M1p")  # what T-healthy runs of studies 2-6 drew from
     assert SCHEDULES == ("constant_with_warmup", "cosine", "linear")
 
 
@@ -367,3 +369,48 @@ def test_study6_script_phases_and_quick_smoke():
     quick = script.specs_of("train-test", quick=True)
     assert [r.scenario for r in quick] == ["healthy", *scenarios.STUDY6_FAULTS]
     assert [script.settings_of(r).eval_every for r in quick] == [0, 2, 2]
+
+
+# ---------------------------------------------------------------------------------------------- study 7
+def test_study7_sets_are_the_protocols():
+    test = scenarios.study7_test_set()
+    assert len(test) == 42 and Counter(r.part for r in test) == {"T7-healthy": 24, "T7-faults": 18}
+    for run in test:
+        _common(run)
+    healthy = [r for r in test if r.part == "T7-healthy"]
+    assert healthy == [scenarios.healthy_test_spec(s, 240, "T7-healthy", ("G1", "Q1")) for s in range(1500, 1524)]
+    assert {r.model for r in healthy} == {"G1", "Q1"} and {r.schedule for r in healthy} == set(SCHEDULES)
+    assert all(3e-5 <= r.learning_rate <= 2e-4 and 0.05 <= r.beta <= 0.3 for r in healthy)
+    faults = [r for r in test if r.part == "T7-faults"]
+    assert {f: [r.seed for r in faults if r.scenario == f] for f in scenarios.STUDY7_FAULTS} == {
+        "lr_jump": list(range(1600, 1606)), "label_flip": list(range(1610, 1616)),
+        "grad_ascent": list(range(1620, 1626))}
+    for r in faults:
+        assert r.model == ("G1" if r.seed % 2 == 0 else "Q1") and 130 <= r.fault_step <= 160
+        assert (r.learning_rate, r.beta, r.schedule) == (5e-5, 0.1, "constant_with_warmup")
+    earlier = (scenarios.calibration_set() + scenarios.test_set() + scenarios.study3_test_set()
+               + scenarios.study4_test_set() + scenarios.study5_test_set() + scenarios.study6_test_set())
+    assert not {r.seed for r in earlier} & {r.seed for r in test}
+    assert not {r.model for r in earlier} & set(scenarios.STUDY7_MODELS)
+    rollback = scenarios.study7_rollback_set()
+    assert [(r.scenario, r.seed) for r in rollback] == [
+        ("lr_jump", 1600), ("label_flip", 1610), ("grad_ascent", 1620), ("healthy", 1500), ("healthy", 1501),
+        ("healthy", 1502), ("healthy", 1503)]
+    by_name = {r.name: r for r in test}
+    assert all(r.rollback and replace(r, rollback=False) == by_name[replace(r, rollback=False).name] for r in rollback)
+
+
+def test_study7_script_phases_and_quick_smoke():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "study7_early_warning.py"
+    spec = importlib.util.spec_from_file_location("study7_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.PHASES == ("train-test", "train-rollback", "evaluate")
+    assert script.specs_of("train-test") == scenarios.study7_test_set()
+    assert script.specs_of("train-rollback") == scenarios.study7_rollback_set()
+    quick = script.specs_of("train-test", quick=True)
+    assert [r.scenario for r in quick] == ["healthy", *scenarios.STUDY7_FAULTS]
+    assert all(r.max_steps == 30 for r in quick)
