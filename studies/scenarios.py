@@ -57,6 +57,10 @@ seeds of ``grad_ascent`` and ``lr_jump`` (:data:`STUDY6_FAULTS`).
 choice: it runs the shipped detector on two decoder families no study has trained, a GPT-2 and a Qwen2 of the demo
 model's size (:data:`STUDY7_MODELS`), with new healthy seeds and new seeds of ``lr_jump``, ``label_flip`` and
 ``grad_ascent`` (:data:`STUDY7_FAULTS`).
+
+**Study 8** (pre-registered in ``docs/evidence.md``; :func:`study8_test_set`, :func:`study8_rollback_set`) tests the
+choice made on study 7's spent runs on all five models (:data:`STUDY8_MODELS`), with new healthy seeds and new seeds
+of ``label_noise_ramp``, ``label_flip``, ``lr_jump`` and ``grad_ascent`` (:data:`STUDY8_FAULTS`).
 """
 
 from __future__ import annotations
@@ -88,6 +92,11 @@ __all__ = [
     "STUDY7_FAULT_SEEDS",
     "STUDY7_HEALTHY_SEEDS",
     "STUDY7_MODELS",
+    "STUDY8_FAULTS",
+    "STUDY8_FAULT_MODELS",
+    "STUDY8_FAULT_SEEDS",
+    "STUDY8_HEALTHY_SEEDS",
+    "STUDY8_MODELS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -111,6 +120,8 @@ __all__ = [
     "study6_test_set",
     "study7_rollback_set",
     "study7_test_set",
+    "study8_rollback_set",
+    "study8_test_set",
     "test_set",
 ]
 
@@ -164,6 +175,12 @@ STUDY7_FAULTS = ("lr_jump", "label_flip", "grad_ascent")
 STUDY7_FAULT_SEEDS = {family: tuple(range(1600 + 10 * i, 1606 + 10 * i)) for i, family in enumerate(STUDY7_FAULTS)}
 #: Seeds of T7's fault-free runs.
 STUDY7_HEALTHY_SEEDS = tuple(range(1500, 1524))
+#: Study 8's test fault families: the gradual data fault a slope test is made for, and study 7's three.
+STUDY8_FAULTS = ("label_noise_ramp", "label_flip", "lr_jump", "grad_ascent")
+#: Seeds of T8's fault runs, per family (6 each, 1800–1835).
+STUDY8_FAULT_SEEDS = {family: tuple(range(1800 + 10 * i, 1806 + 10 * i)) for i, family in enumerate(STUDY8_FAULTS)}
+#: Seeds of T8's fault-free runs.
+STUDY8_HEALTHY_SEEDS = tuple(range(1700, 1730))
 
 #: Fault family → the RunSpec fields that make it (studies 2 and 3).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
@@ -207,6 +224,10 @@ MODELS = {
 STUDY2_MODELS = ("M1", "M2", "M1p")
 #: Study 7's models: a GPT-2 and a Qwen2 of M1's size, pre-trained like M1 (G1 for even fault seeds, Q1 for odd).
 STUDY7_MODELS = ("G1", "Q1")
+#: Study 8's models: every model of the studies, for T8's fault-free runs ...
+STUDY8_MODELS = ("M1", "M2", "M1p", "G1", "Q1")
+#: ... and for its fault runs, by seed modulo 3: the demo's Llama, the GPT-2, the Qwen2.
+STUDY8_FAULT_MODELS = ("M1", "G1", "Q1")
 
 
 @dataclass(frozen=True)
@@ -349,10 +370,10 @@ def healthy_test_spec(seed: int, max_steps: int = 240, part: str = "T-healthy",
 
 def fault_test_spec(family: str, seed: int, max_steps: int = 240,
                     fault_window: tuple[int, int] = (130, 160), part: str = "T-faults",
-                    models: tuple[str, str] = ("M1", "M1p")) -> RunSpec:
-    """The T-faults run of ``family`` for ``seed``: the demo recipe (5e-5, β 0.1, constant) on ``models[0]`` (M1)
-    for an even seed and ``models[1]`` (M1p) for an odd one, the fault from a step drawn from the seed in
-    ``fault_window``.
+                    models: tuple[str, ...] = ("M1", "M1p")) -> RunSpec:
+    """The T-faults run of ``family`` for ``seed``: the demo recipe (5e-5, β 0.1, constant) on
+    ``models[seed % len(models)]`` (by default M1 for an even seed and M1p for an odd one), the fault from a step
+    drawn from the seed in ``fault_window``.
 
     Raises:
         ValueError: unknown family, or a fault window outside ``1..max_steps``.
@@ -360,7 +381,7 @@ def fault_test_spec(family: str, seed: int, max_steps: int = 240,
     if family not in FAULT_FIELDS:
         raise ValueError(f"`family` must be one of {', '.join(FAULT_FIELDS)}, got {family!r}")
     fault = _fault_step(family, seed, max_steps, fault_window)
-    model = models[seed % 2]
+    model = models[seed % len(models)]
     return RunSpec(family, seed, max_steps, fault_step=fault, model=model, part=part, **FAULT_FIELDS[family])
 
 
@@ -424,7 +445,7 @@ def study3_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 
 
 def _test_set(fault_seeds: dict[str, tuple[int, ...]], healthy_seeds: tuple[int, ...], test_set: str,
               max_steps: int, fault_window: tuple[int, int], healthy_models: tuple[str, ...] = STUDY2_MODELS,
-              fault_models: tuple[str, str] = ("M1", "M1p")) -> list[RunSpec]:
+              fault_models: tuple[str, ...] = ("M1", "M1p")) -> list[RunSpec]:
     """Test set ``test_set`` ("T3"): its healthy seeds, then each fault family on its seeds."""
     runs = [healthy_test_spec(seed, max_steps, f"{test_set}-healthy", healthy_models) for seed in healthy_seeds]
     for family, seeds in fault_seeds.items():
@@ -444,7 +465,7 @@ def study3_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (1
 
 def _rollback_set(fault_seeds: dict[str, tuple[int, ...]], healthy_seeds: tuple[int, ...], test_set: str,
                   max_steps: int, fault_window: tuple[int, int], healthy_models: tuple[str, ...] = STUDY2_MODELS,
-                  fault_models: tuple[str, str] = ("M1", "M1p")) -> list[RunSpec]:
+                  fault_models: tuple[str, ...] = ("M1", "M1p")) -> list[RunSpec]:
     """The first seed of each fault family and the first 4 healthy seeds of test set ``test_set`` ("T3"),
     each as in that test set except ``rollback=True``."""
     firsts = [fault_test_spec(family, seeds[0], max_steps, fault_window, f"{test_set}-faults", fault_models)
@@ -528,6 +549,24 @@ def study7_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (1
     each identical to its T7 run except ``rollback=True``."""
     return _rollback_set(STUDY7_FAULT_SEEDS, STUDY7_HEALTHY_SEEDS, "T7", max_steps, fault_window, STUDY7_MODELS,
                          STUDY7_MODELS)
+
+
+def study8_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T8 of study 8, in protocol order (54 runs): T8-healthy seeds 1700–1729 drawn as study 2's T-healthy
+    runs but over :data:`STUDY8_MODELS`, then each family of :data:`STUDY8_FAULTS` on its 6 seeds (demo recipe; M1,
+    G1, Q1 by seed modulo 3)."""
+    return _test_set(STUDY8_FAULT_SEEDS, STUDY8_HEALTHY_SEEDS, "T8", max_steps, fault_window, STUDY8_MODELS,
+                     STUDY8_FAULT_MODELS)
+
+
+study8_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study8_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Study 8's rollback-value runs (8): the first seed of each T8 fault family and T8-healthy seeds 1700–1703,
+    each identical to its T8 run except ``rollback=True``."""
+    return _rollback_set(STUDY8_FAULT_SEEDS, STUDY8_HEALTHY_SEEDS, "T8", max_steps, fault_window, STUDY8_MODELS,
+                         STUDY8_FAULT_MODELS)
 
 
 def shorten(spec: RunSpec, max_steps: int) -> RunSpec:

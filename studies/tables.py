@@ -188,3 +188,30 @@ def study5_calibration_table(result: Mapping[str, Any]) -> str:
                      f"{_false(entry['healthy'])} | {_false(cv)} ({cv['runs_with_false_alarm']}) | {thresholds} |")
     lines += ["", f"Shipped: **{result['shipped']}**.", "", _matched(result["matched_thresholds"], "C5")]
     return "\n".join(lines) + "\n"
+
+
+def study8_calibration_table(result: Mapping[str, Any]) -> str:
+    """Study 8's choice on C8: per test, the fault-free runs it alarmed in and the fault runs it answered first; the
+    tests dropped; false alarms and detections in-sample."""
+    lines = [
+        f"Calibration set {result['calibration_set']}: {result['healthy_runs']} fault-free runs "
+        f"({result['probe_steps']} probe steps), {result['fault_runs']} fault runs; probe interval "
+        f"{result['interval']}.",
+        "",
+        "| test | fault-free runs it alarmed in | fault runs it answered first |",
+        "|---|---:|---:|",
+    ]
+    for check, seen in result["tests"].items():
+        lines.append(f"| {check} | {len(seen['healthy_runs'])} | {len(seen['first_answers'])} |")
+    dropped = ", ".join(result["dropped"]) or "none"
+    lines += [
+        "", f"Dropped from the default checks (alarmed in a fault-free run, answered no fault first): **{dropped}**.",
+        "", "| detector | in time (in-sample) | fault-free: false alarms / 1000 probes (in-sample) | runs with one |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, summary in result["in_sample"].items():
+        faults, healthy = summary["faults"], summary["healthy"]
+        lines.append(f"| {name} | {faults['detected_in_time']}/{faults['fault_runs']} | {_false(healthy)} | "
+                     f"{healthy['runs_with_false_alarm']} |")
+    lines += ["", _matched(result["matched_thresholds"], "C6")]
+    return "\n".join(lines) + "\n"

@@ -414,3 +414,47 @@ def test_study7_script_phases_and_quick_smoke():
     quick = script.specs_of("train-test", quick=True)
     assert [r.scenario for r in quick] == ["healthy", *scenarios.STUDY7_FAULTS]
     assert all(r.max_steps == 30 for r in quick)
+
+
+# ---------------------------------------------------------------------------------------------- study 8
+def test_study8_sets_are_the_protocols():
+    test = scenarios.study8_test_set()
+    assert len(test) == 54 and Counter(r.part for r in test) == {"T8-healthy": 30, "T8-faults": 24}
+    for run in test:
+        _common(run)
+    healthy = [r for r in test if r.part == "T8-healthy"]
+    assert healthy == [scenarios.healthy_test_spec(s, 240, "T8-healthy", scenarios.STUDY8_MODELS)
+                       for s in range(1700, 1730)]
+    assert {r.model for r in healthy} == set(MODELS)
+    faults = [r for r in test if r.part == "T8-faults"]
+    assert {f: [r.seed for r in faults if r.scenario == f] for f in scenarios.STUDY8_FAULTS} == {
+        "label_noise_ramp": list(range(1800, 1806)), "label_flip": list(range(1810, 1816)),
+        "lr_jump": list(range(1820, 1826)), "grad_ascent": list(range(1830, 1836))}
+    for family in scenarios.STUDY8_FAULTS:
+        assert Counter(r.model for r in faults if r.scenario == family) == {"M1": 2, "G1": 2, "Q1": 2}
+    assert all(r.model == ("M1", "G1", "Q1")[r.seed % 3] and 130 <= r.fault_step <= 160 for r in faults)
+    earlier = (scenarios.calibration_set() + scenarios.test_set() + scenarios.study3_test_set()
+               + scenarios.study4_test_set() + scenarios.study5_test_set() + scenarios.study6_test_set()
+               + scenarios.study7_test_set())
+    assert not {r.seed for r in earlier} & {r.seed for r in test}
+    rollback = scenarios.study8_rollback_set()
+    assert [(r.scenario, r.seed) for r in rollback] == [
+        ("label_noise_ramp", 1800), ("label_flip", 1810), ("lr_jump", 1820), ("grad_ascent", 1830),
+        ("healthy", 1700), ("healthy", 1701), ("healthy", 1702), ("healthy", 1703)]
+    by_name = {r.name: r for r in test}
+    assert all(r.rollback and replace(r, rollback=False) == by_name[replace(r, rollback=False).name] for r in rollback)
+
+
+def test_study8_script_phases_and_quick_smoke():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "study8_early_warning.py"
+    spec = importlib.util.spec_from_file_location("study8_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.PHASES == ("choose", "train-test", "train-rollback", "evaluate")
+    assert script.specs_of("train-test") == scenarios.study8_test_set()
+    assert script.specs_of("train-rollback") == scenarios.study8_rollback_set()
+    quick = script.specs_of("train-test", quick=True)
+    assert [r.scenario for r in quick] == ["healthy", *scenarios.STUDY8_FAULTS]
