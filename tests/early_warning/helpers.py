@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.detector import CHECKS, DetectorConfig
 from spinal_callback.early_warning.alerts import Alert
 from spinal_callback.early_warning.detector import EarlyWarningDetector
 
@@ -18,8 +18,9 @@ SYNTHETIC = {"z_threshold": 4.3, "cusum_h": 6.2, "variance_threshold": 5.4, "t2_
 
 
 def config(**fields: object) -> DetectorConfig:
-    """``DetectorConfig`` with the synthetic-calibration thresholds, then ``fields``."""
-    return DetectorConfig(**{**SYNTHETIC, **fields})  # type: ignore[arg-type]
+    """``DetectorConfig`` with the synthetic-calibration thresholds and every test (``CHECKS``: the shipped default
+    leaves SLOPE_CHANGE out), then ``fields``."""
+    return DetectorConfig(**{**SYNTHETIC, "checks": CHECKS, **fields})  # type: ignore[arg-type]
 
 
 def detector(direction: str = "both", **overrides: object) -> EarlyWarningDetector:

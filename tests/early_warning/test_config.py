@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from spinal_callback.config.detector import CHECKS, DEFAULT_SIGNALS, DEFAULT_VECTORS, DPO_METRICS, DetectorConfig
+from spinal_callback.config.detector import (
+    CHECKS,
+    DEFAULT_CHECKS,
+    DEFAULT_SIGNALS,
+    DEFAULT_VECTORS,
+    DPO_METRICS,
+    DetectorConfig,
+)
 from spinal_callback.early_warning.names import check_signal_names
 
 AVAILABLE = ["band/late/transport", "band/late/contraction", "band/late/transport_curvature", "band/late/entropy",
@@ -19,7 +26,8 @@ def test_defaults_help_and_normalisation() -> None:
     cfg = DetectorConfig()
     assert next(iter(cfg.signals)) == "rewards/chosen"  # the study's calibration set chose TRL + probe-pair signals
     assert set(cfg.signals.values()) == {"both"}  # no "down = bad" prior on quantities healthy DPO lowers
-    assert cfg.vectors == DEFAULT_VECTORS and cfg.checks == CHECKS
+    assert cfg.vectors == DEFAULT_VECTORS and cfg.checks == DEFAULT_CHECKS
+    assert set(CHECKS) - set(cfg.checks) == {"slope_change"}  # study 8 dropped the CUSUM from the default
     helps = DetectorConfig.help()
     assert set(helps) == set(cfg.to_dict()) and all(helps.values())
     json.dumps(cfg.to_dict(), allow_nan=False)
