@@ -1,9 +1,10 @@
 """Finished study-run folders as the runner writes them, from synthetic signals (for the analysis-phase tests of
-studies 4-6: no training)."""
+studies 4-8: no training)."""
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,15 @@ def base_signals(step: int, rng: random.Random) -> dict[str, float]:
     """The probe pairs' log-likelihoods, smooth with a little noise."""
     return {"pairs/logp_chosen": -1 - 0.01 * step + rng.gauss(0, 0.02),
             "pairs/logp_rejected": -5 - 0.03 * step + rng.gauss(0, 0.02)}
+
+
+def update_signals(step: int, rng: random.Random, spec: RunSpec) -> dict[str, float]:
+    """``update/size`` and ``update/turn`` wandering within ±10 %; from the fault step on, an ``lr_jump`` run's size
+    jumps ×50 and a ``grad_ascent`` run's turn ×3 (other faults move neither)."""
+    after = spec.fault_step is not None and step > spec.fault_step
+    size = 1e-3 * (50.0 if after and spec.scenario == "lr_jump" else 1.0) * math.exp(rng.gauss(0, 0.05))
+    turn = 0.3 * (3.0 if after and spec.scenario == "grad_ascent" else 1.0) * math.exp(rng.gauss(0, 0.05))
+    return {"update/size": size, "update/turn": turn}
 
 
 def base_log(step: int, rng: random.Random) -> dict[str, float]:

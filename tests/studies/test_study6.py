@@ -8,7 +8,6 @@ Held-out accuracy falls at :data:`ONSET` in every fault run.
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,15 @@ pytest.importorskip("scipy")
 
 from studies import study6, tables
 from studies.scenarios import RunSpec
-from tests.studies.synthetic_runs import write_run
+from tests.studies.synthetic_runs import update_signals, write_run
 
 PROBES = 70  # probe steps 0, 2, …, 138
 FAULT = 90
 ONSET = 100
 
 
-def _update(step: int, rng: random.Random, spec: RunSpec) -> dict[str, float]:
-    after = spec.fault_step is not None and step > spec.fault_step
-    size = 1e-3 * (50.0 if after and spec.scenario == "lr_jump" else 1.0) * math.exp(rng.gauss(0, 0.05))
-    turn = 0.3 * (3.0 if after and spec.scenario == "grad_ascent" else 1.0) * math.exp(rng.gauss(0, 0.05))
-    return {"update/size": size, "update/turn": turn}
-
-
 def _write_run(root: Path, spec: RunSpec, evals: bool) -> None:
-    write_run(root, spec, PROBES, ONSET, evals, _update)
+    write_run(root, spec, PROBES, ONSET, evals, update_signals)
 
 
 def test_choose_then_evaluate(tmp_path: Path) -> None:

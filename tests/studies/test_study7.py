@@ -8,8 +8,6 @@ Healthy runs: ``update/size`` and ``update/turn`` wander within ±10 %; an ``lr_
 from __future__ import annotations
 
 import json
-import math
-import random
 from pathlib import Path
 
 import pytest
@@ -20,18 +18,11 @@ from spinal_callback.config.detector import DetectorConfig
 from studies import study7, tables
 from studies.scenarios import RunSpec
 from studies.scoring import BASELINES
-from tests.studies.synthetic_runs import write_run
+from tests.studies.synthetic_runs import update_signals, write_run
 
 PROBES = 70  # probe steps 0, 2, …, 138
 FAULT = 90
 ONSET = 100
-
-
-def _update(step: int, rng: random.Random, spec: RunSpec) -> dict[str, float]:
-    after = spec.fault_step is not None and step > spec.fault_step
-    size = 1e-3 * (50.0 if after and spec.scenario == "lr_jump" else 1.0) * math.exp(rng.gauss(0, 0.05))
-    turn = 0.3 * (3.0 if after and spec.scenario == "grad_ascent" else 1.0) * math.exp(rng.gauss(0, 0.05))
-    return {"update/size": size, "update/turn": turn}
 
 
 def test_the_pinned_detector_is_study_6s() -> None:
@@ -46,12 +37,12 @@ def test_evaluate_scores_t7_with_the_pinned_detector(tmp_path: Path) -> None:
     out = tmp_path / "study7"
     for seed in range(3):
         write_run(out, RunSpec("healthy", 1500 + seed, 2 * PROBES, model="G1", part="T7-healthy"), PROBES, ONSET,
-                  False, _update)
+                  False, update_signals)
     for i, family in enumerate(("lr_jump", "label_flip", "grad_ascent")):
         for seed in range(2):
             spec = RunSpec(family, 1600 + 10 * i + seed, 2 * PROBES, fault_step=FAULT, model=("G1", "Q1")[seed],
                            part="T7-faults")
-            write_run(out, spec, PROBES, ONSET, True, _update)
+            write_run(out, spec, PROBES, ONSET, True, update_signals)
 
     results = study7.evaluate(out)
     detectors = results["detectors"]

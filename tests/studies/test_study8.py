@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-import random
 from pathlib import Path
 
 import pytest
@@ -13,29 +11,22 @@ pytest.importorskip("scipy")
 
 from studies import study8, tables
 from studies.scenarios import RunSpec
-from tests.studies.synthetic_runs import write_run
+from tests.studies.synthetic_runs import update_signals, write_run
 
 PROBES = 70  # probe steps 0, 2, …, 138
 FAULT = 90
 ONSET = 100
 
 
-def _update(step: int, rng: random.Random, spec: RunSpec) -> dict[str, float]:
-    after = spec.fault_step is not None and step > spec.fault_step
-    size = 1e-3 * (50.0 if after and spec.scenario == "lr_jump" else 1.0) * math.exp(rng.gauss(0, 0.05))
-    turn = 0.3 * (3.0 if after and spec.scenario == "grad_ascent" else 1.0) * math.exp(rng.gauss(0, 0.05))
-    return {"update/size": size, "update/turn": turn}
-
-
 def _write(root: Path, calibration: bool) -> None:
     prefix = "T7" if calibration else "T8"
     for seed in range(3):
         write_run(root, RunSpec("healthy", 10 + seed, 2 * PROBES, model="G1", part=f"{prefix}-healthy"), PROBES, ONSET,
-                  False, _update)
+                  False, update_signals)
         for i, family in enumerate(("lr_jump", "grad_ascent")):
             spec = RunSpec(family, 20 + 10 * i + seed, 2 * PROBES, fault_step=FAULT, model="Q1",
                            part=f"{prefix}-faults")
-            write_run(root, spec, PROBES, ONSET, True, _update)
+            write_run(root, spec, PROBES, ONSET, True, update_signals)
 
 
 def test_a_test_that_alarms_when_healthy_and_answers_no_fault_first_is_dropped(tmp_path: Path, monkeypatch) -> None:
