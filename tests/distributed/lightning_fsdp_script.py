@@ -55,7 +55,7 @@ from spinal_callback import SpinalConfig, SpinalLightningCallback, SpinalMonitor
 from spinal_callback.demo.lightning_module import DPOLightningModule
 from spinal_callback.model.probe_batch import collate_pairs, tokenize_pairs
 from spinal_callback.model.sharding import sharding_of
-from tests.distributed.ranks import Recorder, leave_process_group
+from tests.distributed.ranks import Recorder, finish_rank
 from tests.integrations.helpers import pairs, tiny_llama, tokenizer
 
 MAX_STEPS = 3
@@ -231,7 +231,7 @@ def main(out_dir: str, kind: str) -> None:
         "strategy_model": type(trainer.strategy.model).__name__, "before": before, "after": after,
         "fit_seconds": fit_seconds, "seconds": time.perf_counter() - started,
     }))
-    leave_process_group(out)
+    finish_rank(out)
 
 
 if __name__ == "__main__":

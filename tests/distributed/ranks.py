@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 def free_port() -> int:
@@ -107,25 +108,31 @@ class Recorder(logging.Handler):
         self.records.append(record)
 
 
-def leave_process_group(out_dir: str | Path) -> None:
-    """Tear the process group down on every rank before any rank exits.
+def finish_rank(out_dir: str | Path) -> NoReturn:
+    """End a rank of a two-rank script once its results are written: tear the process group down on every rank,
+    wait until every rank has, then exit this process at once (``os._exit(0)``).
 
     A rank that exits while the other still holds its gloo process group closes the sockets under that rank's
     gloo threads, and the other process can abort ("terminate called without an active exception"; seen in CI
     under torch 2.13, on ranks that had written their results). So: a barrier, ``destroy_process_group`` on each
-    rank, then a handshake through files in ``out_dir`` (no sockets left to close) so that no rank exits before
-    every rank has torn its group down.
+    rank, then a handshake through files in ``out_dir`` (no sockets left to close). Even then one rank aborted the
+    same way at interpreter exit, after both had torn the group down and written their results (a torch C++
+    thread destroyed while joinable during static teardown, on a loaded 2-core machine), so the process ends
+    without the interpreter's teardown: its results are already on disk and its streams are flushed first.
     """
     import time
 
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    rank, world = dist.get_rank(), dist.get_world_size()
-    dist.barrier()
-    dist.destroy_process_group()
-    Path(out_dir, f".left-rank{rank}").touch()
-    deadline = time.monotonic() + 60.0
-    while time.monotonic() < deadline and not all(Path(out_dir, f".left-rank{r}").exists() for r in range(world)):
-        time.sleep(0.05)
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        dist.barrier()
+        dist.destroy_process_group()
+        Path(out_dir, f".left-rank{rank}").touch()
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and not all(Path(out_dir, f".left-rank{r}").exists()
+                                                      for r in range(world)):
+            time.sleep(0.05)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -29,7 +29,7 @@ from spinal_callback.model.sharding import sharding_of
 from spinal_callback.monitor.probing import measure_geometry
 from spinal_callback.monitor.signals import ScoredPositions
 from tests.conftest import make_batch, tiny_causal_lm
-from tests.distributed.ranks import leave_process_group
+from tests.distributed.ranks import finish_rank
 
 
 def measure(model: torch.nn.Module, batch: dict, config: SpinalConfig) -> dict:
@@ -153,7 +153,7 @@ def main(out_dir: str, kind: str) -> None:
                         "sharded": [monitored.trace.to_dict(), monitored.signals]},  # type: ignore[union-attr]
         })
     )
-    leave_process_group(out_dir)
+    finish_rank(out_dir)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from trl import DPOConfig, DPOTrainer
 from spinal_callback import SpinalConfig, SpinalMonitor, SpinalTrainerCallback
 from spinal_callback.model.sharding import sharding_of
 from spinal_callback.model.unwrap import unwrap_model
-from tests.distributed.ranks import Recorder, leave_process_group
+from tests.distributed.ranks import Recorder, finish_rank
 from tests.integrations.helpers import pairs, tiny_llama, tokenizer
 
 MAX_STEPS = 3
@@ -165,7 +165,7 @@ def main(out_dir: str, kind: str) -> None:
         "before": before, "after": after,
         "losses": [e["loss"] for e in trainer.state.log_history if "loss" in e],
     }))
-    leave_process_group(out)
+    finish_rank(out)
 
 
 if __name__ == "__main__":
