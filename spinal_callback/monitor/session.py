@@ -20,6 +20,7 @@ from spinal_callback.config import SpinalConfig
 from spinal_callback.monitor.monitor import SpinalMonitor
 from spinal_callback.recovery.guard import TrainingHandles
 from spinal_callback.recovery.sync import LocalSync, RankSync
+from spinal_callback.sinks.summary_events import add_scalars_at
 
 __all__ = ["TRACE_FILENAME", "MonitorSession", "coerce_config", "default_trace_path", "portable_config"]
 
@@ -218,11 +219,10 @@ def _summary_writer(log_dir: str) -> Any:
 
 
 def _also_to(writer: Any, log_scalars: Callable[..., None]) -> Callable[[Mapping[str, float], int], None]:
-    """``log_scalars`` followed by ``writer.add_scalar`` for each scalar."""
+    """``log_scalars`` followed by the same scalars to ``writer`` (:func:`add_scalars_at`)."""
 
     def both(metrics: Mapping[str, float], step: int) -> None:
         log_scalars(metrics, step)
-        for tag, value in metrics.items():
-            writer.add_scalar(tag, value, step)
+        add_scalars_at(writer, metrics, step)
 
     return both

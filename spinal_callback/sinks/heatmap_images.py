@@ -17,6 +17,7 @@ from spinal_callback.geometry.trace import LAYER_METRICS, DepthTrace
 from spinal_callback.sinks.heatmap import HeatmapHistory
 from spinal_callback.sinks.heatmap_figure import heatmap_figure
 from spinal_callback.sinks.metric_labels import METRIC_LABELS, metric_label_of
+from spinal_callback.sinks.summary_events import add_image_at
 
 __all__ = ["TRACE_HEATMAP_TAGS", "HeatmapImages"]
 
@@ -111,7 +112,7 @@ class HeatmapImages:
             return
         step, tags = pending
         for tag in sorted(tags):
-            self.writer.add_image(tag, self.figure(tag), step, dataformats="HWC")
+            add_image_at(self.writer, tag, self.figure(tag), step)
             self.last_drawn[tag] = step
             self.stale.pop(tag, None)
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from spinal_callback.geometry.trace import LAYER_METRICS, DepthTrace
+from spinal_callback.sinks.summary_events import add_scalars_at
 
 __all__ = ["LAYER_RUNS_DIR", "LAYER_TAG_PREFIX", "LayerRuns", "layer_run_name", "log_dir_of"]
 
@@ -87,8 +88,7 @@ class LayerRuns:
             if writer is None:
                 path = os.path.join(self.root, layer_run_name(layer, max(trace.layers)))
                 writer = self.writers[layer] = self.open_writer(path)
-            for tag, value in values.items():
-                writer.add_scalar(tag, value, step)
+            add_scalars_at(writer, values, step)
 
     def flush(self) -> None:
         for writer in self.writers.values():

@@ -32,6 +32,7 @@ from spinal_callback.geometry.trace import LAYER_METRICS, DepthTrace
 from spinal_callback.sinks.heatmap_images import HeatmapImages
 from spinal_callback.sinks.layer_runs import LAYER_TAG_PREFIX, LayerRuns, log_dir_of
 from spinal_callback.sinks.metric_labels import METRIC_LABELS
+from spinal_callback.sinks.summary_events import add_scalars_at
 
 __all__ = [
     "MARKER_TAGS",
@@ -290,8 +291,7 @@ class TensorBoardSink:
         if self.log_scalars is not None:
             self.log_scalars(finite, step)
         elif self.writer is not None:  # one of the two is set (checked in __init__)
-            for tag, value in finite.items():
-                self.writer.add_scalar(tag, value, step)
+            add_scalars_at(self.writer, finite, step)
 
     def write_text(self, tag: str, text: str, step: int) -> None:
         """Write a text summary (e.g. alerts under ``spinal/alerts``) to the writer and to ``log_text``."""
