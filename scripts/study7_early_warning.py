@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from study4_early_warning import settings_of
-from study_early_warning import QUICK_STEPS, add_training_options, one_per_scenario, train_missing
+from study_early_warning import QUICK_STEPS, add_training_options, one_per_scenario, run_phase
 
 from studies.scenarios import RunSpec, study7_rollback_set, study7_test_set
 
@@ -49,19 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out + ("-quick" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    if args.phase == "evaluate":
-        from studies import study7
-        from studies.tables import test_tables
-
-        text = test_tables(study7.evaluate(out), in_time=True)
-        (out / "table.md").write_text(text)
-        print(text)
-    elif train_missing(specs_of(args.phase, args.quick), out, args.cache_dir or "spinal_runs/study2/sft_cache",
-                       60 if args.quick else args.sft_steps, args.jobs, args.force, settings_of):
-        return 1
-    print(f"elapsed: {time.perf_counter() - started:.0f} s")
-    return 0
+    return run_phase(parser, args, "study7", None, out, out, lambda: specs_of(args.phase, args.quick), out,
+                     args.cache_dir or "spinal_runs/study2/sft_cache", settings_of)
 
 
 if __name__ == "__main__":

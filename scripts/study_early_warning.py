@@ -181,38 +181,41 @@ def add_training_options(parser: argparse.ArgumentParser, cache_help: str) -> No
                         help=f"smoke run into <out>-quick: {QUICK_STEPS}-step runs, short pre-training")
 
 
-def choose_or_evaluate(parser: argparse.ArgumentParser, phase: str, study: Any, calibration_table: Callable[..., str],
-                       out: Path, calibration: Path) -> None:
-    """The analysis phases of studies 3 and 4: ``choose`` (the calibration set only) writes and prints
-    ``calibration.md``; ``evaluate`` (the test set, once, with the choices of ``<out>/calibration.json``)
-    ``table.md``. ``study`` is the study's module (its ``choose`` and ``evaluate``)."""
+def choose_or_evaluate(parser: argparse.ArgumentParser, phase: str, study: Any,
+                       calibration_table: Callable[..., str] | None, out: Path, calibration: Path) -> None:
+    """The analysis phases of studies 3-8: ``choose`` (the calibration set only) writes and prints
+    ``calibration.md``; ``evaluate`` (the test set, once, with the choices of ``<out>/calibration.json``, for a study
+    that has a ``choose``) ``table.md``. ``study`` is the study's module (its ``evaluate``, and ``choose`` if it
+    chooses anything; ``calibration_table`` is then its table)."""
     from studies.tables import test_tables
 
     if phase == "choose":
+        if calibration_table is None or not hasattr(study, "choose"):
+            parser.error(f"{study.__name__} chooses nothing: it has no choose phase")
         text, name = calibration_table(study.choose(calibration, out)), "calibration.md"
     else:
-        if not (out / "calibration.json").is_file():
+        if hasattr(study, "choose") and not (out / "calibration.json").is_file():
             parser.error(f"{out / 'calibration.json'} is missing: run the choose phase first")
         text, name = test_tables(study.evaluate(out, calibration), in_time=True), "table.md"
     (out / name).write_text(text)
     print(text)
 
 
-def run_phase(parser: argparse.ArgumentParser, args: argparse.Namespace, study: str, table: str, out: Path,
+def run_phase(parser: argparse.ArgumentParser, args: argparse.Namespace, study: str, table: str | None, out: Path,
               calibration: Path, specs: Callable[[], list[RunSpec]], runs: Path, cache: str,
               settings_of: Callable[[RunSpec], Any] | None = None) -> int:
-    """The body of studies 3-6's drivers, after their own options are parsed into ``args`` (``phase``, and those of
+    """The body of studies 3-8's drivers, after their own options are parsed into ``args`` (``phase``, and those of
     :func:`add_training_options`): ``choose`` / ``evaluate`` with ``studies.<study>`` and the calibration table
-    ``studies.tables.<table>``; a training phase trains ``specs()`` into ``runs``. Prints the elapsed time; returns
-    the exit status (1 if a run failed)."""
+    ``studies.tables.<table>`` (``None`` for a study that chooses nothing); a training phase trains ``specs()`` into
+    ``runs``. Prints the elapsed time; returns the exit status (1 if a run failed)."""
     import importlib
 
     started = time.perf_counter()
     if args.phase in ("choose", "evaluate"):
         from studies import tables
 
-        choose_or_evaluate(parser, args.phase, importlib.import_module(f"studies.{study}"), getattr(tables, table),
-                           out, calibration)
+        choose_or_evaluate(parser, args.phase, importlib.import_module(f"studies.{study}"),
+                           getattr(tables, table) if table else None, out, calibration)
     else:
         runs.mkdir(parents=True, exist_ok=True)
         if train_missing(specs(), runs, cache, 60 if args.quick else args.sft_steps, args.jobs, args.force,
