@@ -134,7 +134,7 @@ def variant_config(name: str, base: DetectorConfig | None = None) -> DetectorCon
     """The detector settings of variant ``name`` (uncalibrated thresholds of ``base``; by default the library's,
     with study 2's tests on every watched signal)."""
     signals, vectors = VARIANTS[name]
-    base = base or replace(DetectorConfig(), checks=STUDY2_CHECKS, variance_signals=("*",))
+    base = base or replace(DetectorConfig(), checks=STUDY2_CHECKS, variance_signals=("*",), variance_reference=0)
     checks = tuple(c for c in base.checks if c != "pattern_change" or vectors)
     return replace(base, signals=dict(signals), vectors=tuple(vectors), checks=checks)
 

@@ -80,6 +80,7 @@ def variant_config(name: str) -> DetectorConfig:
     signals, vectors, checks, speed = VARIANTS[name]
     return replace(DetectorConfig(), signals=dict(signals), vectors=tuple(vectors), checks=tuple(checks),
                    variance_signals=("*",),  # study 3 ran the variance test on every watched signal
+                   variance_reference=0,  # against the pooled noise scale (the recent-increment one came with study 9)
                    speed_signals=tuple(speed))
 
 

@@ -72,7 +72,7 @@ def study3_detector() -> DetectorConfig:
     """Study 3's shipped detector, pinned (the library's defaults have moved on since): the variance test on every
     watched signal, thresholds z 20.59, h 38.99, variance 6.82, speed 4.31, no turn test."""
     return replace(DetectorConfig(), variance_signals=("*",), checks=STUDY4_CHECKS, z_threshold=20.59, cusum_h=38.99,
-                   variance_threshold=6.82, speed_threshold=4.31)
+                   variance_threshold=6.82, variance_reference=0, speed_threshold=4.31)
 
 
 def study4_detector() -> DetectorConfig:

@@ -35,8 +35,8 @@ def study5_detector() -> DetectorConfig:
     """Study 5's shipped detector, pinned: the variance test on ``logps/chosen``, thresholds z 20.59, h 38.59,
     variance 4.61, speed 4.31, the update test on ``update/size`` at 0.41, no turn test."""
     return replace(DetectorConfig(), variance_signals=("logps/chosen",), checks=STUDY4_CHECKS, z_threshold=20.59,
-                   cusum_h=38.59, variance_threshold=4.61, speed_threshold=4.31, update_signals=(SIZE,),
-                   update_threshold=0.41)
+                   cusum_h=38.59, variance_threshold=4.61, variance_reference=0, speed_threshold=4.31,
+                   update_signals=(SIZE,), update_threshold=0.41)
 
 
 def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:

@@ -176,6 +176,14 @@ class DetectorConfig:
         metadata={"help": "VARIANCE_BURST: m, the most recent detrended increments whose mean square (the two "
                   "largest left out) is compared with the noise. At least 3, at most window + lag."},
     )
+    variance_reference: int = field(
+        default=0,
+        metadata={"help": "VARIANCE_BURST: R, the detrended increments just before the variance window whose trimmed "
+                  "mean square (the same share of largest left out) V is divided by, so that a noise level drifting "
+                  "slowly moves the reference with it and a burst does not (V about 1.4 on white noise with m = 8, "
+                  "R = 32). Until R increments exist, those there are (at least window + lag − variance_window). "
+                  "0: divide by 2σ̂² instead, σ̂ the pooled residual scale (studies 2-8). 0, or at least 4."},
+    )
     variance_signals: Sequence[str] = field(
         default=DEFAULT_VARIANCE_SIGNALS,
         metadata={"help": "Signals (names or glob patterns) the VARIANCE_BURST test applies to, among the watched "
@@ -284,6 +292,15 @@ class DetectorConfig:
         if self.variance_window > self.window + self.lag:
             raise ValueError(f"`variance_window` must be <= window + lag ({self.window + self.lag}), "
                              f"got {self.variance_window!r}")
+        check_int("variance_reference", self.variance_reference, 0)
+        if 0 < self.variance_reference < 4:
+            raise ValueError(f"`variance_reference` must be 0 (the pooled noise scale) or an integer >= 4, got "
+                             f"{self.variance_reference!r}")
+        if self.variance_reference:
+            if self.window + self.lag - self.variance_window < 4:
+                raise ValueError(f"`variance_reference` needs window + lag − variance_window >= 4 increments before "
+                                 f"the variance window at the first score, got {self.window} + {self.lag} − "
+                                 f"{self.variance_window}: lower variance_window or set variance_reference=0")
         self.variance_signals = self._check_names("variance_signals", self.variance_signals, allow_empty=True)
         self.variance_threshold = _float("variance_threshold", self.variance_threshold, 1.0, open_low=True)
         self.t2_threshold = _float("t2_threshold", self.t2_threshold, 0.0, open_low=True)
@@ -335,6 +352,12 @@ class DetectorConfig:
                 raise ValueError(f"`signals[{name!r}]` must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
             checked[name] = direction
         return checked
+
+    @property
+    def history_length(self) -> int:
+        """Observations a scalar signal's state keeps: the trend window and lag, or the variance window and its
+        reference if longer."""
+        return max(self.window + self.lag, self.variance_window + self.variance_reference)
 
     # ------------------------------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:

@@ -193,7 +193,7 @@ class EarlyWarningDetector:
             external = _number(f"noise[{name!r}]", noise[name]) if noise.get(name) is not None else None
             value = _number(f"signal {name!r}", raw)
             span = tuple(int(layer) for layer in layers.get(name, ()))
-            state = self._states.setdefault(name, SignalState.empty(cfg.window, cfg.lag))
+            state = self._states.setdefault(name, SignalState.empty(cfg.window, cfg.lag, cfg.history_length))
             speed = self._speed(name) is not None
             variance = self._variance(name) is not None
             self._collect(name, observe_scalar(cfg, state, name, direction, step, value, span, external, speed,
@@ -253,7 +253,7 @@ class EarlyWarningDetector:
         fresh = int(state.get("version", 1)) != _STATE_VERSION
         signals = {} if fresh else state.get("signals", {})
         vectors = {} if fresh else state.get("vectors", {})
-        self._states = {name: SignalState.from_dict(data, cfg.window, cfg.lag)
+        self._states = {name: SignalState.from_dict(data, cfg.window, cfg.lag, cfg.history_length)
                         for name, data in signals.items() if self._direction(name) is not None}
         self._vectors = {name: VectorState.from_dict(data, cfg.window, cfg.lag)
                          for name, data in vectors.items() if self._vector(name) is not None}

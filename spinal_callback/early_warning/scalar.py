@@ -112,7 +112,7 @@ def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: s
         sigma = noise_scale(st, cfg.min_scale)
         start = st.history[len(values) - cfg.variance_window][0]  # first point of the variance window
         sc = score_scalar(values, x, fit, sigma, cfg.lag, cfg.variance_window, noise_scale(st, cfg.min_scale, start),
-                          cfg.min_scale)
+                          cfg.min_scale, cfg.variance_reference)
         if update:
             _judge_update(cfg, st, name, step, x, sc, layers, window_steps, out, update)
         else:
@@ -191,7 +191,8 @@ def _judge(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step
         onset, before = (step, st.last_step) if start is None else (start, st.cusum.before[side])
     else:
         points = [*list(st.history)[-cfg.variance_window:], (step, x)]
-        onset, before = variance_onset(points, sc.slope, sc.noise, cfg.variance_threshold)
+        scale = sc.variance_scale if cfg.variance_reference else sc.noise
+        onset, before = variance_onset(points, sc.slope, scale, cfg.variance_threshold)
     score = {"trend_break": sc.z, "slope_change": cusum, "variance_burst": sc.variance_ratio,
              "speed_jump": sc.speed}[opened]
     reason = AlertReason(opened)

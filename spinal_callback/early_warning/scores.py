@@ -13,9 +13,15 @@ Given a signal's history ``x_0..x_{n−1}`` (observation index; ``n ≥ W + g``)
    direction — linear, or curving slowly on the scale of the window — leaves z ≈ N(0, 1); a jump, or a
    bend sharper than the window can follow, does not.
 4. **Variance ratio** over the last ``m`` detrended increments ``d_j = Δx_j − β``:
-   ``V = mean'(d_j²) / (2σ̂_ref²)`` where ``mean'`` leaves out the two largest terms (an isolated outlier
-   makes two big increments, a level shift one; a burst of noise makes them all big) and σ̂_ref is a noise
-   scale measured before those increments. ``E[V] ≈ 0.47`` on white noise (m = 8).
+   ``V = mean'(d_j²) / ref`` where ``mean'`` leaves out the two largest terms (an isolated outlier
+   makes two big increments, a level shift one; a burst of noise makes them all big). With a reference of
+   ``R`` increments (``DetectorConfig.variance_reference``) ``ref`` is the same trimmed mean square — the same
+   share, ``⌊2R/m⌋`` largest, left out — of the ``R`` detrended increments just before those ``m``: like is
+   compared with like, over the last ``m + R`` observations only, so a noise level that drifts slowly (a batch
+   metric whose spread grows as training sharpens the model) moves the reference with it, while a burst
+   does not; ``E[V] ≈ 1.4`` on white noise (m = 8, R = 32). Without one (``R = 0``, studies 2-8)
+   ``ref = 2σ̂_ref²``, σ̂_ref a noise scale measured before those increments; ``E[V] ≈ 0.47`` on white noise
+   (m = 8), more on heavy-tailed noise.
 5. **Speed** ``s = ln((|x_n − x_{n−1}| + ε) / (median_j |Δx_j| + ε))``, the median over the increments inside
    the lagged window, ε = ``min_scale``: how many times further the signal moved at this observation than it
    typically did. Scale-free, so the same threshold serves learning rates and signals of any size; a healthy
@@ -51,9 +57,10 @@ class ScalarScores:
         noise: σ̂, the noise scale used.
         z: Standardized residual ``(x − x̂) / (σ̂ √(1 + v))``.
         slope: β, the trend's change per observation.
-        variance_ratio: V, the recent detrended increments' trimmed mean square over ``2σ̂_ref²``.
+        variance_ratio: V, the recent detrended increments' trimmed mean square over its reference.
         speed: s, the log ratio of this observation's change to the lagged window's median change.
         size: u, the log ratio of this observation to the larger of the lagged window's median and ``forecast``.
+        variance_scale: σ̂_ref, the noise scale V is measured in (``ref = 2σ̂_ref²``).
     """
 
     forecast: float
@@ -64,6 +71,7 @@ class ScalarScores:
     variance_ratio: float
     speed: float
     size: float
+    variance_scale: float
 
 
 def fit_window(values: Sequence[float], window: int, lag: int) -> TrendFit:
@@ -102,13 +110,15 @@ def size_ratio(values: Sequence[float], x: float, window: int, lag: int, floor: 
 
 def score_scalar(
     values: Sequence[float], x: float, fit: TrendFit, noise: float, lag: int, variance_window: int,
-    reference_noise: float | None = None, floor: float = 1e-9,
+    reference_noise: float | None = None, floor: float = 1e-9, reference_increments: int = 0,
 ) -> ScalarScores:
     """Score ``x`` against the trend ``fit`` of ``values`` (see :func:`fit_window`), with noise ``σ̂ = noise``.
 
-    ``reference_noise`` (default ``noise``) is the σ̂ the variance ratio divides by: pass one measured
-    before the increments it is compared with, so that a burst already inside the trend window does not
-    raise its own reference. ``floor`` is the ε of the speed ratio.
+    The variance ratio's reference: with ``reference_increments = R > 0``, the trimmed mean square of the (up to)
+    ``R`` detrended increments of ``values`` before the last ``variance_window`` (at least one must exist);
+    otherwise ``2σ̂_ref²`` with ``σ̂_ref = reference_noise`` (default ``noise``): pass one measured before the
+    increments it is compared with, so that a burst already inside the trend window does not raise its own
+    reference. ``floor`` is the ε of the speed ratio and the least σ̂_ref.
     """
     w = fit.residuals.size
     distance = w + lag - fit.center
@@ -117,12 +127,23 @@ def score_scalar(
     z = residual / (noise * math.sqrt(1.0 + forecast_variance(w, distance)))
     recent = [*values[len(values) - variance_window:], x]
     squares = sorted((b - a - fit.slope) ** 2 for a, b in itertools.pairwise(recent))
-    reference = noise if reference_noise is None else reference_noise
     kept = squares[:-2]  # an isolated outlier makes two large increments, a level shift one
-    ratio = sum(kept) / len(kept) / (2.0 * reference * reference)
+    if reference_increments > 0:
+        end = len(values) - variance_window + 1  # the reference ends where the variance window starts
+        before = values[max(0, end - 1 - reference_increments):end]
+        if len(before) < 2:
+            raise ValueError(f"the variance reference needs an increment before the last {variance_window} "
+                             f"observations, got {len(values)} values")
+        reference_squares = sorted((b - a - fit.slope) ** 2 for a, b in itertools.pairwise(before))
+        left_out = len(reference_squares) * 2 // variance_window  # the share the recent window leaves out
+        kept_before = reference_squares[:len(reference_squares) - left_out]
+        scale = max(math.sqrt(sum(kept_before) / len(kept_before) / 2.0), floor)
+    else:
+        scale = max(noise if reference_noise is None else reference_noise, floor)
+    ratio = sum(kept) / len(kept) / (2.0 * scale * scale)
     speed = speed_ratio(values, x, w, lag, floor)
     size = size_ratio(values, x, w, lag, floor, forecast)
-    return ScalarScores(forecast, residual, noise, z, fit.slope, ratio, speed, size)
+    return ScalarScores(forecast, residual, noise, z, fit.slope, ratio, speed, size, scale)
 
 
 def variance_onset(points: Sequence[tuple[int, float]], slope: float, noise: float, ratio: float) -> tuple[int, int]:

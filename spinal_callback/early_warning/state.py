@@ -37,7 +37,8 @@ class SignalState:
     """Everything the detector remembers about one scalar signal.
 
     Attributes:
-        history: The last ``window + lag`` finite observations, ``(step, value)``.
+        history: The last finite observations, ``(step, value)``: ``window + lag`` of them, or the variance
+            window and its reference if longer (``DetectorConfig.history_length``).
         noise_pool: ``(step of the window's last observation, σ̂ of that window's residuals)`` of the last
             ``NOISE_POOL · window`` scored observations, pooled into the noise scale.
         external_noise: ``(step, σ)`` of the last ``NOISE_POOL · window`` noise values passed to
@@ -61,9 +62,11 @@ class SignalState:
     episodes: EpisodeTracker = field(default_factory=EpisodeTracker)
 
     @classmethod
-    def empty(cls, window: int, lag: int) -> SignalState:
+    def empty(cls, window: int, lag: int, history: int | None = None) -> SignalState:
+        """A fresh state keeping ``history`` observations (default ``window + lag``)."""
         pool = NOISE_POOL * window
-        return cls(deque(maxlen=window + lag), deque(maxlen=pool), deque(maxlen=pool), deque(maxlen=window + lag))
+        return cls(deque(maxlen=history or window + lag), deque(maxlen=pool), deque(maxlen=pool),
+                   deque(maxlen=window + lag))
 
     def drop_since(self, step: int) -> None:
         """Forget observations (and noise estimates that used them) at or after ``step``."""
@@ -92,9 +95,9 @@ class SignalState:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], window: int, lag: int) -> SignalState:
+    def from_dict(cls, data: Mapping[str, Any], window: int, lag: int, history: int | None = None) -> SignalState:
         return cls(
-            history=_pairs(data, "history", window + lag),
+            history=_pairs(data, "history", history or window + lag),
             noise_pool=_pairs(data, "noise_pool", NOISE_POOL * window),
             external_noise=_pairs(data, "external_noise", NOISE_POOL * window),
             recent=_pairs(data, "recent", window + lag),

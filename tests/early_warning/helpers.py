@@ -14,7 +14,8 @@ LATE = (7, 8, 9)
 #: The thresholds of the synthetic calibration (the shipped placeholders; see docs/early_warning.md). The
 #: tests pin them so that a recalibration of the shipped defaults from real traces does not move them.
 SYNTHETIC = {"z_threshold": 4.3, "cusum_h": 6.2, "variance_threshold": 5.4, "t2_threshold": 4.3,
-             "variance_signals": ("*",)}  # every test on the one synthetic signal
+             "variance_signals": ("*",),  # every test on the one synthetic signal
+             "variance_reference": 0}  # the variance ratio it was calibrated for: against the pooled noise scale
 
 
 def config(**fields: object) -> DetectorConfig:
