@@ -61,6 +61,10 @@ model's size (:data:`STUDY7_MODELS`), with new healthy seeds and new seeds of ``
 **Study 8** (pre-registered in ``docs/evidence.md``; :func:`study8_test_set`, :func:`study8_rollback_set`) tests the
 choice made on study 7's spent runs on all five models (:data:`STUDY8_MODELS`), with new healthy seeds and new seeds
 of ``label_noise_ramp``, ``label_flip``, ``lr_jump`` and ``grad_ascent`` (:data:`STUDY8_FAULTS`).
+
+**Study 9** (pre-registered in ``docs/evidence.md``; :func:`study9_test_set`, :func:`study9_rollback_set`) tests the
+variance test measured against each signal's recent increments, chosen on studies 7 and 8's spent runs, on new seeds
+of study 8's models and fault families, 8 seeds per family (:data:`STUDY9_FAULT_SEEDS`).
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ __all__ = [
     "STUDY8_FAULT_SEEDS",
     "STUDY8_HEALTHY_SEEDS",
     "STUDY8_MODELS",
+    "STUDY9_FAULT_SEEDS",
+    "STUDY9_HEALTHY_SEEDS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -122,6 +128,8 @@ __all__ = [
     "study7_test_set",
     "study8_rollback_set",
     "study8_test_set",
+    "study9_rollback_set",
+    "study9_test_set",
     "test_set",
 ]
 
@@ -181,6 +189,11 @@ STUDY8_FAULTS = ("label_noise_ramp", "label_flip", "lr_jump", "grad_ascent")
 STUDY8_FAULT_SEEDS = {family: tuple(range(1800 + 10 * i, 1806 + 10 * i)) for i, family in enumerate(STUDY8_FAULTS)}
 #: Seeds of T8's fault-free runs.
 STUDY8_HEALTHY_SEEDS = tuple(range(1700, 1730))
+
+#: Seeds of T9's fault runs, per family of :data:`STUDY8_FAULTS` (8 each, 2000–2037).
+STUDY9_FAULT_SEEDS = {family: tuple(range(2000 + 10 * i, 2008 + 10 * i)) for i, family in enumerate(STUDY8_FAULTS)}
+#: Seeds of T9's fault-free runs.
+STUDY9_HEALTHY_SEEDS = tuple(range(1900, 1930))
 
 #: Fault family → the RunSpec fields that make it (studies 2 and 3).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
@@ -566,6 +579,24 @@ def study8_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (1
     """Study 8's rollback-value runs (8): the first seed of each T8 fault family and T8-healthy seeds 1700–1703,
     each identical to its T8 run except ``rollback=True``."""
     return _rollback_set(STUDY8_FAULT_SEEDS, STUDY8_HEALTHY_SEEDS, "T8", max_steps, fault_window, STUDY8_MODELS,
+                         STUDY8_FAULT_MODELS)
+
+
+def study9_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T9 of study 9, in protocol order (62 runs): T9-healthy seeds 1900–1929 drawn as T8's (the model
+    uniform over :data:`STUDY8_MODELS`), then each family of :data:`STUDY8_FAULTS` on its 8 seeds (demo recipe; M1,
+    G1, Q1 by seed modulo 3)."""
+    return _test_set(STUDY9_FAULT_SEEDS, STUDY9_HEALTHY_SEEDS, "T9", max_steps, fault_window, STUDY8_MODELS,
+                     STUDY8_FAULT_MODELS)
+
+
+study9_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study9_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Study 9's rollback-value runs (8): the first seed of each T9 fault family and T9-healthy seeds 1900–1903,
+    each identical to its T9 run except ``rollback=True``."""
+    return _rollback_set(STUDY9_FAULT_SEEDS, STUDY9_HEALTHY_SEEDS, "T9", max_steps, fault_window, STUDY8_MODELS,
                          STUDY8_FAULT_MODELS)
 
 

@@ -16,6 +16,7 @@ the probe interval (2 steps, stride 1), the scoring and the live-versus-replay c
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -47,6 +48,7 @@ __all__ = [
     "choose",
     "choose_threshold",
     "evaluate",
+    "healthy_part",
     "score_test_set",
     "study3_detector",
     "study4_detector",
@@ -109,23 +111,32 @@ def variants(shipped: DetectorConfig) -> dict[str, DetectorConfig]:
     }
 
 
-def choose_threshold(calibration_dir: Path, out_dir: Path, set_name: str, base: DetectorConfig, check: str,
-                     names: tuple[str, str], **extra: Any) -> dict[str, Any]:
-    """The one-threshold choice of studies 4 and 6: ``check``'s threshold set alone on the fault-free runs of part
-    ``<set_name>-healthy`` in ``calibration_dir`` (:data:`UPDATE_TARGET_RATE`, from the data alone), shipped as
-    ``base`` with that threshold; the false alarms there of the shipped detector and of ``check`` alone
-    (``names``), the baselines' matched thresholds; written to ``<out_dir>/calibration.json`` with ``extra``.
+def healthy_part(calibration_dir: Path, set_name: str) -> list[Run]:
+    """The finished fault-free runs of part ``<set_name>-healthy`` in ``calibration_dir``.
 
     Raises:
-        FileNotFoundError: ``calibration_dir`` holds no finished run of that part.
+        FileNotFoundError: there is none.
     """
     part = f"{set_name}-healthy"
     healthy = load_set(calibration_dir, (part,))
     if not healthy:
         raise FileNotFoundError(f"no finished {set_name} run (part {part!r}) in {calibration_dir}: train the "
                                 "calibration set first")
+    return healthy
+
+
+def choose_threshold(healthy: Sequence[Run], out_dir: Path, set_name: str, base: DetectorConfig, check: str,
+                     names: tuple[str, str], matched: Any = None, round_up: int | None = None,
+                     **extra: Any) -> dict[str, Any]:
+    """The one-threshold choice of studies 4, 6 and 9: ``check``'s threshold set alone on the fault-free runs
+    ``healthy`` of calibration set ``set_name`` (:data:`UPDATE_TARGET_RATE`, from the data alone; ``round_up``:
+    rounded up to that many decimals), shipped as ``base`` with that threshold; the false alarms there of the shipped
+    detector and of ``check`` alone (``names``), the baselines' matched thresholds (on ``healthy``, unless
+    ``matched`` gives them); written to ``<out_dir>/calibration.json`` with ``extra``."""
     field = THRESHOLD_FIELDS[check]
     threshold = _calibrated_alone(healthy, base, check)
+    if round_up is not None:
+        threshold = math.ceil(threshold * 10**round_up) / 10**round_up
     shipped = replace(base, **{field: threshold})  # type: ignore[arg-type]
     configs = dict(zip(names, (shipped, replace(shipped, checks=(check,))), strict=True))
     onsets = onsets_of(healthy)
@@ -136,8 +147,8 @@ def choose_threshold(calibration_dir: Path, out_dir: Path, set_name: str, base: 
     result = {
         field: threshold, "update_target_rate": UPDATE_TARGET_RATE, "interval": RECORDED_INTERVAL,
         "shipped": names[0], "shipped_config": shipped.to_dict(), "false_alarms": false_alarms,
-        "matched_thresholds": matched_thresholds(healthy), "healthy_runs": len(healthy),
-        "probe_steps": probe_steps(healthy, 1), **extra,
+        "matched_thresholds": matched_thresholds(healthy) if matched is None else dict(matched),
+        "healthy_runs": len(healthy), "probe_steps": probe_steps(healthy, 1), **extra,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "calibration.json").write_text(json.dumps(result, indent=2, default=str))
@@ -150,7 +161,8 @@ def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
     Raises:
         FileNotFoundError: ``calibration_dir`` holds no finished C4 run.
     """
-    return choose_threshold(calibration_dir, out_dir, "C4", study3_detector(), UPDATE_CHECK, (SHIPPED, UPDATE_ONLY))
+    return choose_threshold(healthy_part(calibration_dir, "C4"), out_dir, "C4", study3_detector(), UPDATE_CHECK,
+                            (SHIPPED, UPDATE_ONLY))
 
 
 def score_test_set(out_dir: Path, test_set: str, configs: dict[str, DetectorConfig], shipped: str,

@@ -18,7 +18,7 @@ from typing import Any
 
 from spinal_callback.config.detector import DetectorConfig
 from studies.replay import saved_config
-from studies.study4 import STUDY4_CHECKS, UPDATE_CHECK, choose_threshold, score_test_set
+from studies.study4 import STUDY4_CHECKS, UPDATE_CHECK, choose_threshold, healthy_part, score_test_set
 
 __all__ = ["SHIPPED", "STUDY5", "TURN_CHECK", "TURN_ONLY", "UPDATE_ONLY", "choose", "evaluate", "study5_detector"]
 
@@ -47,7 +47,7 @@ def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
     """
     base = study5_detector()
     base = replace(base, checks=(*base.checks, TURN_CHECK), turn_signals=(TURN,))
-    return choose_threshold(calibration_dir, out_dir, "C6", base, TURN_CHECK, (SHIPPED, TURN_ONLY),
+    return choose_threshold(healthy_part(calibration_dir, "C6"), out_dir, "C6", base, TURN_CHECK, (SHIPPED, TURN_ONLY),
                             update_threshold=base.update_threshold, calibration_set="C6",
                             other_thresholds_from="study 5", chosen_test=("TURN_JUMP", "turn_threshold", "the turn"))
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["calibration_table", "study3_calibration_table", "study4_calibration_table", "study5_calibration_table",
-           "test_tables"]
+           "study8_calibration_table", "study9_calibration_table", "test_tables"]
 
 
 def _lead(value: Any) -> str:
@@ -214,4 +214,30 @@ def study8_calibration_table(result: Mapping[str, Any]) -> str:
         lines.append(f"| {name} | {faults['detected_in_time']}/{faults['fault_runs']} | {_false(healthy)} | "
                      f"{healthy['runs_with_false_alarm']} |")
     lines += ["", _matched(result["matched_thresholds"], "C6")]
+    return "\n".join(lines) + "\n"
+
+
+def study9_calibration_table(result: Mapping[str, Any]) -> str:
+    """Study 9's choice on C9: the variance threshold of the recent-increment ratio; false alarms of the shipped
+    detector and of the variance test alone; detections and false alarms in-sample against study 8's detector."""
+    lines = [
+        f"Calibration set {result['calibration_set']}: {result['healthy_runs']} fault-free runs "
+        f"({result['probe_steps']} probe steps), {result['fault_runs']} fault runs; probe interval "
+        f"{result['interval']}.",
+        "",
+        f"VARIANCE_BURST against the {result['variance_reference']} increments before the variance window: threshold "
+        f"**{result['variance_threshold']:.2f}**, set alone to {result['update_target_rate']:g} false alarms per 1000 "
+        "probe steps (from the data alone, rounded up); every other setting is study 8's.",
+        "",
+        "| detector | in time (in-sample) | fault-free: false alarms / 1000 probes (in-sample) | runs with one |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, summary in result["in_sample"].items():
+        faults, healthy = summary["faults"], summary["healthy"]
+        lines.append(f"| {name} | {faults['detected_in_time']}/{faults['fault_runs']} | {_false(healthy)} | "
+                     f"{healthy['runs_with_false_alarm']} |")
+    alone = result["false_alarms"]
+    lines += ["", "Variance test alone on the fault-free runs: " + "; ".join(
+        f"{name} {_false(summary)}, {summary['runs_with_false_alarm']} runs" for name, summary in alone.items()
+        if name != result["shipped"]) + ".", "", _matched(result["matched_thresholds"], "C6")]
     return "\n".join(lines) + "\n"

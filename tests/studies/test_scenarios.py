@@ -416,45 +416,50 @@ def test_study7_script_phases_and_quick_smoke():
     assert all(r.max_steps == 30 for r in quick)
 
 
-# ---------------------------------------------------------------------------------------------- study 8
-def test_study8_sets_are_the_protocols():
-    test = scenarios.study8_test_set()
-    assert len(test) == 54 and Counter(r.part for r in test) == {"T8-healthy": 30, "T8-faults": 24}
+# ------------------------------------------------------------------------------------------- studies 8, 9
+@pytest.mark.parametrize(("study", "healthy_from", "faults_from", "per_family"),
+                         [(8, 1700, 1800, 6), (9, 1900, 2000, 8)])
+def test_study8_and_9_sets_are_the_protocols(study, healthy_from, faults_from, per_family):
+    test = getattr(scenarios, f"study{study}_test_set")()
+    assert len(test) == 30 + 4 * per_family
+    assert Counter(r.part for r in test) == {f"T{study}-healthy": 30, f"T{study}-faults": 4 * per_family}
     for run in test:
         _common(run)
-    healthy = [r for r in test if r.part == "T8-healthy"]
-    assert healthy == [scenarios.healthy_test_spec(s, 240, "T8-healthy", scenarios.STUDY8_MODELS)
-                       for s in range(1700, 1730)]
+    healthy = [r for r in test if r.part == f"T{study}-healthy"]
+    assert healthy == [scenarios.healthy_test_spec(s, 240, f"T{study}-healthy", scenarios.STUDY8_MODELS)
+                       for s in range(healthy_from, healthy_from + 30)]
     assert {r.model for r in healthy} == set(MODELS)
-    faults = [r for r in test if r.part == "T8-faults"]
+    faults = [r for r in test if r.part == f"T{study}-faults"]
     assert {f: [r.seed for r in faults if r.scenario == f] for f in scenarios.STUDY8_FAULTS} == {
-        "label_noise_ramp": list(range(1800, 1806)), "label_flip": list(range(1810, 1816)),
-        "lr_jump": list(range(1820, 1826)), "grad_ascent": list(range(1830, 1836))}
+        family: list(range(faults_from + 10 * i, faults_from + 10 * i + per_family))
+        for i, family in enumerate(("label_noise_ramp", "label_flip", "lr_jump", "grad_ascent"))}
     for family in scenarios.STUDY8_FAULTS:
-        assert Counter(r.model for r in faults if r.scenario == family) == {"M1": 2, "G1": 2, "Q1": 2}
+        models = Counter(r.model for r in faults if r.scenario == family)
+        assert set(models) == {"M1", "G1", "Q1"} and min(models.values()) >= 2
     assert all(r.model == ("M1", "G1", "Q1")[r.seed % 3] and 130 <= r.fault_step <= 160 for r in faults)
     earlier = (scenarios.calibration_set() + scenarios.test_set() + scenarios.study3_test_set()
                + scenarios.study4_test_set() + scenarios.study5_test_set() + scenarios.study6_test_set()
-               + scenarios.study7_test_set())
+               + scenarios.study7_test_set() + (scenarios.study8_test_set() if study == 9 else []))
     assert not {r.seed for r in earlier} & {r.seed for r in test}
-    rollback = scenarios.study8_rollback_set()
+    rollback = getattr(scenarios, f"study{study}_rollback_set")()
     assert [(r.scenario, r.seed) for r in rollback] == [
-        ("label_noise_ramp", 1800), ("label_flip", 1810), ("lr_jump", 1820), ("grad_ascent", 1830),
-        ("healthy", 1700), ("healthy", 1701), ("healthy", 1702), ("healthy", 1703)]
+        ("label_noise_ramp", faults_from), ("label_flip", faults_from + 10), ("lr_jump", faults_from + 20),
+        ("grad_ascent", faults_from + 30), *[("healthy", healthy_from + i) for i in range(4)]]
     by_name = {r.name: r for r in test}
     assert all(r.rollback and replace(r, rollback=False) == by_name[replace(r, rollback=False).name] for r in rollback)
 
 
-def test_study8_script_phases_and_quick_smoke():
+@pytest.mark.parametrize("study", [8, 9])
+def test_study8_and_9_script_phases_and_quick_smoke(study):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study8_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study8_script", path)
+    path = Path(__file__).resolve().parents[2] / "scripts" / f"study{study}_early_warning.py"
+    spec = importlib.util.spec_from_file_location(f"study{study}_script", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.PHASES == ("choose", "train-test", "train-rollback", "evaluate")
-    assert script.specs_of("train-test") == scenarios.study8_test_set()
-    assert script.specs_of("train-rollback") == scenarios.study8_rollback_set()
+    assert script.specs_of("train-test") == getattr(scenarios, f"study{study}_test_set")()
+    assert script.specs_of("train-rollback") == getattr(scenarios, f"study{study}_rollback_set")()
     quick = script.specs_of("train-test", quick=True)
     assert [r.scenario for r in quick] == ["healthy", *scenarios.STUDY8_FAULTS]
