@@ -3,7 +3,7 @@
 Kept apart from :mod:`spinal_callback.early_warning.detector` (which re-exports it) so the detector module
 holds only the decision logic. The shipped signals, tests and thresholds are the lead-time studies' choices
 (``docs/evidence.md``: thresholds by :func:`spinal_callback.early_warning.calibrate.calibrate` on fault-free DPO runs
-of the demo model, studies 5-6; the tests by study 8); ``spinal calibrate`` / ``scripts/calibrate_detector.py``
+of the demo model, studies 5-6; the tests by study 8; the variance test's reference and threshold by study 9); ``spinal calibrate`` / ``scripts/calibrate_detector.py``
 recalibrate them from your own healthy trace files, and the JSON output loads with
 :meth:`DetectorConfig.from_json`.
 """
@@ -45,6 +45,7 @@ DEFAULT_SPEED_SIGNALS: tuple[str, ...] = ("pairs/logp_chosen", "pairs/logp_rejec
 #: Signals the VARIANCE_BURST test applies to, among the watched signals: TRL's batch chosen log-probability, as
 #: study 5 chose on every earlier run (docs/evidence.md). A data fault (swapped pairs) makes its batch-to-batch
 #: increments burst well before held-out behaviour degrades; on the other watched signals healthy runs burst too.
+#: Since study 9 the burst is measured against the signal's own last 32 increments (``variance_reference``).
 DEFAULT_VARIANCE_SIGNALS: tuple[str, ...] = ("logps/chosen",)
 
 #: Signals the UPDATE_JUMP test watches by default: ``update/size``, the RMS per-step change of a fixed sample of
@@ -149,13 +150,15 @@ class DetectorConfig:
                   "(study 8: on a GPT-2 the CUSUM raised false alarms and answered no fault first). Non-finite values "
                   "are governed by `non_finite`."},
     )
-    # The thresholds below (z_threshold, cusum_h, variance_threshold, speed_threshold, update_threshold) ship as
-    # calibrated by the lead-time study (docs/evidence.md, study 5: every fault-free run of studies 2-4, 90 DPO
-    # runs and 10 890 probe steps at probe interval 2, 0.5 false alarms per 1000 probe steps for all tests
-    # together, `python scripts/study5_early_warning.py choose`), rounded up; t2_threshold by the detector's
-    # synthetic calibration (docs/early_warning.md): the studies did not choose vectors; turn_threshold by study 6
-    # (study 2's 40 fault-free runs re-trained to record update/turn, 0.1 false alarms per 1000 probe steps for that
-    # test alone: 0.950, `python scripts/study6_early_warning.py choose`), rounded up.
+    # The thresholds below (z_threshold, cusum_h, speed_threshold, update_threshold) ship as calibrated by the
+    # lead-time study (docs/evidence.md, study 5: every fault-free run of studies 2-4, 90 DPO runs and 10 890 probe
+    # steps at probe interval 2, 0.5 false alarms per 1000 probe steps for all tests together,
+    # `python scripts/study5_early_warning.py choose`), rounded up; t2_threshold by the detector's synthetic
+    # calibration (docs/early_warning.md): the studies did not choose vectors; turn_threshold by study 6 (study 2's
+    # 40 fault-free runs re-trained to record update/turn, 0.1 false alarms per 1000 probe steps for that test alone:
+    # 0.950, `python scripts/study6_early_warning.py choose`), rounded up; variance_threshold by study 9 for the
+    # recent-increment reference (the 54 fault-free runs of studies 7 and 8, five models, 6534 probe steps, 0.1 per
+    # 1000 for that test alone, `python scripts/study9_early_warning.py choose`), rounded up.
     z_threshold: float = field(
         default=20.59,
         metadata={"help": "TREND_BREAK: |z| of the residual against the trend forecast, z = (x − x̂)/σ̂_pred, "
@@ -177,7 +180,7 @@ class DetectorConfig:
                   "largest left out) is compared with the noise. At least 3, at most window + lag."},
     )
     variance_reference: int = field(
-        default=0,
+        default=32,
         metadata={"help": "VARIANCE_BURST: R, the detrended increments just before the variance window whose trimmed "
                   "mean square (the same share of largest left out) V is divided by, so that a noise level drifting "
                   "slowly moves the reference with it and a burst does not (V about 1.4 on white noise with m = 8, "
@@ -191,10 +194,10 @@ class DetectorConfig:
                   "watched signals healthy runs burst too). Empty: no variance test."},
     )
     variance_threshold: float = field(
-        default=4.61,
-        metadata={"help": "VARIANCE_BURST: ratio V = trimmed mean of (Δx − β)² over 2σ̂² (σ̂ measured before "
-                  "those increments; about 0.47 on white noise with m = 8) that counts as an exceedance. "
-                  "Calibrated. > 1."},
+        default=33.72,
+        metadata={"help": "VARIANCE_BURST: ratio V = trimmed mean of the recent (Δx − β)² over its reference (see "
+                  "variance_reference; about 1.4 on white noise with R = 32, 0.47 with R = 0) that counts as an "
+                  "exceedance. Calibrated (33.72: study 9, for R = 32; studies 5-8 shipped 4.61 with R = 0). > 1."},
     )
     t2_threshold: float = field(
         default=4.3,
