@@ -3,9 +3,9 @@
 Kept apart from :mod:`spinal_callback.early_warning.detector` (which re-exports it) so the detector module
 holds only the decision logic. The shipped signals, tests and thresholds are the lead-time studies' choices
 (``docs/evidence.md``: thresholds by :func:`spinal_callback.early_warning.calibrate.calibrate` on fault-free DPO runs
-of the demo model, studies 5-6; the tests by study 8; the variance test's reference and threshold by study 9); ``spinal calibrate`` / ``scripts/calibrate_detector.py``
-recalibrate them from your own healthy trace files, and the JSON output loads with
-:meth:`DetectorConfig.from_json`.
+of the demo model, studies 5-6; the tests by study 8; the variance test's reference and threshold by study 9);
+``spinal calibrate`` / ``scripts/calibrate_detector.py`` recalibrate them from your own healthy trace files, and the
+JSON output loads with :meth:`DetectorConfig.from_json`.
 """
 
 from __future__ import annotations
