@@ -8,15 +8,17 @@ the test set T7 once, by study 3's rules, and writes ``results.json``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from spinal_callback.config.detector import DetectorConfig
+from studies.replay import saved_config
 from studies.study4 import UPDATE_CHECK, score_test_set
 from studies.study6 import TURN_CHECK, TURN_ONLY, study5_detector
 
-__all__ = ["C6_MATCHED", "SHIPPED", "UPDATE_ONLY", "evaluate", "study6_detector"]
+__all__ = ["C6_MATCHED", "SHIPPED", "UPDATE_ONLY", "evaluate", "score_choice", "study6_detector"]
 
 SHIPPED = "shipped (study 6 detector)"
 UPDATE_ONLY = "update and turn jumps only"
@@ -55,3 +57,17 @@ def evaluate(out_dir: Path, calibration_dir: Path | None = None) -> dict[str, An
     return score_test_set(out_dir, "T7", configs, SHIPPED, chosen, matched_on="C6",
                           shipped_config=shipped.to_dict())
 
+
+
+def score_choice(out_dir: Path, test_set: str, shipped_name: str, before_name: str, before: DetectorConfig,
+                 kept: tuple[str, ...]) -> dict[str, Any]:
+    """Score test set ``test_set`` once with the choice of ``<out_dir>/calibration.json`` (studies 8 and 9): the
+    shipped detector (the saved config read over ``before``, the detector shipped before it), ``before`` itself, the
+    update and turn tests alone, and the baselines at their C6 thresholds; ``kept``: keys of the choice copied into
+    ``results.json``."""
+    chosen = json.loads((out_dir / "calibration.json").read_text())
+    shipped = saved_config(chosen["shipped_config"], before)
+    configs = {shipped_name: shipped, before_name: before,
+               UPDATE_ONLY: replace(shipped, checks=(UPDATE_CHECK, TURN_CHECK))}
+    return score_test_set(out_dir, test_set, configs, shipped_name, chosen, matched_on="C6",
+                          **{key: chosen[key] for key in kept})

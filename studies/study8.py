@@ -15,12 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from studies.replay import Run, alarm_reasons, saved_config
+from studies.replay import Run, alarm_reasons
 from studies.study2 import load_set
 from studies.study3 import RECORDED_INTERVAL, onsets_of, probe_steps, replayed_summary
-from studies.study4 import UPDATE_CHECK, score_test_set
-from studies.study6 import TURN_CHECK
-from studies.study7 import C6_MATCHED, study6_detector
+from studies.study7 import C6_MATCHED, score_choice, study6_detector
 
 __all__ = ["CALIBRATION_PARTS", "SHIPPED", "STUDY6", "UPDATE_ONLY", "choose", "evaluate", "test_record"]
 
@@ -88,8 +86,4 @@ def evaluate(out_dir: Path, calibration_dir: Path | None = None) -> dict[str, An
 
     ``calibration_dir`` is not read (every choice is in ``calibration.json``).
     """
-    chosen = json.loads((out_dir / "calibration.json").read_text())
-    shipped = saved_config(chosen["shipped_config"], study6_detector())
-    configs = {SHIPPED: shipped, STUDY6: study6_detector(),
-               UPDATE_ONLY: replace(shipped, checks=(UPDATE_CHECK, TURN_CHECK))}
-    return score_test_set(out_dir, "T8", configs, SHIPPED, chosen, dropped=chosen["dropped"], matched_on="C6")
+    return score_choice(out_dir, "T8", SHIPPED, STUDY6, study6_detector(), ("dropped",))

@@ -18,9 +18,8 @@ from spinal_callback.config.detector import DetectorConfig
 from studies.replay import Run, saved_config
 from studies.study2 import load_set
 from studies.study3 import onsets_of, replayed_summary
-from studies.study4 import UPDATE_CHECK, choose_threshold, score_test_set
-from studies.study6 import TURN_CHECK
-from studies.study7 import C6_MATCHED, study6_detector
+from studies.study4 import choose_threshold
+from studies.study7 import C6_MATCHED, score_choice, study6_detector
 
 __all__ = ["CALIBRATION_SETS", "SHIPPED", "STUDY8", "UPDATE_ONLY", "VARIANCE_ONLY", "VARIANCE_REFERENCE",
            "calibration_runs", "choose", "evaluate", "study8_detector"]
@@ -90,9 +89,4 @@ def evaluate(out_dir: Path, calibration_dir: Path | None = None) -> dict[str, An
 
     ``calibration_dir`` is not read (every choice is in ``calibration.json``).
     """
-    chosen = json.loads((out_dir / "calibration.json").read_text())
-    shipped = saved_config(chosen["shipped_config"], study8_detector())
-    configs = {SHIPPED: shipped, STUDY8: study8_detector(),
-               UPDATE_ONLY: replace(shipped, checks=(UPDATE_CHECK, TURN_CHECK))}
-    return score_test_set(out_dir, "T9", configs, SHIPPED, chosen, variance_threshold=chosen["variance_threshold"],
-                          variance_reference=chosen["variance_reference"], matched_on="C6")
+    return score_choice(out_dir, "T9", SHIPPED, STUDY8, study8_detector(), ("variance_threshold", "variance_reference"))
