@@ -65,6 +65,9 @@ of ``label_noise_ramp``, ``label_flip``, ``lr_jump`` and ``grad_ascent`` (:data:
 **Study 9** (pre-registered in ``docs/evidence.md``; :func:`study9_test_set`, :func:`study9_rollback_set`) tests the
 variance test measured against each signal's recent increments, chosen on studies 7 and 8's spent runs, on new seeds
 of study 8's models and fault families, 8 seeds per family (:data:`STUDY9_FAULT_SEEDS`).
+
+**Study 10** (pre-registered in ``docs/evidence.md``; :func:`study10_test_set`) chooses nothing: 40 more fault-free
+runs (:data:`STUDY10_HEALTHY_SEEDS`) for study 9's detector's false-alarm rate.
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ __all__ = [
     "STUDY8_MODELS",
     "STUDY9_FAULT_SEEDS",
     "STUDY9_HEALTHY_SEEDS",
+    "STUDY10_HEALTHY_SEEDS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -130,6 +134,7 @@ __all__ = [
     "study8_test_set",
     "study9_rollback_set",
     "study9_test_set",
+    "study10_test_set",
     "test_set",
 ]
 
@@ -194,6 +199,9 @@ STUDY8_HEALTHY_SEEDS = tuple(range(1700, 1730))
 STUDY9_FAULT_SEEDS = {family: tuple(range(2000 + 10 * i, 2008 + 10 * i)) for i, family in enumerate(STUDY8_FAULTS)}
 #: Seeds of T9's fault-free runs.
 STUDY9_HEALTHY_SEEDS = tuple(range(1900, 1930))
+
+#: Seeds of T10's fault-free runs (study 10 has no fault runs).
+STUDY10_HEALTHY_SEEDS = tuple(range(2100, 2140))
 
 #: Fault family → the RunSpec fields that make it (studies 2 and 3).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
@@ -598,6 +606,15 @@ def study9_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (1
     each identical to its T9 run except ``rollback=True``."""
     return _rollback_set(STUDY9_FAULT_SEEDS, STUDY9_HEALTHY_SEEDS, "T9", max_steps, fault_window, STUDY8_MODELS,
                          STUDY8_FAULT_MODELS)
+
+
+def study10_test_set(max_steps: int = 240) -> list[RunSpec]:
+    """Test set T10 of study 10 (40 runs): T10-healthy seeds 2100–2139 drawn as T8's and T9's (the model uniform over
+    :data:`STUDY8_MODELS`); no fault runs."""
+    return [healthy_test_spec(seed, max_steps, "T10-healthy", STUDY8_MODELS) for seed in STUDY10_HEALTHY_SEEDS]
+
+
+study10_test_set.__test__ = False  # type: ignore[attr-defined]
 
 
 def shorten(spec: RunSpec, max_steps: int) -> RunSpec:
