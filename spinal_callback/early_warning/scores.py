@@ -21,7 +21,7 @@ Given a signal's history ``x_0..x_{n−1}`` (observation index; ``n ≥ W + g``)
    metric whose spread grows as training sharpens the model) moves the reference with it, while a burst
    does not; ``E[V] ≈ 1.4`` on white noise (m = 8, R = 32). Without one (``R = 0``, studies 2-8)
    ``ref = 2σ̂_ref²``, σ̂_ref a noise scale measured before those increments; ``E[V] ≈ 0.47`` on white noise
-   (m = 8), more on heavy-tailed noise.
+   (m = 8).
 5. **Speed** ``s = ln((|x_n − x_{n−1}| + ε) / (median_j |Δx_j| + ε))``, the median over the increments inside
    the lagged window, ε = ``min_scale``: how many times further the signal moved at this observation than it
    typically did. Scale-free, so the same threshold serves learning rates and signals of any size; a healthy
