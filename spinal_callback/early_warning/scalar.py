@@ -110,9 +110,11 @@ def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: s
         window_steps = (st.history[first][0], st.history[first + cfg.window - 1][0])
         st.noise_pool.append((window_steps[1], residual_scale(fit.residuals)))
         sigma = noise_scale(st, cfg.min_scale)
-        start = st.history[len(values) - cfg.variance_window][0]  # first point of the variance window
-        sc = score_scalar(values, x, fit, sigma, cfg.lag, cfg.variance_window, noise_scale(st, cfg.min_scale, start),
-                          cfg.min_scale, cfg.variance_reference)
+        reference = None  # the variance ratio's own reference: the increments before its window
+        if not cfg.variance_reference:  # the pooled noise of windows that ended before the variance window
+            reference = noise_scale(st, cfg.min_scale, st.history[len(values) - cfg.variance_window][0])
+        sc = score_scalar(values, x, fit, sigma, cfg.lag, cfg.variance_window, reference, cfg.min_scale,
+                          cfg.variance_reference)
         if update:
             _judge_update(cfg, st, name, step, x, sc, layers, window_steps, out, update)
         else:
