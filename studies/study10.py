@@ -33,15 +33,22 @@ def study9_detector() -> DetectorConfig:
     return replace(study8_detector(), variance_reference=32, variance_threshold=33.72)
 
 
-def _summaries(healthy: Sequence[Run]) -> dict[str, dict[str, Any]]:
+def _scores(healthy: Sequence[Run]) -> dict[str, list[Score]]:
+    """Every detector and baseline replayed once on the fault-free runs ``healthy``."""
     onsets: dict[str, int | None] = {run.name: None for run in healthy}
     scores: dict[str, list[Score]] = {
         f"spinal: {name}": detector_scores(name, config, healthy, onsets, 1)
         for name, config in ((SHIPPED, study9_detector()), (STUDY8, study8_detector()))}
     scores.update(baseline_scores(healthy, onsets, dict(C6_MATCHED)))
-    steps = probe_steps(healthy, 1)
-    return {name: {**summarise(runs, steps, RECORDED_INTERVAL),
-                   "alarmed": sorted(s.run for s in runs if s.false_alarms)} for name, runs in scores.items()}
+    return scores
+
+
+def _false_alarms(runs: Sequence[Run], scores: dict[str, list[Score]]) -> dict[str, Any]:
+    """The set ``runs`` (whose replays are ``scores``): its size and each detector's false alarms."""
+    steps = probe_steps(runs, 1)
+    return {"runs": len(runs), "probe_steps": steps, "detectors": {
+        name: {**summarise(replays, steps, RECORDED_INTERVAL),
+               "alarmed": sorted(s.run for s in replays if s.false_alarms)} for name, replays in scores.items()}}
 
 
 def evaluate(out_dir: Path, calibration_dir: Path | None = None) -> dict[str, Any]:
@@ -57,11 +64,12 @@ def evaluate(out_dir: Path, calibration_dir: Path | None = None) -> dict[str, An
     if not t10 or not t9:
         raise FileNotFoundError(f"{len(t10)} finished T10-healthy runs in {out_dir} and {len(t9)} T9-healthy runs in "
                                 f"{t9_dir}: train T10 (and study 9's T9) first")
+    scores9, scores10 = _scores(t9), _scores(t10)  # each run replayed once
+    pooled = {name: [*scores9[name], *scores10[name]] for name in scores10}
     results = {
         "interval": RECORDED_INTERVAL, "shipped": f"spinal: {SHIPPED}", "matched_thresholds": dict(C6_MATCHED),
-        "sets": {"T10": {"runs": len(t10), "probe_steps": probe_steps(t10, 1), "detectors": _summaries(t10)},
-                 "T9 + T10": {"runs": len(t9) + len(t10), "probe_steps": probe_steps([*t9, *t10], 1),
-                              "detectors": _summaries([*t9, *t10])}},
+        "sets": {"T10": _false_alarms(t10, scores10),
+                 "T9 + T10": _false_alarms([*t9, *t10], pooled)},
         "live": sorted(run.name for run in t10 if run.live_alerts),
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))

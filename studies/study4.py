@@ -126,13 +126,14 @@ def healthy_part(calibration_dir: Path, set_name: str) -> list[Run]:
 
 
 def choose_threshold(healthy: Sequence[Run], out_dir: Path, set_name: str, base: DetectorConfig, check: str,
-                     names: tuple[str, str], matched: Any = None, round_up: int | None = None,
+                     names: tuple[str, str], matched: Any = None, round_up: int | None = None, write: bool = True,
                      **extra: Any) -> dict[str, Any]:
     """The one-threshold choice of studies 4, 6 and 9: ``check``'s threshold set alone on the fault-free runs
     ``healthy`` of calibration set ``set_name`` (:data:`UPDATE_TARGET_RATE`, from the data alone; ``round_up``:
     rounded up to that many decimals), shipped as ``base`` with that threshold; the false alarms there of the shipped
     detector and of ``check`` alone (``names``), the baselines' matched thresholds (on ``healthy``, unless
-    ``matched`` gives them); written to ``<out_dir>/calibration.json`` with ``extra``."""
+    ``matched`` gives them); written to ``<out_dir>/calibration.json`` with ``extra`` (unless not ``write``: a caller
+    that adds to it writes it)."""
     field = THRESHOLD_FIELDS[check]
     threshold = _calibrated_alone(healthy, base, check)
     if round_up is not None:
@@ -150,8 +151,9 @@ def choose_threshold(healthy: Sequence[Run], out_dir: Path, set_name: str, base:
         "matched_thresholds": matched_thresholds(healthy) if matched is None else dict(matched),
         "healthy_runs": len(healthy), "probe_steps": probe_steps(healthy, 1), **extra,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "calibration.json").write_text(json.dumps(result, indent=2, default=str))
+    if write:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "calibration.json").write_text(json.dumps(result, indent=2, default=str))
     return result
 
 
