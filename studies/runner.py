@@ -120,7 +120,8 @@ def load_model(model: str, cache_dir: str | os.PathLike[str], sft: Any = None,
     pre-trained once into ``cache_dir`` and loaded from there afterwards.
 
     Args:
-        model: a key of :data:`~studies.scenarios.MODELS` (``"M1"``, ``"M2"``, ``"M1p"``, ``"G1"``, ``"Q1"``).
+        model: a key of :data:`~studies.scenarios.MODELS` (``"M1"``, ``"M2"``, ``"M1p"``, ``"G1"``, ``"Q1"``, ``"M3"``,
+            ``"G2"``).
         cache_dir: cache of the pre-trained demo models (one sub-folder per shape, settings and seed).
         sft: the :class:`~spinal_callback.demo.model.SFTSettings` (default: the demo's).
         progress: show a progress bar while pre-training.
@@ -260,8 +261,8 @@ def run_study(spec: RunSpec, out_dir: str | os.PathLike[str], cache_dir: str | o
     torch.manual_seed(spec.seed)
     with silence_known_warnings():
         config = _dpo_config(spec, settings, run_dir)
-    spinal_config = SpinalConfig(
-        interval=settings.interval, num_probe_pairs=settings.num_probe_pairs,
+    spinal_config = SpinalConfig(  # trace_interval=0: a full depth trace at every probe, as in every study so far
+        interval=settings.interval, trace_interval=0, num_probe_pairs=settings.num_probe_pairs,
         on_alert=("log", "rollback") if spec.rollback else ("log",), rollback=RollbackConfig(**ROLLBACK),
         log_dir=str(run_dir / "tensorboard"), trace_path=str(run_dir / "spinal_trace.jsonl"), heatmaps=False,
     )

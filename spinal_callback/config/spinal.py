@@ -78,10 +78,12 @@ class SpinalConfig:
                   "a larger interval costs less (docs/benchmarks.md) — recalibrate with `spinal calibrate`."},
     )
     trace_interval: int = field(
-        default=0,
-        metadata={"help": "0 (default): every probe is a full depth trace. N > 0: a full depth trace every N "
-                  "optimizer steps and at step 0, and the probes in between measure only the bands the detector "
-                  "watches (the late band at least) — about half the cost of a full trace at 12+ layers."},
+        default=10,
+        metadata={"help": "A full depth trace (every layer's geometry, the heatmap columns) every N optimizer "
+                  "steps and at step 0 (default 10); the probes in between run the same forward, so every "
+                  "signal the detector reads is there, but measure only the last layer and the bands the "
+                  "detector watches (none by default): about 60 % of a full probe's cost on the demo "
+                  "(docs/benchmarks.md). 0: every probe is a full depth trace."},
     )
     update_coordinates: int = field(
         default=16384,

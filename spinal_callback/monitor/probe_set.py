@@ -139,19 +139,19 @@ def check_reference(
 
 
 def tier_layers(config: SpinalConfig, num_layers: int) -> list[int] | None:
-    """The layers a probe between full traces measures: every band the detector watches (``band/<band>/…``,
-    ``layers/<band>/…``), and the late band always (its last block also feeds the head readout). ``None``
-    (every layer) when a watched name is a pattern over bands, or the bands are all of them anyway."""
-    from spinal_callback.geometry import BAND_NAMES
+    """The layers a probe between full traces measures: every layer of each band whose signals the detector
+    watches (``band/<band>/<metric>`` and ``layers/<band>/<metric>``, exact names or patterns) and the last
+    layer. The forward runs to the last block in any case (its output feeds the head readout and the probe
+    pairs' signals) and one layer's metrics cost little, so the last layer is charted at every probe.
+    ``None`` (every layer) when that is all of them anyway."""
+    from spinal_callback.early_warning.names import NameResolver
+    from spinal_callback.geometry import BAND_NAMES, LAYER_METRICS
     from spinal_callback.geometry.selection import band_layers
 
-    bands = {"late"}
-    for name in [*config.detector.signals, *config.detector.vectors]:
-        kind, _, rest = name.partition("/")
-        if kind in ("band", "layers"):
-            band = rest.partition("/")[0]
-            if band not in BAND_NAMES:
-                return None
-            bands.add(band)
-    layers = sorted({layer for band in bands for layer in band_layers(band, num_layers, config.bands)})
-    return layers if layers and len(layers) < num_layers else None
+    watched = NameResolver([*config.detector.signals, *config.detector.vectors])
+    bands = {
+        band for band in BAND_NAMES
+        if any(watched(f"{kind}/{band}/{metric}") for kind in ("band", "layers") for metric in LAYER_METRICS)
+    }
+    layers = sorted({num_layers, *(layer for band in bands for layer in band_layers(band, num_layers, config.bands))})
+    return layers if len(layers) < num_layers else None

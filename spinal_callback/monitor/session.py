@@ -148,12 +148,12 @@ class MonitorSession:
                     sink = TensorBoardSink(
                         own, log_scalars=_also_to(own, log_scalars) if log_scalars else None,
                         heatmaps=cfg.heatmaps, owns_writer=True, layer_runs=cfg.layer_runs,
-                        heatmap_interval=cfg.heatmap_interval, log_text=log_text,
+                        heatmap_interval=cfg.heatmap_interval, log_text=log_text, draw_in_background=True,
                     )
                 else:
                     sink = TensorBoardSink(
                         writer, log_scalars=log_scalars, heatmaps=cfg.heatmaps, layer_runs=cfg.layer_runs,
-                        heatmap_interval=cfg.heatmap_interval, log_text=log_text,
+                        heatmap_interval=cfg.heatmap_interval, log_text=log_text, draw_in_background=True,
                     )
                 trace_writer = TraceWriter(self.trace_path)
             if cfg.probe_pairs is None and records is None:

@@ -4,11 +4,17 @@ A heatmap is redrawn when it gains a column (a full depth trace, a patching prob
 ``min_gap`` steps, and once more at the end for the columns held back — or when an alert or a rollback
 happens, at that step. Drawing can wait until the end of the step (``defer``), so that an alert
 the detector raises after the probe is already on the image of that step: one image per tag and step.
+
+With ``background=True`` the drawing and PNG encoding (tens of milliseconds per image) run on one worker
+thread, from a copy of the data taken when the image is due; the finished images are handed to the writer
+on the calling (training) thread at the next call, and :meth:`HeatmapImages.flush` waits for all of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -17,12 +23,16 @@ from spinal_callback.geometry.trace import LAYER_METRICS, DepthTrace
 from spinal_callback.sinks.heatmap import HeatmapHistory
 from spinal_callback.sinks.heatmap_figure import heatmap_figure
 from spinal_callback.sinks.metric_labels import METRIC_LABELS, metric_label_of
-from spinal_callback.sinks.summary_events import add_image_at
+from spinal_callback.sinks.summary_events import add_image_at, encode_image, write_encoded_image
 
 __all__ = ["TRACE_HEATMAP_TAGS", "HeatmapImages"]
 
 #: The depth-trace heatmaps, one per metric.
 TRACE_HEATMAP_TAGS = tuple(f"spinal/heatmap/{metric}" for metric in LAYER_METRICS)
+
+#: Images drawn in the background that may wait to be written before the caller waits for the oldest: two
+#: full redraws of every trace heatmap (memory: a few MiB).
+_MAX_IN_FLIGHT = 2 * len(TRACE_HEATMAP_TAGS)
 
 
 class _Series:
@@ -57,10 +67,15 @@ class HeatmapImages:
         min_gap: a new column redraws a heatmap only when its last image is at least ``min_gap`` steps old
             (0: every column). Alerts and rollbacks always redraw, and :meth:`write_stale` draws the columns
             still undrawn (at the end of training), so every column reaches an image.
+        background: draw and encode on a worker thread; ``writer`` is still called only from the thread that
+            calls this object (:meth:`write_pending`, :meth:`flush`). A failed drawing is raised there, once.
     """
 
-    def __init__(self, writer: Any, max_steps: int, min_gap: int = 0) -> None:
+    def __init__(self, writer: Any, max_steps: int, min_gap: int = 0, background: bool = False) -> None:
         self.writer = writer
+        self.background = background
+        self._worker: ThreadPoolExecutor | None = None
+        self._drawing: deque[tuple[str, int, Future[Any]]] = deque()
         self.max_steps = max_steps
         self.min_gap = int(min_gap)
         self.trace = _Series(max_steps)
@@ -106,15 +121,57 @@ class HeatmapImages:
                 self._mark(step, tags)
 
     def write_pending(self) -> None:
-        """Draw every heatmap marked since the last draw, at the step it was marked at."""
+        """Draw every heatmap marked since the last draw, at the step it was marked at (in the background:
+        start drawing it, and write the images finished so far)."""
         pending, self.pending = self.pending, None
-        if pending is None:
+        if pending is not None:
+            step, tags = pending
+            for tag in sorted(tags):
+                self._draw(tag, step)
+                self.last_drawn[tag] = step
+                self.stale.pop(tag, None)
+        self._write_finished(wait=False)
+
+    def flush(self) -> None:
+        """Draw what is marked and wait until every image has been written."""
+        self.write_pending()
+        self._write_finished(wait=True)
+
+    def close(self) -> None:
+        """Write every image (see :meth:`flush`) and stop the worker thread (idempotent)."""
+        try:
+            self.flush()
+        finally:
+            worker, self._worker = self._worker, None
+            if worker is not None:
+                worker.shutdown(wait=True)
+
+    def _draw(self, tag: str, step: int) -> None:
+        draw = self._drawing_of(tag)
+        if not self.background:
+            add_image_at(self.writer, tag, draw(), step)
             return
-        step, tags = pending
-        for tag in sorted(tags):
-            add_image_at(self.writer, tag, self.figure(tag), step)
-            self.last_drawn[tag] = step
-            self.stale.pop(tag, None)
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spinal-heatmaps")
+        writer = self.writer
+        self._drawing.append((tag, step, self._worker.submit(lambda: encode_image(writer, draw()))))
+        if len(self._drawing) > _MAX_IN_FLIGHT:
+            self._write_finished(wait=True, keep=_MAX_IN_FLIGHT)
+
+    def _write_finished(self, wait: bool, keep: int = 0) -> None:
+        """Write the finished images in the order they were asked for; with ``wait``, wait until at most
+        ``keep`` are left. A drawing that failed is raised after the others are written."""
+        failure: BaseException | None = None
+        while self._drawing and (self._drawing[0][2].done() or (wait and len(self._drawing) > keep)):
+            tag, step, future = self._drawing.popleft()
+            try:
+                encoded = future.result()
+            except Exception as exc:  # drawing failed: the other images are still written
+                failure = failure or RuntimeError(f"drawing the heatmap {tag!r} at step {step} failed: {exc!r}")
+                continue
+            write_encoded_image(self.writer, tag, encoded, step)
+        if failure is not None:
+            raise failure
 
     def write_stale(self) -> None:
         """Draw the heatmaps whose newest columns ``min_gap`` held back (at the end of training)."""
@@ -133,23 +190,23 @@ class HeatmapImages:
 
     def figure(self, tag: str) -> np.ndarray:
         """The current image of ``tag`` (:func:`heatmap_figure`)."""
-        alerts, rollbacks = self.alert_steps, self.rollback_steps
+        return self._drawing_of(tag)()
+
+    def _drawing_of(self, tag: str) -> Callable[[], np.ndarray]:
+        """A function that draws the current image of ``tag`` from a copy of its data (later columns, alerts or
+        rollbacks do not change it)."""
+        alerts, rollbacks = tuple(self.alert_steps), tuple(self.rollback_steps)
         if tag in self.extra:
             series = self.extra[tag]
-            return heatmap_figure(
-                series.values.matrix()[0],
-                series.step_list(),
-                series.layers,
-                metric_label_of(tag),
-                alerts=alerts,
-                rollbacks=rollbacks,
-                change=False,
+            values, steps, layers = series.values.matrix()[0], series.step_list(), list(series.layers)
+            label = metric_label_of(tag)
+            return lambda: heatmap_figure(
+                values, steps, layers, label, alerts=alerts, rollbacks=rollbacks, change=False
             )
         metric = tag.removeprefix("spinal/heatmap/")
-        matrix = self.trace.values.matrix()[LAYER_METRICS.index(metric)]
-        return heatmap_figure(
-            matrix, self.trace.step_list(), self.trace.layers, METRIC_LABELS[metric], alerts=alerts, rollbacks=rollbacks
-        )
+        matrix = self.trace.values.matrix()[LAYER_METRICS.index(metric)]  # matrix() stacks a new array
+        steps, layers, label = self.trace.step_list(), list(self.trace.layers), METRIC_LABELS[metric]
+        return lambda: heatmap_figure(matrix, steps, layers, label, alerts=alerts, rollbacks=rollbacks)
 
     def _mark(self, step: int, tags: set[str]) -> None:
         """Queue ``tags`` for drawing at ``step``; what was queued for an earlier step is drawn first."""

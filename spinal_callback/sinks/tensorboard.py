@@ -190,6 +190,9 @@ class TensorBoardSink:
         heatmap_interval: a new column redraws a heatmap only when its last image is at least this many
             steps old (0: at every full trace); alerts and rollbacks always redraw, and closing the sink
             draws the columns held back.
+        draw_in_background: draw and encode the heatmap images on one worker thread (tens of milliseconds per
+            image off the training thread); the writer is still called only from the thread that calls this
+            sink, and :meth:`flush` / :meth:`close` wait for every image.
     """
 
     def __init__(
@@ -204,6 +207,7 @@ class TensorBoardSink:
         open_layer_writer: Callable[[str], SummaryWriterLike] | None = None,
         heatmap_interval: int = 0,
         log_text: Callable[[str, str, int], None] | None = None,
+        draw_in_background: bool = False,
     ) -> None:
         if writer is None and log_scalars is None:
             raise ValueError("`writer` must be a SummaryWriter-like object unless `log_scalars` is given, got None")
@@ -221,7 +225,10 @@ class TensorBoardSink:
         if isinstance(heatmap_interval, bool) or not isinstance(heatmap_interval, int) or heatmap_interval < 0:
             raise ValueError(f"`heatmap_interval` must be an integer >= 0, got {heatmap_interval!r}")
         drawn = heatmaps and writer is not None
-        self.images = HeatmapImages(writer, heatmap_max_steps, min_gap=heatmap_interval) if drawn else None
+        self.images = (
+            HeatmapImages(writer, heatmap_max_steps, min_gap=heatmap_interval, background=draw_in_background)
+            if drawn else None
+        )
 
     def write_trace(self, step: int, trace: DepthTrace, *, defer_images: bool = False) -> dict[str, float]:
         """Write one depth trace: scalars, the per-layer runs, the layout (first call only) and the heatmaps.
@@ -301,22 +308,32 @@ class TensorBoardSink:
             self.log_text(tag, text, step)
 
     def flush(self) -> None:
-        """Write pending heatmaps and flush the writers."""
-        self.write_pending_images()
+        """Write pending heatmaps (waiting for those drawn in the background) and flush the writers."""
+        if self.images is not None:
+            self.images.flush()
         if self.layer_runs is not None:
             self.layer_runs.flush()
         if self.writer is not None:
             self.writer.flush()
 
     def close(self) -> None:
-        """Draw the heatmap columns held back, flush, close the per-layer runs, and the writer if this sink owns it."""
-        if self.images is not None:
-            self.images.write_stale()
-        self.write_pending_images()
+        """Draw the heatmap columns held back, flush, close the per-layer runs, and the writer if this sink owns it.
+
+        A heatmap that fails to draw is raised after the writers are flushed and closed: it costs no other data.
+        """
+        failure: Exception | None = None
+        images, self.images = self.images, None
+        if images is not None:
+            for finish in (images.write_stale, images.close):
+                try:
+                    finish()
+                except Exception as exc:
+                    failure = failure or exc
         if self.layer_runs is not None:
             self.layer_runs.close()
-        if self.writer is None:
-            return
-        self.writer.flush()
-        if self.owns_writer:
-            self.writer.close()
+        if self.writer is not None:
+            self.writer.flush()
+            if self.owns_writer:
+                self.writer.close()
+        if failure is not None:
+            raise failure

@@ -61,8 +61,9 @@ def test_scalars_reach_every_reporting_integration_at_the_probe_steps(tmp_path: 
     trainer.train()
     spinal = [(step, logs) for step, logs in recorder.seen if any(k.startswith("spinal/") for k in logs)]
     assert [step for step, _ in spinal] == [0, 2, 4]
-    for _, logs in spinal:
-        assert "spinal/band/late/transport" in logs and "spinal/transport/L1" in logs
+    for step, logs in spinal:  # a full depth trace at step 0 (trace_interval 10), the last layer at every probe
+        assert ("spinal/band/late/transport" in logs and "spinal/transport/L1" in logs) == (step == 0)
+        assert {"spinal/pairs/margin", "spinal/probe/seconds", "spinal/entropy/L6"} <= set(logs)
         assert all(k.startswith("spinal/") and isinstance(v, float) for k, v in logs.items())
     # TRL's own logs still arrive untouched, and the trainer's history holds no spinal entry.
     assert any("rewards/chosen" in logs for _, logs in recorder.seen)
@@ -111,7 +112,7 @@ def test_wandb_offline_receives_the_scalars(tmp_path: Path, monkeypatch: pytest.
     callback.set_trainer(trainer)
     trainer.train()
     wandb.finish()
-    spinal = [entry for entry in logged if "train/spinal/band/late/transport" in entry]
+    spinal = [entry for entry in logged if "train/spinal/pairs/margin" in entry]
     assert [entry["train/global_step"] for entry in spinal] == [0, 2]
     assert "spinal-callback** monitoring" in spinal[0]["train/spinal/config"]  # text reaches W&B at the 1st probe
     assert list((tmp_path / "wandb").glob("offline-run-*/*.wandb"))  # the offline run was really written
