@@ -68,6 +68,10 @@ of study 8's models and fault families, 8 seeds per family (:data:`STUDY9_FAULT_
 
 **Study 10** (pre-registered in ``docs/evidence.md``; :func:`study10_test_set`) chooses nothing: 40 more fault-free
 runs (:data:`STUDY10_HEALTHY_SEEDS`) for study 9's detector's false-alarm rate.
+
+**Study 11** (pre-registered in ``docs/evidence.md``; :func:`study11_test_set`, :func:`study11_rollback_set`) chooses
+nothing either: study 9's detector on two model shapes no study has used (M3, G2) beside the five, and on four fault
+families no detector has been tested on since study 4 (:data:`STUDY11_FAULTS`), 8 new seeds each.
 """
 
 from __future__ import annotations
@@ -107,6 +111,11 @@ __all__ = [
     "STUDY9_FAULT_SEEDS",
     "STUDY9_HEALTHY_SEEDS",
     "STUDY10_HEALTHY_SEEDS",
+    "STUDY11_FAULTS",
+    "STUDY11_FAULT_MODELS",
+    "STUDY11_FAULT_SEEDS",
+    "STUDY11_HEALTHY_SEEDS",
+    "STUDY11_MODELS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -135,6 +144,8 @@ __all__ = [
     "study9_rollback_set",
     "study9_test_set",
     "study10_test_set",
+    "study11_rollback_set",
+    "study11_test_set",
     "test_set",
 ]
 
@@ -203,8 +214,17 @@ STUDY9_HEALTHY_SEEDS = tuple(range(1900, 1930))
 #: Seeds of T10's fault-free runs (study 10 has no fault runs).
 STUDY10_HEALTHY_SEEDS = tuple(range(2100, 2140))
 
-#: Fault family → the RunSpec fields that make it (studies 2 and 3).
+#: Study 11's fault families: study 1's learning-rate ramp (×1.06 per step) and study 4's three optimizer-side
+#: faults, none tested on a detector since study 4.
+STUDY11_FAULTS = ("lr_ramp", "adam_beta2", "grad_noise", "weight_noise")
+#: Seeds of T11's fault runs, per family (8 each, 2300–2337).
+STUDY11_FAULT_SEEDS = {family: tuple(range(2300 + 10 * i, 2308 + 10 * i)) for i, family in enumerate(STUDY11_FAULTS)}
+#: Seeds of T11's fault-free runs.
+STUDY11_HEALTHY_SEEDS = tuple(range(2200, 2240))
+
+#: Fault family → the RunSpec fields that make it (studies 2 and 3; ``lr_ramp``: study 1's, from study 11 on).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
+    "lr_ramp": {"lr_growth": 1.06},
     "lr_jump": {"lr_jump": 20.0},
     "adam_beta2": {"adam_beta2": 0.5, "adam_eps": 1e-12},
     "grad_noise": {"grad_noise": 5.0},
@@ -240,6 +260,8 @@ MODELS = {
     "M1p": ModelShape(num_layers=9, hidden_size=96, sft_seed=1),
     "G1": ModelShape(num_layers=9, hidden_size=96, sft_seed=0, architecture="gpt2"),
     "Q1": ModelShape(num_layers=9, hidden_size=96, sft_seed=0, architecture="qwen2"),
+    "M3": ModelShape(num_layers=12, hidden_size=64, sft_seed=2),
+    "G2": ModelShape(num_layers=6, hidden_size=128, sft_seed=3, architecture="gpt2"),
 }
 #: The models studies 2-6 drew from (T-healthy runs draw uniformly over these, in this order).
 STUDY2_MODELS = ("M1", "M2", "M1p")
@@ -249,6 +271,11 @@ STUDY7_MODELS = ("G1", "Q1")
 STUDY8_MODELS = ("M1", "M2", "M1p", "G1", "Q1")
 #: ... and for its fault runs, by seed modulo 3: the demo's Llama, the GPT-2, the Qwen2.
 STUDY8_FAULT_MODELS = ("M1", "G1", "Q1")
+#: Study 11's models: the five and two shapes no earlier study used — a deeper, narrower Llama (12 blocks, width 64)
+#: and a shallower, wider GPT-2 (6 blocks, width 128), each from its own warm-up seed — for T11's fault-free runs ...
+STUDY11_MODELS = ("M1", "M2", "M1p", "G1", "Q1", "M3", "G2")
+#: ... and for its fault runs, by seed modulo 4: two of the five and the two new shapes.
+STUDY11_FAULT_MODELS = ("M1", "M3", "Q1", "G2")
 
 
 @dataclass(frozen=True)
@@ -615,6 +642,24 @@ def study10_test_set(max_steps: int = 240) -> list[RunSpec]:
 
 
 study10_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study11_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T11 of study 11, in protocol order (72 runs): T11-healthy seeds 2200–2239 drawn as T8's but over
+    :data:`STUDY11_MODELS`, then each family of :data:`STUDY11_FAULTS` on its 8 seeds (demo recipe; M1, M3, Q1, G2 by
+    seed modulo 4)."""
+    return _test_set(STUDY11_FAULT_SEEDS, STUDY11_HEALTHY_SEEDS, "T11", max_steps, fault_window, STUDY11_MODELS,
+                     STUDY11_FAULT_MODELS)
+
+
+study11_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study11_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Study 11's rollback-value runs (8): the first seed of each T11 fault family and T11-healthy seeds 2200–2203,
+    each identical to its T11 run except ``rollback=True``."""
+    return _rollback_set(STUDY11_FAULT_SEEDS, STUDY11_HEALTHY_SEEDS, "T11", max_steps, fault_window, STUDY11_MODELS,
+                         STUDY11_FAULT_MODELS)
 
 
 def shorten(spec: RunSpec, max_steps: int) -> RunSpec:

@@ -35,18 +35,18 @@ def test_bad_scenarios_are_refused():
     with pytest.raises(ValueError, match="`fault_window`"):
         run_spec("lr_ramp", 0, max_steps=100, fault_window=(130, 160))
     with pytest.raises(ValueError, match="`model`"):
-        RunSpec("healthy", 0, 10, model="M3")
+        RunSpec("healthy", 0, 10, model="M4")
     with pytest.raises(ValueError, match="`schedule`"):
         RunSpec("healthy", 0, 10, schedule="exponential")
     with pytest.raises(ValueError, match="`family`"):
-        scenarios.fault_test_spec("lr_ramp", 300)
+        scenarios.fault_test_spec("meltdown", 300)
 
 
 # ---------------------------------------------------------------------------------------------- study 2
 def test_models_are_the_protocols():
     assert {k: (m.num_layers, m.hidden_size, m.sft_seed, m.architecture) for k, m in MODELS.items()} == {
         "M1": (9, 96, 0, "llama"), "M2": (6, 128, 0, "llama"), "M1p": (9, 96, 1, "llama"),
-        "G1": (9, 96, 0, "gpt2"), "Q1": (9, 96, 0, "qwen2"),
+        "G1": (9, 96, 0, "gpt2"), "Q1": (9, 96, 0, "qwen2"), "M3": (12, 64, 2, "llama"), "G2": (6, 128, 3, "gpt2"),
     }
     assert scenarios.STUDY2_MODELS == ("M1", "M2", "M1p")  # what T-healthy runs of studies 2-6 drew from
     assert SCHEDULES == ("constant_with_warmup", "cosine", "linear")
@@ -428,7 +428,7 @@ def test_study8_and_9_sets_are_the_protocols(study, healthy_from, faults_from, p
     healthy = [r for r in test if r.part == f"T{study}-healthy"]
     assert healthy == [scenarios.healthy_test_spec(s, 240, f"T{study}-healthy", scenarios.STUDY8_MODELS)
                        for s in range(healthy_from, healthy_from + 30)]
-    assert {r.model for r in healthy} == set(MODELS)
+    assert {r.model for r in healthy} == set(scenarios.STUDY8_MODELS)
     faults = [r for r in test if r.part == f"T{study}-faults"]
     assert {f: [r.seed for r in faults if r.scenario == f] for f in scenarios.STUDY8_FAULTS} == {
         family: list(range(faults_from + 10 * i, faults_from + 10 * i + per_family))

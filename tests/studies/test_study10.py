@@ -22,7 +22,7 @@ def test_t10_is_the_protocols_and_new() -> None:
     test = scenarios.study10_test_set()
     assert test == [scenarios.healthy_test_spec(s, 240, "T10-healthy", scenarios.STUDY8_MODELS)
                     for s in range(2100, 2140)]
-    assert {r.model for r in test} == set(scenarios.MODELS) and not any(r.is_fault or r.rollback for r in test)
+    assert {r.model for r in test} == set(scenarios.STUDY8_MODELS) and not any(r.is_fault or r.rollback for r in test)
     earlier = (scenarios.calibration_set() + scenarios.test_set() + scenarios.study3_test_set()
                + scenarios.study4_test_set() + scenarios.study5_test_set() + scenarios.study6_test_set()
                + scenarios.study7_test_set() + scenarios.study8_test_set() + scenarios.study9_test_set())
