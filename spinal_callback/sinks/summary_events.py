@@ -24,16 +24,20 @@ import numpy as np
 __all__ = ["add_image_at", "add_scalars_at", "encode_image", "write_encoded_image"]
 
 
-def _own_file_writer(writer: Any, method: str) -> Any | None:
-    """The event file writer of torch's own ``SummaryWriter`` whose ``method`` is torch's, or ``None``."""
+def _is_torchs(writer: Any, method: str) -> bool:
+    """Whether ``writer`` is torch's own ``SummaryWriter`` with torch's ``method`` and a file writer to reach (a
+    look at its type only: nothing of the writer is called)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard not installed: whatever the writer is, it is not torch's
-        return None
-    if not isinstance(writer, SummaryWriter) or getattr(type(writer), method) is not getattr(SummaryWriter, method):
-        return None
-    get = getattr(writer, "_get_file_writer", None)
-    return get() if callable(get) else None
+        return False
+    return (isinstance(writer, SummaryWriter) and getattr(type(writer), method) is getattr(SummaryWriter, method)
+            and callable(getattr(writer, "_get_file_writer", None)))
+
+
+def _own_file_writer(writer: Any, method: str) -> Any | None:
+    """The event file writer of torch's own ``SummaryWriter`` whose ``method`` is torch's, or ``None``."""
+    return writer._get_file_writer() if _is_torchs(writer, method) else None
 
 
 def add_scalars_at(writer: Any, values: Mapping[str, float], step: int) -> None:
@@ -63,7 +67,7 @@ def encode_image(writer: Any, image: np.ndarray) -> Any:
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"`image` must be a height x width x 3 uint8 array, got {image.dtype} of shape {image.shape}")
-    if _own_file_writer(writer, "add_image") is None:
+    if not _is_torchs(writer, "add_image"):
         return image
     from PIL import Image
     from tensorboard.compat.proto.summary_pb2 import Summary

@@ -109,7 +109,15 @@ def test_the_sink_draws_in_the_background_and_closing_loses_nothing(tmp_path: Pa
 
     from spinal_callback.sinks.tensorboard import TensorBoardSink
 
-    sink = TensorBoardSink(SummaryWriter(str(tmp_path)), owns_writer=True, layer_runs=False, draw_in_background=True)
+    writer, threads = SummaryWriter(str(tmp_path)), set()
+    file_writer = writer._get_file_writer
+
+    def get_file_writer() -> Any:  # every use of the event file goes through here
+        threads.add(threading.get_ident())
+        return file_writer()
+
+    writer._get_file_writer = get_file_writer
+    sink = TensorBoardSink(writer, owns_writer=True, layer_runs=False, draw_in_background=True)
     for step in (0, 10):
         sink.write_trace(step, make_trace(offset=step / 10))
     sink.flush()  # drawn with the real figure
@@ -120,6 +128,7 @@ def test_the_sink_draws_in_the_background_and_closing_loses_nothing(tmp_path: Pa
     with pytest.raises(RuntimeError, match="MemoryError"):
         sink.close()  # the step-20 images failed, yet the writer was flushed and closed
     monkeypatch.setattr(heatmap_images, "heatmap_figure", real)
+    assert threads == {threading.get_ident()}  # the worker thread never touched the writer
     acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
     assert [e.step for e in acc.Images("spinal/heatmap/contraction")] == [0, 10]
