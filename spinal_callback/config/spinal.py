@@ -208,7 +208,9 @@ class SpinalConfig:
     heatmap_interval: int = field(
         default=50,
         metadata={"help": "Steps between heatmap images (0: at every full depth trace); alerts, rollbacks and the "
-                  "end of training always draw. Drawing and encoding an image costs tens of milliseconds."},
+                  "end of training always draw. Drawing and encoding an image costs tens of milliseconds, spent on a "
+                  "worker thread (the event file is written from the training thread; closing the callback waits "
+                  "for every image)."},
     )
     layer_runs: bool = field(
         default=True,
