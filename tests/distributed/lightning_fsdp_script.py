@@ -69,7 +69,7 @@ def spinal_config(patching: bool) -> SpinalConfig:
     if patching:
         extra = {"patch_interval": MAX_STEPS, "patch_low_rank_layers": 2, "patch_ranks": (1, 4), "patch_lasso": True,
                  "patch_attribution": True}
-    return SpinalConfig(interval=1, num_probe_pairs=4, on_alert=("log",), **extra)
+    return SpinalConfig(interval=1, trace_interval=0, num_probe_pairs=4, on_alert=("log",), **extra)  # full traces
 
 
 class CpuFSDPStrategy(FSDPStrategy):

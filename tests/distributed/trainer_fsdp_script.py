@@ -38,7 +38,7 @@ MAX_STEPS = 3
 
 
 def spinal_config() -> SpinalConfig:
-    return SpinalConfig(interval=1, num_probe_pairs=4, on_alert=("log",))
+    return SpinalConfig(interval=1, trace_interval=0, num_probe_pairs=4, on_alert=("log",))  # full traces
 
 
 def single_process_probe(model: torch.nn.Module, reference: torch.nn.Module, records: Any, tok: Any) -> dict:
