@@ -48,7 +48,7 @@ GEOMETRY = {**DEFAULT_SIGNALS, "band/late/transport": "both", "band/late/contrac
 
 def _config(actions: tuple[str, ...]) -> SpinalConfig:
     return SpinalConfig(
-        interval=1, num_probe_pairs=4, on_alert=actions,
+        interval=1, trace_interval=0, num_probe_pairs=4, on_alert=actions,  # a full trace at every probe
         detector={"warmup": 5, "signals": GEOMETRY},  # the late-band geometry plus the default signals
         rollback={"snapshot_interval": 2, "keep": 4, "lr_scale": 0.5},
     )

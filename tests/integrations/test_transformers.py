@@ -51,7 +51,7 @@ def _trace_records(path: str) -> list[dict]:
 
 
 def test_dpo_run_logs_traces_at_the_scheduled_steps(tmp_path: Path) -> None:
-    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=4))
+    callback = SpinalTrainerCallback(SpinalConfig(interval=2, trace_interval=0, num_probe_pairs=4))  # full traces
     trainer = _trainer(tmp_path, callback, max_steps=5)
     # TRL's default: recomputation must not disturb the probe (transformers 5 names the flag activation_checkpointing,
     # the old name goes in v6; 4.x has only gradient_checkpointing)
@@ -185,7 +185,7 @@ def test_bf16_policy_is_monitored(tmp_path: Path) -> None:
     tok = tokenizer()
     model = tiny_llama(len(tok)).to(torch.bfloat16)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
-    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=4))
+    callback = SpinalTrainerCallback(SpinalConfig(interval=2, trace_interval=0, num_probe_pairs=4))  # full traces
     config = DPOConfig(
         output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4, learning_rate=1e-3,
         report_to=[], bf16=True, use_cpu=True, max_length=32, save_strategy="no",
