@@ -4,8 +4,10 @@ The demo's tiny Llama (9 blocks, width 96) is pre-trained once (cached in ``--ca
 runs of ``--steps`` optimizer steps are timed in one process, arms side by side:
 
 - ``without``: ``--no-spinal`` (HF's own TensorBoard logging only);
-- ``with, interval N``: ``SpinalTrainerCallback`` at the demo's default interval (``--interval``, 5);
-- ``with, interval M``: the same at a larger interval (``--interval-large``, 25; 0 leaves it out).
+- ``with, interval N``: ``SpinalTrainerCallback`` at the library's default probe interval (``--interval``, 50), its
+  forward-free readings (update size and turn, TRL's metrics, the detector) at the default reading interval (2);
+- ``with, interval M``: the same at another probe interval (``--compare-interval``, 2: a probe at every reading, the
+  setting of the lead-time studies; 0 leaves the arm out).
 
 Every run trains a fresh deep copy of the same pre-trained weights (and its own frozen reference
 copy) with the same seed. Arms are interleaved in a palindromic order (A B C, C B A, A B C, …) so
@@ -138,11 +140,12 @@ def _instrument(callback: Any) -> dict[str, Any]:
     return record
 
 
-def _trace_probe_count(path: str | None) -> int | None:
+def _trace_record_count(path: str | None, kind: str = "trace") -> int | None:
+    """Records of ``kind`` in the trace file: ``"trace"`` (probes) or ``"signals"`` (readings between probes)."""
     if not path or not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as handle:
-        return sum(1 for line in handle if line.strip() and json.loads(line).get("type") == "trace")
+        return sum(1 for line in handle if line.strip() and json.loads(line).get("type") == kind)
 
 
 def _tensorboard_probe_seconds(log_dir: str | None) -> list[float] | None:
@@ -205,7 +208,8 @@ def run_once(args: argparse.Namespace, inputs: RunInputs, interval: int | None, 
     if record is not None:
         result.update(record)
         result["probes_done"] = callback.monitor.probes_done
-        result["trace_probes"] = _trace_probe_count(callback.trace_path)
+        result["trace_probes"] = _trace_record_count(callback.trace_path)
+        result["readings"] = _trace_record_count(callback.trace_path, "signals")
         result["tensorboard_probe_s"] = _tensorboard_probe_seconds(callback.log_dir)
     del trainer, callback, model, run_inputs
     gc.collect()
@@ -300,6 +304,7 @@ def summarize(runs: list[dict[str, Any]], intervals: Sequence[int]) -> dict[str,
             "cpu_overhead_pct": 100 * (median_cpu - base_cpu) / base_cpu,
             "cpu_overhead_pct_paired": _paired_pct(mine, base, "cpu_s"),
             "probes_per_run": probes,
+            "readings_between_probes_per_run": _median([r.get("readings") or 0 for r in mine]),
             "probe_s_median": probe_median,
             "probe_s_min": min(probe_s) if probe_s else math.nan,
             "probe_s_max": max(probe_s) if probe_s else math.nan,
@@ -381,7 +386,8 @@ def format_table(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             f"off-probe steps {_pct(row['off_probe_step_pct'])} (the step after a probe "
             f"{_pct(row['after_probe_step_pct'])}, the others {_pct(row['other_step_pct'])}); callback per probe "
             f"{row['callback_s_per_probe']:.3f} s, the probe itself {row['probe_s_median']:.3f} s; first probe + "
-            f"set-up {row['first_probe_incl_setup_s_median']:.3f} s; probe counts agree (monitor, trace file, "
+            f"set-up {row['first_probe_incl_setup_s_median']:.3f} s; readings between probes "
+            f"{row['readings_between_probes_per_run']:g}/run; probe counts agree (monitor, trace file, "
             f"TensorBoard): {'yes' if row['probe_counts_consistent'] else 'NO'}"
         )
     if rows:
@@ -401,7 +407,9 @@ def format_table(summary: dict[str, Any], meta: dict[str, Any]) -> str:
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    default_interval = build_parser().get_default("interval")
+    from spinal_callback import SpinalConfig
+
+    default_interval = SpinalConfig().interval
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
@@ -409,9 +417,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None,
                         help="DPO optimizer steps per run (default: the demo's 120; 30 quick).")
     parser.add_argument("--interval", type=int, default=default_interval,
-                        help=f"Probe interval of the main arm (default: the demo's, {default_interval}).")
-    parser.add_argument("--interval-large", type=int, default=25,
-                        help="Probe interval of the second arm (default: 25; 0 leaves the arm out).")
+                        help=f"Probe interval of the main arm (default: the library's, {default_interval}).")
+    parser.add_argument("--compare-interval", "--interval-large", dest="interval_large", type=int, default=2,
+                        help="Probe interval of the second arm (default: 2, a probe at every reading; 0 leaves the "
+                        "arm out).")
     parser.add_argument("--reps", type=int, default=None, help="Repetitions per arm (default: 6; 2 quick).")
     parser.add_argument("--batch-size", type=int, default=build_parser().get_default("batch_size"),
                         help="Preference pairs per optimizer step (default: the demo's). The probe's cost is "

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.detector import DEFAULT_SIGNALS, PROBE_PAIR_SIGNALS, DetectorConfig
 from spinal_callback.early_warning import (
     AlertReason,
     EarlyWarningDetector,
@@ -28,8 +28,15 @@ from spinal_callback.sinks.jsonl import read_trace_file
 
 __all__ = [
     "STUDY2_CHECKS", "VARIANTS", "Run", "alarms", "calibrated", "load", "observations", "saved_config",
-    "variant_config",
+    "studied_defaults", "variant_config",
 ]
+
+
+def studied_defaults() -> DetectorConfig:
+    """The library's :class:`DetectorConfig` defaults as studies 2–11 ran them: TRL's metrics and the probe pairs'
+    DPO quantities watched (``DEFAULT_SIGNALS`` + ``PROBE_PAIR_SIGNALS``), no signal checked for NON_FINITE alone
+    (``finite_signals`` came with study 12). Every pinned detector of those studies starts from it."""
+    return DetectorConfig(signals={**DEFAULT_SIGNALS, **PROBE_PAIR_SIGNALS}, finite_signals=())
 
 _GEOMETRY = {f"band/late/{m}": "both" for m in ("contraction", "transport", "entropy", "transport_curvature")}
 _PROBE_SET = {f"pairs/{m}": "both" for m in ("logp_chosen", "logp_rejected", "margin", "logratio_margin")}
@@ -55,7 +62,9 @@ VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
 
 @dataclass
 class Run:
-    """One finished run: its spec, training logs, held-out evaluations and trace records."""
+    """One finished run: its spec, training logs, held-out evaluations and trace records (``traces``: every step
+    the detector was fed — ``"trace"`` records, and since study 12 the ``"signals"`` records of the readings between
+    probes)."""
 
     name: str
     spec: dict[str, Any]
@@ -93,7 +102,7 @@ def load(run_dir: str | Path) -> Run:
     return Run(
         name=run_dir.name, spec=meta["spec"],
         logs=[r for r in _jsonl(run_dir / "logs.jsonl") if "loss" in r], evals=_jsonl(run_dir / "evals.jsonl"),
-        traces=[r for r in records if r.get("type") == "trace"],
+        traces=[r for r in records if r.get("type") in ("trace", "signals")],
         live_alerts=[r for r in records if r.get("type") == "alert"],
         rollbacks=[r for r in records if r.get("type") == "rollback"],
     )
@@ -134,7 +143,7 @@ def variant_config(name: str, base: DetectorConfig | None = None) -> DetectorCon
     """The detector settings of variant ``name`` (uncalibrated thresholds of ``base``; by default the library's,
     with study 2's tests on every watched signal)."""
     signals, vectors = VARIANTS[name]
-    base = base or replace(DetectorConfig(), checks=STUDY2_CHECKS, variance_signals=("*",), variance_reference=0)
+    base = base or replace(studied_defaults(), checks=STUDY2_CHECKS, variance_signals=("*",), variance_reference=0)
     checks = tuple(c for c in base.checks if c != "pattern_change" or vectors)
     return replace(base, signals=dict(signals), vectors=tuple(vectors), checks=checks)
 

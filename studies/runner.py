@@ -47,6 +47,11 @@ class StudySettings:
     Attributes:
         batch_size: preference pairs per optimizer step.
         interval: spinal geometry probe every N steps.
+        signal_interval: spinal's forward-free readings (and its detector) every N steps (``None``: the library's
+            default for ``interval``; with ``interval=2``, every probe).
+        watch_probe_pairs: the detector of studies 2–11, which watched the probe pairs' DPO quantities besides
+            TRL's metrics (``DEFAULT_SIGNALS`` + ``PROBE_PAIR_SIGNALS``); ``False``: the library's default
+            detector since study 12 (TRL's metrics and the update tests).
         num_probe_pairs: pairs in spinal's probe set (the first training records, as by default).
         eval_every: held-out evaluation every N steps and at step 0; 0: none (``evals.jsonl`` stays empty).
         eval_problems: held-out problems for greedy accuracy.
@@ -56,6 +61,8 @@ class StudySettings:
 
     batch_size: int = 16
     interval: int = 2
+    signal_interval: int | None = None
+    watch_probe_pairs: bool = True
     num_probe_pairs: int = 16
     eval_every: int = 2
     eval_problems: int = 200
@@ -226,7 +233,8 @@ def run_study(spec: RunSpec, out_dir: str | os.PathLike[str], cache_dir: str | o
 
     The policy is the spec's pre-trained tiny Llama (:data:`~studies.scenarios.MODELS`; built once into
     ``cache_dir`` and shared by every run); the reference is a frozen copy of it. The spinal callback probes
-    every ``settings.interval`` steps with its default detector and only logs alerts, or logs and rolls back
+    every ``settings.interval`` steps with the detector ``settings.watch_probe_pairs`` names and only logs alerts,
+    or logs and rolls back
     (:data:`ROLLBACK`) when ``spec.rollback``. Existing files of an unfinished run are replaced.
 
     Args:
@@ -241,10 +249,12 @@ def run_study(spec: RunSpec, out_dir: str | os.PathLike[str], cache_dir: str | o
     from trl import DPOTrainer
 
     from spinal_callback import RollbackConfig, SpinalConfig, SpinalTrainerCallback
+    from spinal_callback.config.detector import DetectorConfig
     from spinal_callback.demo.data import task_dataset
     from spinal_callback.demo.inputs import silence_known_warnings
     from spinal_callback.demo.task import AdditionTask
     from spinal_callback.model.probe_batch import collate_pairs, tokenize_pairs
+    from studies.replay import studied_defaults
 
     settings = settings or StudySettings()
     run_dir = Path(out_dir) / spec.name
@@ -261,8 +271,10 @@ def run_study(spec: RunSpec, out_dir: str | os.PathLike[str], cache_dir: str | o
     torch.manual_seed(spec.seed)
     with silence_known_warnings():
         config = _dpo_config(spec, settings, run_dir)
+    detector = studied_defaults() if settings.watch_probe_pairs else DetectorConfig()
     spinal_config = SpinalConfig(  # trace_interval=0: a full depth trace at every probe, as in every study so far
-        interval=settings.interval, trace_interval=0, num_probe_pairs=settings.num_probe_pairs,
+        interval=settings.interval, signal_interval=settings.signal_interval, trace_interval=0,
+        num_probe_pairs=settings.num_probe_pairs, detector=detector,
         on_alert=("log", "rollback") if spec.rollback else ("log",), rollback=RollbackConfig(**ROLLBACK),
         log_dir=str(run_dir / "tensorboard"), trace_path=str(run_dir / "spinal_trace.jsonl"), heatmaps=False,
     )

@@ -24,7 +24,7 @@ from typing import Any
 from spinal_callback.config.detector import DetectorConfig
 from spinal_callback.early_warning import calibrate
 from studies.ground_truth import behavioural_onset
-from studies.replay import Run, alarms, observations, saved_config
+from studies.replay import Run, alarms, observations, saved_config, studied_defaults
 from studies.scoring import BASELINES, Score, matched_threshold, score, summarise
 from studies.study2 import baseline_scores, compare, load_set, rollback_value
 
@@ -78,7 +78,7 @@ FAULT_PARTS = ("C-faults", "T-faults")
 def variant_config(name: str) -> DetectorConfig:
     """Variant ``name`` with the shipped config's other settings (thresholds still uncalibrated)."""
     signals, vectors, checks, speed = VARIANTS[name]
-    return replace(DetectorConfig(), signals=dict(signals), vectors=tuple(vectors), checks=tuple(checks),
+    return replace(studied_defaults(), signals=dict(signals), vectors=tuple(vectors), checks=tuple(checks),
                    variance_signals=("*",),  # study 3 ran the variance test on every watched signal
                    variance_reference=0,  # against the pooled noise scale (the recent-increment one came with study 9)
                    speed_signals=tuple(speed))

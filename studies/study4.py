@@ -25,7 +25,7 @@ from typing import Any
 from spinal_callback.config.detector import CHECKS, DetectorConfig
 from spinal_callback.early_warning import calibrate
 from spinal_callback.early_warning.calibrate import THRESHOLD_FIELDS
-from studies.replay import Run, observations, saved_config
+from studies.replay import Run, observations, saved_config, studied_defaults
 from studies.scoring import Score
 from studies.study2 import baseline_scores, compare, load_set, rollback_value
 from studies.study3 import (
@@ -73,7 +73,7 @@ UPDATE_ONLY = "update jump only"
 def study3_detector() -> DetectorConfig:
     """Study 3's shipped detector, pinned (the library's defaults have moved on since): the variance test on every
     watched signal, thresholds z 20.59, h 38.99, variance 6.82, speed 4.31, no turn test."""
-    return replace(DetectorConfig(), variance_signals=("*",), checks=STUDY4_CHECKS, z_threshold=20.59, cusum_h=38.99,
+    return replace(studied_defaults(), variance_signals=("*",), checks=STUDY4_CHECKS, z_threshold=20.59, cusum_h=38.99,
                    variance_threshold=6.82, variance_reference=0, speed_threshold=4.31)
 
 

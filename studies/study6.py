@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spinal_callback.config.detector import DetectorConfig
-from studies.replay import saved_config
+from studies.replay import saved_config, studied_defaults
 from studies.study4 import STUDY4_CHECKS, UPDATE_CHECK, choose_threshold, healthy_part, score_test_set
 
 __all__ = ["SHIPPED", "STUDY5", "TURN_CHECK", "TURN_ONLY", "UPDATE_ONLY", "choose", "evaluate", "study5_detector"]
@@ -34,7 +34,7 @@ TURN_ONLY = "turn jump only"
 def study5_detector() -> DetectorConfig:
     """Study 5's shipped detector, pinned: the variance test on ``logps/chosen``, thresholds z 20.59, h 38.59,
     variance 4.61, speed 4.31, the update test on ``update/size`` at 0.41, no turn test."""
-    return replace(DetectorConfig(), variance_signals=("logps/chosen",), checks=STUDY4_CHECKS, z_threshold=20.59,
+    return replace(studied_defaults(), variance_signals=("logps/chosen",), checks=STUDY4_CHECKS, z_threshold=20.59,
                    cusum_h=38.59, variance_threshold=4.61, variance_reference=0, speed_threshold=4.31,
                    update_signals=(SIZE,), update_threshold=0.41)
 

@@ -20,9 +20,10 @@ from typing import Any, Literal
 from spinal_callback.config.validation import check_int, fields_of, read_json_object
 
 __all__ = [
-    "CHECKS", "DEFAULT_CHECKS", "DEFAULT_SIGNALS", "DEFAULT_SPEED_SIGNALS", "DEFAULT_TURN_SIGNALS",
+    "CHECKS", "DEFAULT_CHECKS", "DEFAULT_FINITE_SIGNALS", "DEFAULT_SIGNALS", "DEFAULT_SPEED_SIGNALS",
+    "DEFAULT_TURN_SIGNALS",
     "DEFAULT_UPDATE_SIGNALS", "DEFAULT_VARIANCE_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS",
-    "DPO_METRICS", "DetectorConfig",
+    "DPO_METRICS", "PROBE_PAIR_SIGNALS", "DetectorConfig",
 ]
 
 #: Direction priors a signal can carry: ``"both"`` (no prior: a break either way counts), ``"up"`` / ``"down"``
@@ -39,7 +40,8 @@ DEFAULT_CHECKS: tuple[str, ...] = tuple(c for c in CHECKS if c != "slope_change"
 
 #: Signals the SPEED_JUMP test applies to by default: the fixed probe pairs' completion log-likelihoods. On a
 #: fixed, eval-mode probe set their step-to-step change measures how far one optimizer update moved the model,
-#: with almost no sampling noise.
+#: with almost no sampling noise. The test applies only to watched signals, and the probe pairs are not watched by
+#: default since study 12: it runs when you watch them (:data:`PROBE_PAIR_SIGNALS`).
 DEFAULT_SPEED_SIGNALS: tuple[str, ...] = ("pairs/logp_chosen", "pairs/logp_rejected")
 
 #: Signals the VARIANCE_BURST test applies to, among the watched signals: TRL's batch chosen log-probability, as
@@ -57,23 +59,34 @@ DEFAULT_UPDATE_SIGNALS: tuple[str, ...] = ("update/size",)
 #: course the sampled weights took over the probes before it (:mod:`spinal_callback.monitor.update_size`).
 DEFAULT_TURN_SIGNALS: tuple[str, ...] = ("update/turn",)
 
-#: Watched scalar signals and their direction priors: the shipped default is what the lead-time study's
-#: calibration set chose (docs/evidence.md, studies 2 and 3): TRL's DPO metrics (watched when the trainer logs them)
-#: and the DPO quantities of the fixed probe pairs, measured in the probe's own forward
-#: (:mod:`spinal_callback.monitor.signals`). On that set no geometry or head variant separated faults from
-#: healthy runs; they stay available (``band/<band>/<metric>``, ``head/…``, ``layers/<band>/<metric>`` vectors).
-#: No direction prior: healthy DPO moves every one of them either way (likelihood displacement, Razin et al.
-#: 2024).
+#: Watched scalar signals and their direction priors: TRL's DPO metrics (watched when the trainer logs them), read
+#: with the update signals at every reading, without a forward. The lead-time study's calibration set chose these
+#: and the DPO quantities of the fixed probe pairs (docs/evidence.md, studies 2 and 3); since the probe forward runs
+#: only every ``SpinalConfig.interval`` steps (50 by default) — too seldom for a lead of tens of steps, and a cadence
+#: their thresholds were not calibrated at — the probe pairs are no longer watched by default (study 12). Watch them
+#: (:data:`PROBE_PAIR_SIGNALS`) when you probe at the reading interval (``SpinalConfig(interval=2)``). On the
+#: calibration set no geometry or head variant separated faults from healthy runs; they stay available
+#: (``band/<band>/<metric>``, ``head/…``, ``layers/<band>/<metric>`` vectors). No direction prior: healthy DPO moves
+#: every one of them either way (likelihood displacement, Razin et al. 2024).
 DEFAULT_SIGNALS: dict[str, str] = {
     "rewards/chosen": "both",
     "logps/chosen": "both",
     "rewards/accuracies": "both",
     "rewards/margins": "both",
+}
+
+#: The probe pairs' DPO quantities the studies up to 11 watched by default (``DEFAULT_SIGNALS`` until study 12);
+#: ``DetectorConfig(signals={**DEFAULT_SIGNALS, **PROBE_PAIR_SIGNALS})`` watches them again.
+PROBE_PAIR_SIGNALS: dict[str, str] = {
     "pairs/logp_chosen": "both",
     "pairs/logp_rejected": "both",
     "pairs/margin": "both",
     "pairs/logratio_margin": "both",
 }
+
+#: Signals checked for NON_FINITE alone by default: the probe forward's head and probe-pair signals, which a probe
+#: that meets non-finite activations feeds as NaN — so such a probe raises NON_FINITE whatever else is watched.
+DEFAULT_FINITE_SIGNALS: tuple[str, ...] = ("head/*", "pairs/*")
 
 #: Watched per-layer vectors (see :func:`~spinal_callback.early_warning.inputs.vectors_from_trace`) for the
 #: cross-layer PATTERN_CHANGE test: none by default (the study's calibration set did not choose them); e.g.
@@ -118,8 +131,10 @@ class DetectorConfig:
                   "without 'spinal/' ('band/late/transport') or DPO metric names ('logps/chosen'); glob patterns "
                   "('band/late/*') are allowed and must match at least one available signal. Signals never fed "
                   "are not watched. Default: TRL's rewards/chosen, logps/chosen, rewards/accuracies and "
-                  "rewards/margins, and the probe pairs' pairs/logp_chosen, pairs/logp_rejected, pairs/margin "
-                  "and pairs/logratio_margin, all 'both'."},
+                  "rewards/margins, all 'both', read every signal_interval steps. The probe pairs' "
+                  "pairs/logp_chosen, pairs/logp_rejected, pairs/margin and pairs/logratio_margin (watched by "
+                  "default up to study 11) come only with the probe forward; watch them when you probe at the "
+                  "reading interval."},
     )
     vectors: Sequence[str] = field(
         default=DEFAULT_VECTORS,
@@ -250,6 +265,13 @@ class DetectorConfig:
                   "latest update turned that many times further from the weights' recent course than expected. "
                   "One exceedance opens an episode; one-sided. Calibrated."},
     )
+    finite_signals: Sequence[str] = field(
+        default=DEFAULT_FINITE_SIGNALS,
+        metadata={"help": "Signals (names or glob patterns) checked for NON_FINITE alone, besides the watched "
+                  "`signals`: one that turns NaN/inf after finite values raises NON_FINITE at once; no other test "
+                  "applies to them. Default: the probe forward's head/* and pairs/* signals, which a probe that meets "
+                  "non-finite activations feeds as NaN. Empty: only the watched signals are checked."},
+    )
     min_consecutive: int = field(
         default=2,
         metadata={"help": "Consecutive exceedances of one test needed to open an episode (and raise its one "
@@ -318,6 +340,7 @@ class DetectorConfig:
         if both:
             raise ValueError(f"{', '.join(map(repr, both))} cannot be both in `update_signals` and in `turn_signals`: "
                              "each is watched by one test; keep a step size in the first and a turn in the second")
+        self.finite_signals = self._check_names("finite_signals", self.finite_signals, allow_empty=True)
         check_int("min_consecutive", self.min_consecutive, 1)
         self.release_fraction = _float("release_fraction", self.release_fraction, 0.0, 1.0, open_low=True,
                                        open_high=True)
@@ -373,6 +396,7 @@ class DetectorConfig:
         data["speed_signals"] = list(self.speed_signals)
         data["update_signals"] = list(self.update_signals)
         data["turn_signals"] = list(self.turn_signals)
+        data["finite_signals"] = list(self.finite_signals)
         return data
 
     @classmethod

@@ -71,11 +71,21 @@ class SpinalConfig:
     """
 
     interval: int = field(
-        default=2,
-        metadata={"help": "Probe every `interval` optimizer steps (plus step 0, the baseline): the output-head and "
-                  "probe-pair signals and the bands the detector watches, which the early warning reads. The "
-                  "default 2 is what the lead-time study calibrated the shipped detector at (docs/evidence.md); "
-                  "a larger interval costs less (docs/benchmarks.md) — recalibrate with `spinal calibrate`."},
+        default=50,
+        metadata={"help": "The probe forward every `interval` optimizer steps (plus step 0, the baseline): the "
+                  "output head's and the probe pairs' signals (head/…, pairs/…) and the last layer's geometry, "
+                  "with a full depth trace every `trace_interval` steps. It costs about 0.2 of a training step on "
+                  "the demo model (docs/benchmarks.md). The early warning does not wait for it: its default "
+                  "signals are read every `signal_interval` steps without a forward. A multiple of "
+                  "`signal_interval`."},
+    )
+    signal_interval: int | None = field(
+        default=None,
+        metadata={"help": "Every N optimizer steps (and at step 0) the monitor reads the signals that need no "
+                  "forward — update/size, update/turn and the trainer's logged metrics — and runs the early-warning "
+                  "detector; at the probe steps the probe's signals join them. The shipped detector's thresholds "
+                  "were calibrated at 2 (docs/evidence.md); recalibrate with `spinal calibrate` for another value. "
+                  "Default (None): 2 when `interval` is even, else `interval` (readings only at the probes)."},
     )
     trace_interval: int = field(
         default=10,
@@ -220,6 +230,15 @@ class SpinalConfig:
 
     def __post_init__(self) -> None:
         check_int("interval", self.interval, 1)
+        if self.signal_interval is not None:
+            check_int("signal_interval", self.signal_interval, 1)
+            if self.interval % self.signal_interval:
+                raise ValueError(
+                    f"`interval` ({self.interval}) must be a multiple of `signal_interval` ({self.signal_interval}): "
+                    "the probe steps are reading steps too; e.g. set interval="
+                    f"{self.signal_interval * max(1, round(self.interval / self.signal_interval))} or leave "
+                    "signal_interval at None"
+                )
         check_int("trace_interval", self.trace_interval, 0)
         check_int("update_coordinates", self.update_coordinates, 0)
         check_int("num_probe_pairs", self.num_probe_pairs, 1)
@@ -319,6 +338,14 @@ class SpinalConfig:
                     raise ValueError(f"`probe_pairs[{i}]['{key}']` is an empty completion; give it text to score")
             checked.append({k: pair[k] for k in _PAIR_FIELDS})
         return checked
+
+    @property
+    def reading_interval(self) -> int:
+        """Steps between readings of the forward-free signals (and detector runs): ``signal_interval``, or by
+        default 2 when ``interval`` is even, else ``interval``."""
+        if self.signal_interval is not None:
+            return self.signal_interval
+        return 2 if self.interval % 2 == 0 else self.interval
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-able view (callables shown by name)."""

@@ -58,9 +58,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_output_dir: st
 
     spinal = parser.add_argument_group("spinal callback")
     spinal.add_argument("--no-spinal", action="store_true", help="Train without the spinal callback.")
-    spinal.add_argument("--interval", type=int, default=2,
-                        help="Probe every N optimizer steps: the early-warning signals and the late band "
-                        "(default: 2, the library's default).")
+    spinal.add_argument("--interval", type=int, default=10,
+                        help="The probe forward (probe-pair signals, last-layer geometry) every N optimizer steps "
+                        "(default: 10, for a dense dashboard on a short run; the library's default is 50).")
+    spinal.add_argument("--signal-interval", type=int, default=None,
+                        help="Read the early warning's forward-free signals (update size and turn, the trainer's "
+                        "metrics) and run the detector every N steps (default: the library's, 2 for an even "
+                        "--interval).")
     spinal.add_argument("--trace-interval", type=int, default=10,
                         help="Full depth trace every N optimizer steps (default: 10; 0: every probe).")
     spinal.add_argument("--num-probe-pairs", type=int, default=16,
@@ -77,6 +81,10 @@ def check_common_arguments(parser: argparse.ArgumentParser, args: argparse.Names
     for flag, value in positive:
         if value <= 0:
             parser.error(f"{flag} must be positive, got {value}")
+    if args.signal_interval is not None and args.signal_interval <= 0:
+        parser.error(f"--signal-interval must be positive, got {args.signal_interval}")
+    if args.signal_interval is not None and args.interval % args.signal_interval:
+        parser.error(f"--interval ({args.interval}) must be a multiple of --signal-interval ({args.signal_interval})")
     if args.trace_interval < 0:
         parser.error(f"--trace-interval must be 0 or positive, got {args.trace_interval}")
     if args.learning_rate is not None and args.learning_rate <= 0:

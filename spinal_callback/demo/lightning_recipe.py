@@ -107,7 +107,8 @@ def _build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, An
 
         callback = SpinalLightningCallback(
             SpinalConfig(
-                interval=args.interval, trace_interval=args.trace_interval, num_probe_pairs=args.num_probe_pairs
+                interval=args.interval, signal_interval=args.signal_interval, trace_interval=args.trace_interval,
+                num_probe_pairs=args.num_probe_pairs,
             )
         )
         callbacks.append(callback)

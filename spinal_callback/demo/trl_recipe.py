@@ -73,6 +73,7 @@ def _spinal_config(args: argparse.Namespace) -> Any:
 
     return SpinalConfig(
         interval=args.interval,
+        signal_interval=args.signal_interval,
         trace_interval=args.trace_interval,
         num_probe_pairs=args.num_probe_pairs,
         on_alert=tuple(a.strip() for a in args.on_alert.split(",") if a.strip()),

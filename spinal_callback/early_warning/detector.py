@@ -23,7 +23,8 @@ lag ``g``; see :mod:`~spinal_callback.early_warning.scores`):
   without a forward);
 - **TURN_JUMP** (signals in ``turn_signals``, watched by no other test): the same ratio reaches ``turn_threshold``
   — the latest update turned far further from the weights' recent course than before (``update/turn``);
-- **NON_FINITE**: a NaN/±inf after finite values, at once (warm-up or not).
+- **NON_FINITE**: a NaN/±inf after finite values, at once (warm-up or not) — on every watched signal, and on the
+  ``finite_signals`` that no other test watches (by default the probe forward's ``head/*`` and ``pairs/*``).
 
 Per vector signal (per-layer values of a band): **PATTERN_CHANGE** when the Hotelling T² of the per-layer
 residuals (Ledoit–Wolf covariance, :mod:`~spinal_callback.early_warning.t2`) reaches ``t2_threshold``.
@@ -44,19 +45,27 @@ from typing import Any
 
 import numpy as np
 
-from spinal_callback.config.detector import CHECKS, DEFAULT_SIGNALS, DEFAULT_VECTORS, DIRECTIONS, DetectorConfig
+from spinal_callback.config.detector import (
+    CHECKS,
+    DEFAULT_SIGNALS,
+    DEFAULT_VECTORS,
+    DIRECTIONS,
+    PROBE_PAIR_SIGNALS,
+    DetectorConfig,
+)
 from spinal_callback.early_warning.alerts import Alert, AlertReason
 from spinal_callback.early_warning.inputs import signals_from_bands, vectors_from_trace
 from spinal_callback.early_warning.names import NameResolver
 from spinal_callback.early_warning.robust import residual_scale
-from spinal_callback.early_warning.scalar import Outcome, noise_scale, observe_scalar
+from spinal_callback.early_warning.scalar import Outcome, noise_scale, observe_finite, observe_scalar
 from spinal_callback.early_warning.state import SignalState, VectorState
 from spinal_callback.early_warning.t2 import require_pattern_support
 from spinal_callback.early_warning.trend import theil_sen
 from spinal_callback.early_warning.vector import observe_vector
 
 __all__ = [
-    "CHECKS", "DEFAULT_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS", "Alert", "AlertReason", "DetectorConfig",
+    "CHECKS", "DEFAULT_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS", "PROBE_PAIR_SIGNALS", "Alert", "AlertReason",
+    "DetectorConfig",
     "EarlyWarningDetector", "signals_from_bands", "vectors_from_trace",
 ]
 
@@ -103,6 +112,7 @@ class EarlyWarningDetector:
         self._variance = NameResolver(self.config.variance_signals)
         self._update = NameResolver(self.config.update_signals)
         self._turn = NameResolver(self.config.turn_signals)
+        self._finite = NameResolver(self.config.finite_signals)
         self._states: dict[str, SignalState] = {}
         self._vectors: dict[str, VectorState] = {}
         #: Scores of the latest update per observed signal — scalars: ``z``, ``cusum``, ``variance_ratio``,
@@ -189,6 +199,11 @@ class EarlyWarningDetector:
             update = update or ("turn_jump" if self._turn(name) is not None else None)
             direction = "up" if update else self._direction(name)
             if direction is None:
+                if self._finite(name) is not None:  # checked for NON_FINITE alone
+                    state = self._states.setdefault(name, SignalState.empty(cfg.window, cfg.lag, cfg.history_length))
+                    span = tuple(int(layer) for layer in layers.get(name, ()))
+                    value = _number(f"signal {name!r}", raw)
+                    self._collect(name, observe_finite(cfg, state, name, step, value, span), alerts)
                 continue
             external = _number(f"noise[{name!r}]", noise[name]) if noise.get(name) is not None else None
             value = _number(f"signal {name!r}", raw)
@@ -217,6 +232,10 @@ class EarlyWarningDetector:
             self.last_scores[name] = outcome.scores
         if outcome.tests is not None:
             self.last_tests[name] = outcome.tests
+
+    def _watched(self, name: str) -> bool:
+        return any(resolve(name) is not None
+                   for resolve in (self._direction, self._update, self._turn, self._finite))
 
     # ------------------------------------------------------------------------------------------- state
     def reset(self, keep_baseline: bool = True, *, since_step: int | None = None) -> None:
@@ -254,7 +273,7 @@ class EarlyWarningDetector:
         signals = {} if fresh else state.get("signals", {})
         vectors = {} if fresh else state.get("vectors", {})
         self._states = {name: SignalState.from_dict(data, cfg.window, cfg.lag, cfg.history_length)
-                        for name, data in signals.items() if self._direction(name) is not None}
+                        for name, data in signals.items() if self._watched(name)}
         self._vectors = {name: VectorState.from_dict(data, cfg.window, cfg.lag)
                          for name, data in vectors.items() if self._vector(name) is not None}
         self.last_scores, self.last_tests = {}, {}

@@ -62,7 +62,7 @@ def check_signal_names(config: DetectorConfig, available: Collection[str]) -> No
     kinds = (("signal", list(config.signals)), ("vector", list(config.vectors)),
              ("variance signal", [n for n in config.variance_signals if n != "*"]),
              ("speed signal", list(config.speed_signals)), ("update signal", list(config.update_signals)),
-             ("turn signal", list(config.turn_signals)))
+             ("turn signal", list(config.turn_signals)), ("finite signal", list(config.finite_signals)))
     for kind, configured in kinds:
         for name in configured:
             if is_pattern(name):

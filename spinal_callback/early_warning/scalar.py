@@ -30,7 +30,10 @@ from spinal_callback.early_warning.robust import pooled_rms, residual_scale
 from spinal_callback.early_warning.scores import ScalarScores, fit_window, score_scalar, variance_onset
 from spinal_callback.early_warning.state import SignalState, VectorState
 
-__all__ = ["SCALAR_TESTS", "Outcome", "directed", "noise_scale", "non_finite_alert", "observe_scalar", "step_before"]
+__all__ = [
+    "SCALAR_TESTS", "Outcome", "directed", "noise_scale", "non_finite_alert", "observe_finite", "observe_scalar",
+    "step_before",
+]
 
 #: Scalar tests, in the order they win when several qualify at once.
 SCALAR_TESTS = ("trend_break", "slope_change", "variance_burst", "speed_jump", "update_jump", "turn_jump")
@@ -85,6 +88,20 @@ def non_finite_alert(cfg: DetectorConfig, st: SignalState | VectorState, name: s
     last_step = st.history[-1][0] if st.history else None
     message = non_finite_message(name, layers, step, x, last, last_step)
     return [Alert(step, AlertReason.NON_FINITE, name, x, last, math.inf, math.nan, layers, step, last_step, message)]
+
+
+def observe_finite(cfg: DetectorConfig, st: SignalState, name: str, step: int, x: float,
+                   layers: tuple[int, ...]) -> Outcome:
+    """Feed ``x`` to a signal checked for NON_FINITE alone (``DetectorConfig.finite_signals``): an alert when it
+    turns NaN/inf after finite values; a finite value only counts towards closing that episode."""
+    if not math.isfinite(x):
+        last = st.history[-1][1] if st.history else math.nan
+        return Outcome(non_finite_alert(cfg, st, name, step, x, last, layers))
+    st.seen_finite = True
+    st.episodes.idle(True, cfg.release_after)
+    st.history.append((step, x))
+    st.last_step = step
+    return Outcome()
 
 
 def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step: int, x: float,

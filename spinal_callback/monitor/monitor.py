@@ -83,7 +83,8 @@ class SpinalMonitor:
         self._tier_layers: list[int] | None = None
         self._last_pairs: dict[str, torch.Tensor] | None = None
         self._updates: UpdateSampler | None = None
-        self.schedule = ProbeSchedule(config.interval, config.patch_interval, config.probe_at_start)
+        self.schedule = ProbeSchedule(config.interval, config.patch_interval, config.probe_at_start,
+                                      config.reading_interval)
         self.outputs = MonitorOutputs(strict=config.strict)
         self.last_trace: DepthTrace | None = None
         self.last_patch: Any = None
@@ -159,15 +160,17 @@ class SpinalMonitor:
 
     # -- one step --------------------------------------------------------------------------------
     def due(self, step: int) -> bool:
-        """Whether anything — a probe, a patching probe, a snapshot — is due at ``step``. Pure and cheap:
-        the adapters call it first, so steps off the schedule cost nothing."""
-        return self.schedule.probe_due(step) or self.schedule.patch_due(step) or self.guard.wants_snapshot(step)
+        """Whether anything — a reading, a probe, a patching probe, a snapshot — is due at ``step``. Pure and
+        cheap: the adapters call it first, so steps off the schedule cost nothing."""
+        schedule = self.schedule
+        return (schedule.reading_due(step) or schedule.probe_due(step) or schedule.patch_due(step)
+                or self.guard.wants_snapshot(step))
 
     def observe_metrics(self, metrics: Mapping[str, Any]) -> None:
         """Remember training metrics (e.g. TRL's ``rewards/chosen``) for the detector.
 
-        The detector sees each logged value once, at the next probe: a trainer that logs every 10 steps
-        while the monitor probes every 2 feeds its metrics at every 5th probe, never the same value twice
+        The detector sees each logged value once, at the next reading: a trainer that logs every 10 steps
+        while the monitor reads every 2 feeds its metrics at every 5th reading, never the same value twice
         (a repeated value would look like a flat trend)."""
         for key, value in metrics.items():
             if isinstance(value, torch.Tensor) and value.numel() == 1:
@@ -183,7 +186,7 @@ class SpinalMonitor:
         sync: RankSync | None = None,
         reference: nn.Module | None = None,
     ) -> GuardOutcome | None:
-        """Everything due after optimizer step ``step``: probes, early warning, snapshot, actions.
+        """Everything due after optimizer step ``step``: readings, probes, early warning, snapshot, actions.
 
         Off the schedule this returns ``None`` at once (no hook, no forward, no collective). ``sync``
         hands rank 0's decision to every rank and lets the ranks agree on whether a snapshot or restore
@@ -194,13 +197,18 @@ class SpinalMonitor:
             ``outcome.stop``.
         """
         probe_due = self.schedule.probe_due(step)
+        reading_due = probe_due or self.schedule.reading_due(step)
         if self.schedule.patch_due(step):
             self.patch(step, policy, reference)
-        if not (probe_due or self.guard.wants_snapshot(step)):
+        if not (reading_due or self.guard.wants_snapshot(step)):
             return None
         inputs = DetectorInputs()
-        if probe_due:
-            inputs = DetectorInputs.of(self.probe(step, policy), self.last_trace, self._metrics)
+        if reading_due:
+            self.schedule.last_reading_step = step
+            if probe_due:
+                inputs = DetectorInputs.of(self.probe(step, policy), self.last_trace, self._metrics)
+            else:
+                inputs = DetectorInputs({**self.read(step, policy), **self._metrics})
             self._metrics = {}  # each logged value is fed once
         sync = sync or LocalSync()
         decision = sync.broadcast(self.guard.decide(step, *inputs.astuple()))
@@ -209,6 +217,14 @@ class SpinalMonitor:
             self._updates.reset()  # the weights were restored: the next reading is a new baseline
         self.outputs.guard_outcome(step, outcome, self.guard, log_alerts="log" in self.config.on_alert)
         return outcome
+
+    def read(self, step: int, policy: nn.Module) -> dict[str, float]:
+        """Read the signals that need no forward now (``update/size``, ``update/turn``) and write them out with
+        the trainer metrics the detector sees at this step; returns the update signals."""
+        self.schedule.last_reading_step = max(self.schedule.last_reading_step, step)
+        signals = self._update_size(step, policy)
+        self.outputs.reading(step, signals, self._metrics)
+        return signals
 
     def probe(self, step: int, policy: nn.Module) -> GeometryResult:
         """Run one geometry probe now and write it out.
@@ -220,6 +236,7 @@ class SpinalMonitor:
             raise RuntimeError("SpinalMonitor.probe() called before setup()")
         probe_set = self.probe_set
         self.schedule.last_probe_step = step
+        self.schedule.last_reading_step = max(self.schedule.last_reading_step, step)
         signals = self._update_size(step, policy)
         measured, failure, seconds = attempt(
             "geometry probe", step, lambda: self._measure(policy), self.config.strict

@@ -71,6 +71,17 @@ class MonitorOutputs:
             record["metrics"] = dict(metrics)
         self.record(record)
 
+    def reading(self, step: int, signals: Mapping[str, float], metrics: Mapping[str, float] | None = None) -> None:
+        """A reading between probes: the forward-free ``signals`` as ``spinal/<name>`` scalars, and a
+        ``"signals"`` trace record with them and the trainer ``metrics`` the detector saw at this step."""
+        if signals:
+            self._to_sink(lambda s: s.write_scalars(step, {f"spinal/{name}": v for name, v in signals.items()}))
+        if signals or metrics:
+            record: dict[str, Any] = {"type": "signals", "step": int(step), "signals": dict(signals)}
+            if metrics:
+                record["metrics"] = dict(metrics)
+            self.record(record)
+
     def patching(self, result: PatchingResult, failures: int) -> None:
         """A successful patching probe: ``spinal/patch/...`` scalars, its heatmap column and record."""
         outcome = result.outcome

@@ -192,7 +192,7 @@ def check_detector_inputs(config: DetectorConfig, metric_names: Collection[str] 
     from spinal_callback.early_warning.t2 import require_pattern_support
 
     configured = [*config.signals, *config.vectors, *config.variance_signals, *config.speed_signals,
-                  *config.update_signals, *config.turn_signals]
+                  *config.update_signals, *config.turn_signals, *config.finite_signals]
     check_signal_names(config, available_signals(configured, metric_names))
     if config.vectors and "pattern_change" in config.checks:
         require_pattern_support()

@@ -1,9 +1,10 @@
-"""The JSON-lines trace file: one record per probe step, alert and rollback.
+"""The JSON-lines trace file: one record per probe step, reading, alert and rollback.
 
-Every line is one JSON object with a ``"type"`` (``"trace"``, ``"patch"``, ``"alert"`` or
+Every line is one JSON object with a ``"type"`` (``"trace"``, ``"signals"``, ``"patch"``, ``"alert"`` or
 ``"rollback"``) and the optimizer ``"step"``. ``"trace"`` records carry the shape of
-:meth:`DepthTrace.to_dict` (``"layers"``, ``"bands"``, ``"num_tokens"``). Non-finite floats are
-written as ``null``.
+:meth:`DepthTrace.to_dict` (``"layers"``, ``"bands"``, ``"num_tokens"``); ``"signals"`` records, written at
+the reading steps between probes, carry only the forward-free ``"signals"`` and the trainer ``"metrics"``
+the detector saw. Non-finite floats are written as ``null``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from spinal_callback.geometry.trace import DepthTrace
 __all__ = ["RECORD_TYPES", "TraceWriter", "load_traces", "read_trace_file", "trace_record"]
 
 #: The allowed values of a record's ``"type"``.
-RECORD_TYPES = ("trace", "patch", "alert", "rollback")
+RECORD_TYPES = ("trace", "signals", "patch", "alert", "rollback")
 
 
 def _plain(value: Any, where: str) -> Any:

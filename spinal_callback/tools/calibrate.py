@@ -2,7 +2,8 @@
 
 Each trace file of a run the user trusts is replayed exactly as the monitor fed its detector — the band
 summaries, the per-layer vectors, the probe-forward ``"signals"`` and the trainer ``"metrics"`` of every
-``"trace"`` record — and :func:`spinal_callback.early_warning.calibrate` sets every threshold to the target
+``"trace"`` record, and the forward-free signals and metrics of every ``"signals"`` record (the readings
+between probes) — and :func:`spinal_callback.early_warning.calibrate` sets every threshold to the target
 false-alarm rate. The result is a JSON file that ``SpinalConfig(detector="detector.json")`` loads.
 """
 
@@ -28,10 +29,11 @@ class CalibrationInputError(ValueError):
 def observations_from_records(
     records: Sequence[Mapping[str, Any]],
 ) -> list[tuple[int, dict[str, float], dict, dict[str, float]]]:
-    """``(step, signals, vectors, noise)`` per ``"trace"`` record: what the monitor fed its detector at that probe."""
+    """``(step, signals, vectors, noise)`` per ``"trace"`` or ``"signals"`` record: what the monitor fed its detector
+    at that probe or reading."""
     out = []
     for record in records:
-        if record.get("type") != "trace":
+        if record.get("type") not in ("trace", "signals"):
             continue
         signals, _ = signals_from_bands(record.get("bands", {}))
         for key in ("signals", "metrics"):
@@ -66,7 +68,8 @@ def run_calibrate(paths: Sequence[str | os.PathLike[str]], output: str | os.Path
         if stream:
             streams.append(stream)
     if not streams:
-        raise CalibrationInputError("none of the files holds a 'trace' record; pass spinal_trace.jsonl files")
+        raise CalibrationInputError("none of the files holds a 'trace' or 'signals' record; pass spinal_trace.jsonl "
+                                    "files")
     try:
         config = calibrate(streams, base or DetectorConfig(), target_rate=target_rate)
     except ValueError as exc:

@@ -74,7 +74,9 @@ def test_peft_runs_with_the_adapter_disabled_reference(tiny_flags, tmp_path) -> 
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"), [("--max-steps", "0"), ("--interval", "0"), ("--sft-target", "2"), ("--lora-r", "0")]
+    ("flag", "value"),
+    [("--max-steps", "0"), ("--interval", "0"), ("--sft-target", "2"), ("--lora-r", "0"), ("--signal-interval", "0"),
+     ("--signal-interval", "3")],  # 3 does not divide the default --interval 10
 )
 def test_bad_flags_exit_with_status_2(tiny_flags, flag, value, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:

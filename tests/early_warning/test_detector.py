@@ -168,7 +168,7 @@ def test_unknown_variance_signal_is_refused_at_setup() -> None:
     with pytest.raises(ValueError, match="unknown variance signal 'logps/chosn'"):
         check_signal_names(DetectorConfig(variance_signals=("logps/chosn",)), ["logps/chosen", SIGNAL])
     check_signal_names(DetectorConfig(signals=[SIGNAL], variance_signals=("*",), speed_signals=(), update_signals=(),
-                                      turn_signals=()), [SIGNAL])  # "*" needs no match of its own
+                                      turn_signals=(), finite_signals=()), [SIGNAL])  # "*" needs no match of its own
 
 
 # --------------------------------------------------------------------------------------------- hysteresis

@@ -86,8 +86,21 @@ def test_schedule_probes_each_step_once_and_round_trips() -> None:
     assert not schedule.probe_due(6) and not schedule.patch_due(8) and schedule.probe_due(9)
     again = ProbeSchedule(interval=3, patch_interval=4)
     again.load_state_dict(schedule.state_dict())
-    assert again.state_dict() == {"last_probe_step": 6, "last_patch_step": 8}
+    assert again.state_dict() == {"last_probe_step": 6, "last_reading_step": -1, "last_patch_step": 8}
     assert not ProbeSchedule(interval=2, probe_at_start=False).probe_due(0)
+
+
+def test_readings_fall_between_probes_and_old_states_resume_at_the_last_probe() -> None:
+    schedule = ProbeSchedule(interval=6, reading_interval=2, probe_at_start=False)
+    assert [s for s in range(13) if schedule.reading_due(s)] == [2, 4, 6, 8, 10, 12]
+    assert [s for s in range(13) if schedule.probe_due(s)] == [6, 12]
+    schedule.last_reading_step = 4
+    assert not schedule.reading_due(4) and schedule.reading_due(6)
+    old = ProbeSchedule(interval=6, reading_interval=2)
+    old.load_state_dict({"last_probe_step": 6, "last_patch_step": 0})  # saved before readings existed
+    assert old.last_reading_step == 6 and not old.reading_due(6) and old.reading_due(8)
+    with pytest.raises(ValueError, match="multiple of the reading interval"):
+        ProbeSchedule(interval=5, reading_interval=2)
 
 
 def test_session_closes_what_it_opened_when_setup_fails(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Steps off the probe schedule cost nothing in either adapter: no device sync, no hook, no forward."""
+"""Steps off the schedule cost nothing in either adapter: no device sync, no hook, no forward; steps with a reading
+but no probe run no forward and no hook."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def _split(work: list[tuple[int, dict[str, int]]], interval: int) -> tuple[list[
 
 
 def test_lightning_does_nothing_off_schedule(tmp_path: Path) -> None:
-    callback = CountingLightning(SpinalConfig(interval=4, num_probe_pairs=2))
+    callback = CountingLightning(SpinalConfig(interval=4, signal_interval=4, num_probe_pairs=2))
     _fit(tmp_path, callback, LoggingModule(), max_steps=9, enable_checkpointing=False)
     on, off = _split(callback.work, 4)
     assert len(off) == 7 and len(on) == 2
@@ -94,8 +95,20 @@ def test_lightning_does_nothing_off_schedule(tmp_path: Path) -> None:
     assert all(c["forwards"] > 0 and c["hooks"] > 0 and c["sync"] > 0 for c in on)  # the counters see a probe
 
 
+def test_lightning_readings_between_probes_run_no_forward(tmp_path: Path) -> None:
+    callback = CountingLightning(SpinalConfig(interval=4, num_probe_pairs=2))  # readings every 2 steps by default
+    _fit(tmp_path, callback, LoggingModule(), max_steps=9, enable_checkpointing=False)
+    by_step = dict(callback.work)
+    assert [s for s in by_step if s % 2] and all(by_step[s] == {"sync": 0, "hooks": 0, "forwards": 0}
+                                                 for s in by_step if s % 2)
+    readings = [by_step[s] for s in by_step if s % 4 == 2]
+    assert len(readings) == 2
+    assert all(c["forwards"] == 0 and c["hooks"] == 0 and c["sync"] > 0 for c in readings)  # update/size, metrics
+    assert all(by_step[s]["forwards"] > 0 for s in by_step if s % 4 == 0)
+
+
 def test_lightning_with_rollback_reads_nothing_between_snapshots(tmp_path: Path) -> None:
-    config = SpinalConfig(interval=4, num_probe_pairs=2, on_alert=("log", "rollback"),
+    config = SpinalConfig(interval=4, signal_interval=4, num_probe_pairs=2, on_alert=("log", "rollback"),
                           rollback={"snapshot_interval": 4})
     callback = CountingLightning(config)
     _fit(tmp_path, callback, LoggingModule(), max_steps=9, enable_checkpointing=False)

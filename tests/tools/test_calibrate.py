@@ -69,6 +69,6 @@ def test_bad_inputs_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     empty = tmp_path / "alerts_only.jsonl"
     empty.write_text(json.dumps({"type": "alert", "step": 3}) + "\n")
     assert main(["calibrate", str(empty)]) == 2
-    assert "holds a 'trace' record" in capsys.readouterr().err
+    assert "holds a 'trace' or 'signals' record" in capsys.readouterr().err
     with pytest.raises(ValueError, match="not a file"):
         SpinalConfig(detector=str(tmp_path / "nope.json"))

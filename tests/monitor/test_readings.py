@@ -1,0 +1,118 @@
+"""Readings between probes: the forward-free signals and the trainer's metrics every ``signal_interval`` steps,
+the probe forward every ``interval``; what they write, what the detector sees, and that a trace file of
+readings calibrates."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from spinal_callback import SpinalConfig, SpinalMonitor
+from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.early_warning import AlertReason, EarlyWarningDetector
+from spinal_callback.sinks.jsonl import TraceWriter, read_trace_file
+from spinal_callback.tools.calibrate import observations_from_records
+from tests.conftest import tiny_causal_lm
+
+PAIRS = [{"prompt_ids": [5, 6, 7], "chosen_ids": [8, 9, 10], "rejected_ids": [11, 12, 13]} for _ in range(3)]
+
+
+def test_reading_interval_defaults_and_validation() -> None:
+    assert SpinalConfig().interval == 50 and SpinalConfig().reading_interval == 2
+    assert SpinalConfig(interval=2).reading_interval == 2
+    assert SpinalConfig(interval=5).reading_interval == 5  # odd: readings at the probes only
+    assert SpinalConfig(interval=12, signal_interval=3).reading_interval == 3
+    with pytest.raises(ValueError, match=r"`interval` \(5\) must be a multiple of `signal_interval` \(2\)"):
+        SpinalConfig(interval=5, signal_interval=2)
+    with pytest.raises(ValueError, match="`signal_interval` must be an integer >= 1"):
+        SpinalConfig(signal_interval=0)
+
+
+def _run(tmp_path: Path, steps: int, metrics: dict[str, float] | None = None,
+         **config: object) -> tuple[SpinalMonitor, list[dict], list[tuple[int, dict]]]:
+    model = tiny_causal_lm(num_layers=4)
+    monitor = SpinalMonitor(SpinalConfig(num_probe_pairs=3, **config))  # type: ignore[arg-type]
+    path = tmp_path / "trace.jsonl"
+    monitor.setup(model, records=PAIRS, trace_writer=TraceWriter(path))
+    fed: list[tuple[int, dict]] = []
+    decide = monitor.guard.decide
+
+    def spy(step: int, signals: dict, *args: object) -> object:
+        fed.append((step, dict(signals)))
+        return decide(step, signals, *args)
+
+    monitor.guard.decide = spy  # type: ignore[method-assign]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    ids = torch.randint(0, 32, (2, 8))
+    for step in range(steps + 1):
+        if step:
+            model(input_ids=ids, labels=ids).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        if metrics is not None and monitor.due(step):
+            monitor.observe_metrics({k: v + step for k, v in metrics.items()})
+        monitor.on_step(step, model)
+    monitor.close()
+    return monitor, read_trace_file(path), fed
+
+
+def test_readings_between_probes_feed_update_signals_and_metrics_without_a_forward(tmp_path: Path) -> None:
+    monitor, records, fed = _run(tmp_path, 12, {"logps/chosen": -3.0}, interval=6)
+    kinds = [(r["type"], r["step"]) for r in records]
+    assert kinds == [("trace", 0), ("signals", 2), ("signals", 4), ("trace", 6), ("signals", 8), ("signals", 10),
+                     ("trace", 12)]
+    assert monitor.probes_done == 3
+    readings = [r for r in records if r["type"] == "signals"]
+    assert all(set(r["signals"]) == {"update/size", "update/turn"} or set(r["signals"]) == {"update/size"}
+               for r in readings)
+    assert all(math.isfinite(r["signals"]["update/size"]) for r in readings)
+    assert [r["metrics"] for r in readings] == [{"logps/chosen": -3.0 + s} for s in (2, 4, 8, 10)]
+    assert [step for step, _ in fed] == [0, 2, 4, 6, 8, 10, 12]
+    assert all(not any(k.startswith(("pairs/", "head/", "band/")) for k in signals)
+               for step, signals in fed if step % 6)
+    assert all("pairs/logp_chosen" in signals for step, signals in fed if step % 6 == 0)
+    # what the trace file says is what the detector was fed
+    replayed = observations_from_records(records)
+    assert [(step, signals) for step, signals, _, _ in replayed] == fed
+
+
+def test_interval_equal_to_the_reading_interval_writes_only_traces(tmp_path: Path) -> None:
+    _, records, fed = _run(tmp_path, 4, interval=2)
+    assert [(r["type"], r["step"]) for r in records] == [("trace", 0), ("trace", 2), ("trace", 4)]
+    assert [step for step, _ in fed] == [0, 2, 4]
+
+
+def test_a_probe_that_meets_non_finite_activations_alerts_under_the_default_detector(tmp_path: Path) -> None:
+    model = tiny_causal_lm(num_layers=4)
+    monitor = SpinalMonitor(SpinalConfig(num_probe_pairs=3, interval=2))
+    monitor.setup(model, records=PAIRS)
+    assert "pairs/logp_chosen" not in monitor.config.detector.signals  # not watched since study 12
+    monitor.on_step(0, model)
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.fill_(float("nan"))
+    with pytest.warns(RuntimeWarning, match="NonFiniteActivations"):
+        outcome = monitor.on_step(2, model)
+    assert outcome is not None and outcome.alerts
+    assert {a.reason for a in outcome.alerts} == {AlertReason.NON_FINITE}
+    assert {a.signal for a in outcome.alerts} >= {"pairs/logp_chosen", "head/log_z"}
+
+
+def test_finite_signals_get_no_other_test_and_their_state_round_trips() -> None:
+    config = DetectorConfig(signals={"logps/chosen": "both"}, warmup=3)
+    det = EarlyWarningDetector(config)
+    for step in range(40):  # a huge jump on a finite-only signal: no trend break
+        assert det.update(step, {"pairs/margin": 1.0 if step < 30 else 1e6, "logps/chosen": -1.0 - 0.01 * step}) == []
+    again = EarlyWarningDetector(config)
+    again.load_state_dict(json.loads(json.dumps(det.state_dict())))
+    alerts = again.update(40, {"pairs/margin": math.nan})
+    assert [(a.reason, a.signal) for a in alerts] == [(AlertReason.NON_FINITE, "pairs/margin")]
+    assert again.update(41, {"pairs/margin": math.inf}) == []  # once per episode
+    quiet = EarlyWarningDetector(DetectorConfig(signals={"logps/chosen": "both"}, finite_signals=()))
+    quiet.update(0, {"pairs/margin": 1.0})
+    assert quiet.update(1, {"pairs/margin": math.nan}) == []
