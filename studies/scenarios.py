@@ -72,6 +72,11 @@ runs (:data:`STUDY10_HEALTHY_SEEDS`) for study 9's detector's false-alarm rate.
 **Study 11** (pre-registered in ``docs/evidence.md``; :func:`study11_test_set`, :func:`study11_rollback_set`) chooses
 nothing either: study 9's detector on two model shapes no study has used (M3, G2) beside the five, and on four fault
 families no detector has been tested on since study 4 (:data:`STUDY11_FAULTS`), 8 new seeds each.
+
+**Study 12** (pre-registered in ``docs/evidence.md``; :func:`study12_test_set`, :func:`study12_rollback_set`) runs
+the library's new default live — the probe forward every 50 steps, the forward-free readings (update size and turn,
+TRL's metrics) and the detector every 2, the probe pairs no longer watched — on new seeds of the seven models, of the
+two data faults and of three optimizer faults (:data:`STUDY12_FAULTS`).
 """
 
 from __future__ import annotations
@@ -116,6 +121,9 @@ __all__ = [
     "STUDY11_FAULT_SEEDS",
     "STUDY11_HEALTHY_SEEDS",
     "STUDY11_MODELS",
+    "STUDY12_FAULTS",
+    "STUDY12_FAULT_SEEDS",
+    "STUDY12_HEALTHY_SEEDS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -146,6 +154,8 @@ __all__ = [
     "study10_test_set",
     "study11_rollback_set",
     "study11_test_set",
+    "study12_rollback_set",
+    "study12_test_set",
     "test_set",
 ]
 
@@ -221,6 +231,14 @@ STUDY11_FAULTS = ("lr_ramp", "adam_beta2", "grad_noise", "weight_noise")
 STUDY11_FAULT_SEEDS = {family: tuple(range(2300 + 10 * i, 2308 + 10 * i)) for i, family in enumerate(STUDY11_FAULTS)}
 #: Seeds of T11's fault-free runs.
 STUDY11_HEALTHY_SEEDS = tuple(range(2200, 2240))
+
+#: Study 12's fault families: the two data faults on which TRL's log-prob drop has led (label flips, label-noise ramps)
+#: and three optimizer faults the update and turn tests answered (learning-rate jump, gradient ascent, lr ramp).
+STUDY12_FAULTS = ("label_flip", "label_noise_ramp", "lr_jump", "grad_ascent", "lr_ramp")
+#: Seeds of T12's fault runs, per family (8 each, 2500–2547).
+STUDY12_FAULT_SEEDS = {family: tuple(range(2500 + 10 * i, 2508 + 10 * i)) for i, family in enumerate(STUDY12_FAULTS)}
+#: Seeds of T12's fault-free runs.
+STUDY12_HEALTHY_SEEDS = tuple(range(2400, 2432))
 
 #: Fault family → the RunSpec fields that make it (studies 2 and 3; ``lr_ramp``: study 1's, from study 11 on).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
@@ -659,6 +677,24 @@ def study11_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (
     """Study 11's rollback-value runs (8): the first seed of each T11 fault family and T11-healthy seeds 2200–2203,
     each identical to its T11 run except ``rollback=True``."""
     return _rollback_set(STUDY11_FAULT_SEEDS, STUDY11_HEALTHY_SEEDS, "T11", max_steps, fault_window, STUDY11_MODELS,
+                         STUDY11_FAULT_MODELS)
+
+
+def study12_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T12 of study 12, in protocol order (72 runs): T12-healthy seeds 2400–2431 drawn as T11's (over
+    :data:`STUDY11_MODELS`), then each family of :data:`STUDY12_FAULTS` on its 8 seeds (demo recipe; M1, M3, Q1, G2 by
+    seed modulo 4)."""
+    return _test_set(STUDY12_FAULT_SEEDS, STUDY12_HEALTHY_SEEDS, "T12", max_steps, fault_window, STUDY11_MODELS,
+                     STUDY11_FAULT_MODELS)
+
+
+study12_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study12_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Study 12's rollback-value runs (9): the first seed of each T12 fault family and T12-healthy seeds 2400–2403,
+    each identical to its T12 run except ``rollback=True``."""
+    return _rollback_set(STUDY12_FAULT_SEEDS, STUDY12_HEALTHY_SEEDS, "T12", max_steps, fault_window, STUDY11_MODELS,
                          STUDY11_FAULT_MODELS)
 
 
