@@ -15,7 +15,8 @@ Tags written (``ℓ`` is the monitored block index, ``<metric>`` one of
 - ``spinal/heatmap/<metric>`` — image: layer × optimizer step of the full depth traces, the value next to
   its change since the first probe, with alert and rollback steps marked
   (:func:`~spinal_callback.sinks.heatmap_figure.heatmap_figure`);
-- ``custom_scalars__config__`` — the layout of the *Custom Scalars* dashboard.
+- ``custom_scalars__config__`` — the layout of the *Custom Scalars* dashboard
+  (:func:`~spinal_callback.sinks.dashboard_layout.custom_scalar_layout`).
 
 Only finite values are written: NaN (e.g. 𝓛 of the last layer, curvature at the ends) is skipped.
 """
@@ -27,11 +28,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from spinal_callback.geometry.bands import band_positions, band_statistics
-from spinal_callback.geometry.curvature import BAND_NAMES
 from spinal_callback.geometry.trace import LAYER_METRICS, DepthTrace
+from spinal_callback.sinks.dashboard_layout import MARKER_TAGS, custom_scalar_layout
 from spinal_callback.sinks.heatmap_images import HeatmapImages
-from spinal_callback.sinks.layer_runs import LAYER_TAG_PREFIX, LayerRuns, log_dir_of
-from spinal_callback.sinks.metric_labels import METRIC_LABELS
+from spinal_callback.sinks.layer_runs import LayerRuns, log_dir_of
 from spinal_callback.sinks.summary_events import add_scalars_at
 
 __all__ = [
@@ -41,21 +41,6 @@ __all__ = [
     "custom_scalar_layout",
     "trace_scalars",
 ]
-
-#: Paper symbols, used in chart titles.
-METRIC_SYMBOLS = {
-    "contraction": "α",
-    "transport": "𝓛",
-    "entropy": "E",
-    "effective_rank": "erank",
-    "transport_curvature": "κ^𝓛",
-    "hidden_curvature": "κ^h",
-}
-
-
-#: The marker series: ``spinal/alerts/marker`` (alerts raised at that step) and ``spinal/rollbacks/marker``.
-MARKER_TAGS = ("spinal/alerts/marker", "spinal/rollbacks/marker")
-
 
 class SummaryWriterLike(Protocol):
     """The part of :class:`torch.utils.tensorboard.SummaryWriter` the sink uses."""
@@ -95,74 +80,6 @@ def trace_scalars(trace: DepthTrace) -> dict[str, float]:
                 if math.isfinite(value):
                     out[f"spinal/band/{band}/{metric}{suffix}"] = value
     return out
-
-
-def custom_scalar_layout(
-    num_layers: int, band_names: Sequence[str] = BAND_NAMES, *, layer_runs: bool = False
-) -> dict[str, dict[str, list[Any]]]:
-    """The layout for :meth:`SummaryWriter.add_custom_scalars`.
-
-    Category ``"spinal: per-layer"`` holds one *Multiline* chart per metric. With ``layer_runs`` its tag
-    is ``spinal_by_layer/<metric>$``, written by one run per layer, so every layer is a line of its own
-    colour (TensorBoard colours by run), and category ``"spinal: change since the first probe"`` charts
-    ``spinal_by_layer/<metric>_change$`` the same way. Without, the tag is the regex
-    ``spinal/<metric>/L\\d+$`` of the main run (TensorBoard matches it from the start of the tag): one line
-    per layer, all in the run's colour. Category ``"spinal: bands"`` holds one *Margin* chart per band and
-    metric: ``[mean, min, max]`` tags; ``"spinal: alerts and rollbacks"`` the two marker series.
-
-    Args:
-        num_layers: monitored layers (only validated: the regex covers any layer index).
-        band_names: bands to chart.
-        layer_runs: chart the per-layer runs' tags (see :mod:`~spinal_callback.sinks.layer_runs`).
-
-    Returns:
-        ``{category: {chart title: ["Multiline" | "Margin", [tags]]}}``.
-
-    Raises:
-        ValueError: ``num_layers < 1``.
-    """
-    if num_layers < 1:
-        raise ValueError(f"`num_layers` must be a positive integer, got {num_layers!r}")
-    layout: dict[str, dict[str, list[Any]]] = {}
-    if layer_runs:
-        layout["spinal: per-layer"] = {
-            f"{metric} ({METRIC_SYMBOLS[metric]}) by layer, one run per layer": [
-                "Multiline",
-                [rf"{LAYER_TAG_PREFIX}/{metric}$"],
-            ]
-            for metric in LAYER_METRICS
-        }
-        layout["spinal: change since the first probe"] = {
-            f"{metric} ({METRIC_SYMBOLS[metric]}) change since the first probe [{METRIC_LABELS[metric].unit}]": [
-                "Multiline",
-                [rf"{LAYER_TAG_PREFIX}/{metric}_change$"],
-            ]
-            for metric in LAYER_METRICS
-        }
-    else:
-        layout["spinal: per-layer"] = {
-            f"{metric} ({METRIC_SYMBOLS[metric]}) by layer": ["Multiline", [rf"spinal/{metric}/L\d+$"]]
-            for metric in LAYER_METRICS
-        }
-    layout["spinal: bands"] = {
-        f"{band} {metric} ({METRIC_SYMBOLS[metric]}): mean, min–max": [
-            "Margin",
-            [
-                f"spinal/band/{band}/{metric}",
-                f"spinal/band/{band}/{metric}_min",
-                f"spinal/band/{band}/{metric}_max",
-            ],
-        ]
-        for band in band_names
-        for metric in LAYER_METRICS
-    }
-    layout["spinal: alerts and rollbacks"] = {
-        "alerts raised (spinal/alerts/marker) and rollbacks (spinal/rollbacks/marker) per step": [
-            "Multiline",
-            [f"{tag}$" for tag in MARKER_TAGS],
-        ],
-    }
-    return layout
 
 
 class TensorBoardSink:
