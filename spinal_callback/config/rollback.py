@@ -25,8 +25,9 @@ class RollbackConfig:
     snapshot_interval: int = field(
         default=100,
         metadata={"help": "Take a known-good snapshot every N optimizer steps (steps divisible by N, step 0 "
-                  "included), skipped while an alert episode is open. Use a multiple of the probe interval "
-                  "so that every snapshot follows a probe that found the geometry quiet."},
+                  "included), skipped while an alert episode is open. Use a multiple of the reading interval "
+                  "(SpinalConfig.signal_interval, 2 by default) so that every snapshot follows a reading that found "
+                  "the detector quiet."},
     )
     keep: int = field(
         default=3,

@@ -97,10 +97,10 @@ class SpinalConfig:
     )
     update_coordinates: int = field(
         default=16384,
-        metadata={"help": "At every probe, the `update/size` signal: the RMS per-step change, since the previous "
-                  "probe, of this many trainable weights drawn once at random (no forward; one gather), and "
-                  "`update/turn`, how far that change turned from the sample's course over the 20 probes before "
-                  "it. The detector's UPDATE_JUMP and TURN_JUMP tests watch them. 0 turns both off."},
+        metadata={"help": "At every reading (signal_interval), the `update/size` signal: the RMS per-step change, "
+                  "since the previous reading, of this many trainable weights drawn once at random (no forward; one "
+                  "gather), and `update/turn`, how far that change turned from the sample's course over the 20 "
+                  "readings before it. The detector's UPDATE_JUMP and TURN_JUMP tests watch them. 0 turns both off."},
     )
     num_probe_pairs: int = field(
         default=16,

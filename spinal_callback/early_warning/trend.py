@@ -7,6 +7,7 @@ rollback that keeps the step counter running does not stretch the time axis), ce
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -39,8 +40,15 @@ class TrendFit:
         return self.level + self.slope * (position - self.center)
 
 
-def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(n, 1)
+@functools.lru_cache(maxsize=32)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(i, j, j − i, positions − centre)`` for a window of ``n``: the pairs ``i < j`` and the centred positions,
+    built once per window length (the detector fits the same length at every reading). Read-only."""
+    i, j = np.triu_indices(n, 1)
+    arrays = (i, j, (j - i).astype(float), np.arange(n) - (n - 1) / 2.0)
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
 
 
 def theil_sen(values: np.ndarray) -> TrendFit:
@@ -55,10 +63,9 @@ def theil_sen(values: np.ndarray) -> TrendFit:
     """
     y = np.asarray(values, dtype=float)
     n = y.size
-    i, j = _pairs(n)
-    slope = float(np.median((y[j] - y[i]) / (j - i)))
+    i, j, gaps, positions = _pairs(n)
+    slope = float(np.median((y[j] - y[i]) / gaps))
     center = (n - 1) / 2.0
-    positions = np.arange(n) - center
     level = float(np.median(y - slope * positions))
     return TrendFit(level, slope, center, y - level - slope * positions)
 
@@ -71,9 +78,9 @@ def theil_sen_columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     """
     y = np.asarray(matrix, dtype=float)
     n = y.shape[0]
-    i, j = _pairs(n)
-    slopes = np.median((y[j] - y[i]) / (j - i)[:, None], axis=0)
-    positions = (np.arange(n) - (n - 1) / 2.0)[:, None]
+    i, j, gaps, centred = _pairs(n)
+    slopes = np.median((y[j] - y[i]) / gaps[:, None], axis=0)
+    positions = centred[:, None]
     levels = np.median(y - slopes * positions, axis=0)
     return levels, slopes, y - levels - slopes * positions
 

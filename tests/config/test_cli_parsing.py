@@ -247,7 +247,7 @@ def test_the_documented_lightning_cli_yaml_builds_the_callback(tmp_path: Path) -
     [callback] = [c for c in cli.trainer.callbacks if isinstance(c, SpinalLightningCallback)]
     config = callback.config
     assert isinstance(config, SpinalConfig) and cli.trainer.max_steps == 200
-    assert (config.interval, config.max_length, config.seed) == (10, 256, 1)
+    assert (config.interval, config.max_length, config.seed) == (2, 256, 1)
     assert config.on_alert == ("log", "rollback") and config.tail == (0.1, 0.9)
     assert config.detector.window == 30
     assert config.detector.signals == {"rewards/margins": "both", "pairs/margin": "both"}
@@ -266,4 +266,4 @@ def test_lightning_cli_takes_a_detector_file_and_refuses_bad_values(tmp_path: Pa
     [callback] = [c for c in cli.trainer.callbacks if isinstance(c, SpinalLightningCallback)]
     assert callback.config.detector.window == 44
     with pytest.raises(ValueError, match=r"`interval` must be an integer >= 1, got 0"):
-        _lightning_cli(tmp_path, text.replace("interval: 10", "interval: 0"))
+        _lightning_cli(tmp_path, text.replace("interval: 2 ", "interval: 0 "))
