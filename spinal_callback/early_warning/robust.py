@@ -11,13 +11,28 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["MAD_TO_SIGMA", "MEAN_AD_TO_SIGMA", "pooled_rms", "residual_scale"]
+__all__ = ["MAD_TO_SIGMA", "MEAN_AD_TO_SIGMA", "median", "pooled_rms", "residual_scale"]
 
 #: σ = 1.4826 · MAD for a Gaussian.
 MAD_TO_SIGMA = 1.4826
 #: σ = √(π/2) · E|e| = 1.2533 · E|e| for a centred Gaussian e.
 MEAN_AD_TO_SIGMA = math.sqrt(math.pi / 2.0)
 _WINSOR = 3.0  # |e| is capped at 3 MAD-σ before averaging
+
+
+def median(values: np.ndarray) -> float:
+    """The median of a 1-D array of finite numbers: ``np.median``'s value, without its NaN handling and axis
+    machinery, which cost more than the partition itself on the detector's windows of tens of values (the
+    detector takes about 25 medians a reading)."""
+    a = np.asarray(values, dtype=float)
+    n = a.size
+    if n == 0:
+        raise ValueError("the median of an empty array is undefined")
+    k = n // 2
+    if n % 2:
+        return float(np.partition(a, k)[k])
+    low, high = np.partition(a, (k - 1, k))[k - 1:k + 1]
+    return float((low + high) / 2.0)
 
 
 def residual_scale(residuals: Sequence[float] | np.ndarray, fitted: int = 2) -> float:
@@ -46,7 +61,7 @@ def residual_scale(residuals: Sequence[float] | np.ndarray, fitted: int = 2) -> 
     n = e.size
     if n <= fitted:
         raise ValueError(f"`residuals` must hold more than {fitted} values, got {n}")
-    s0 = max(MAD_TO_SIGMA * float(np.median(e)), MEAN_AD_TO_SIGMA * float(np.mean(e)))
+    s0 = max(MAD_TO_SIGMA * median(e), MEAN_AD_TO_SIGMA * float(np.mean(e)))
     if s0 > 0.0:
         e = np.minimum(e, _WINSOR * s0)
     return math.sqrt(float(np.mean(e * e)) * n / (n - fitted))

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spinal_callback.early_warning.robust import median
 from spinal_callback.early_warning.trend import TrendFit, forecast_variance, theil_sen
 
 __all__ = ["ScalarScores", "fit_window", "score_scalar", "size_ratio", "speed_ratio", "variance_onset"]
@@ -92,7 +93,7 @@ def speed_ratio(values: Sequence[float], x: float, window: int, lag: int, floor:
     if n < window + lag or window < 2:
         raise ValueError(f"need at least window + lag = {window + lag} values and window >= 2, got {n}, {window}")
     steps = np.abs(np.diff(np.asarray(values[n - lag - window:n - lag], dtype=float)))
-    return math.log((abs(x - values[-1]) + floor) / (float(np.median(steps)) + floor))
+    return math.log((abs(x - values[-1]) + floor) / (median(steps) + floor))
 
 
 def size_ratio(values: Sequence[float], x: float, window: int, lag: int, floor: float,
@@ -103,7 +104,7 @@ def size_ratio(values: Sequence[float], x: float, window: int, lag: int, floor: 
     n = len(values)
     if n < window + lag or window < 1:
         raise ValueError(f"need at least window + lag = {window + lag} values and window >= 1, got {n}, {window}")
-    typical = float(np.median(np.asarray(values[n - lag - window:n - lag], dtype=float)))
+    typical = median(np.asarray(values[n - lag - window:n - lag], dtype=float))
     expected = abs(typical) if forecast is None else max(abs(typical), forecast)
     return math.log((abs(x) + floor) / (expected + floor))
 

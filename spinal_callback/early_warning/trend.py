@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spinal_callback.early_warning.robust import median
+
 __all__ = ["TrendFit", "forecast_variance", "theil_sen", "theil_sen_columns"]
 
 #: Asymptotic efficiency of the Theil–Sen slope relative to least squares on Gaussian noise.
@@ -64,9 +66,9 @@ def theil_sen(values: np.ndarray) -> TrendFit:
     y = np.asarray(values, dtype=float)
     n = y.size
     i, j, gaps, positions = _pairs(n)
-    slope = float(np.median((y[j] - y[i]) / gaps))
+    slope = median((y[j] - y[i]) / gaps)
     center = (n - 1) / 2.0
-    level = float(np.median(y - slope * positions))
+    level = median(y - slope * positions)
     return TrendFit(level, slope, center, y - level - slope * positions)
 
 
