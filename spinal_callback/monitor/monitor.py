@@ -208,7 +208,7 @@ class SpinalMonitor:
             if probe_due:
                 inputs = DetectorInputs.of(self.probe(step, policy), self.last_trace, self._metrics)
             else:
-                inputs = DetectorInputs({**self.read(step, policy), **self._metrics})
+                inputs = DetectorInputs({**self.read(step, policy, defer_scalars=True), **self._metrics})
             self._metrics = {}  # each logged value is fed once
         sync = sync or LocalSync()
         decision = sync.broadcast(self.guard.decide(step, *inputs.astuple()))
@@ -218,12 +218,13 @@ class SpinalMonitor:
         self.outputs.guard_outcome(step, outcome, self.guard, log_alerts="log" in self.config.on_alert)
         return outcome
 
-    def read(self, step: int, policy: nn.Module) -> dict[str, float]:
+    def read(self, step: int, policy: nn.Module, *, defer_scalars: bool = False) -> dict[str, float]:
         """Read the signals that need no forward now (``update/size``, ``update/turn``) and write them out with
-        the trainer metrics the detector sees at this step; returns the update signals."""
+        the trainer metrics the detector sees at this step; returns the update signals. ``defer_scalars``: their
+        TensorBoard scalars go out with the step's guard outcome (as :meth:`on_step` does)."""
         self.schedule.last_reading_step = max(self.schedule.last_reading_step, step)
         signals = self._update_size(step, policy)
-        self.outputs.reading(step, signals, self._metrics)
+        self.outputs.reading(step, signals, self._metrics, defer_scalars=defer_scalars)
         return signals
 
     def probe(self, step: int, policy: nn.Module) -> GeometryResult:

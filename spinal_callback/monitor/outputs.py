@@ -43,6 +43,7 @@ class MonitorOutputs:
         self.sink = sink
         self.trace_writer = trace_writer
         self.strict = strict
+        self._deferred: dict[int, dict[str, float]] = {}  # a reading's scalars, written with its guard outcome
 
     # -- results ---------------------------------------------------------------------------------
     def config(self, config: SpinalConfig, layout: DecoderLayout, num_pairs: int) -> None:
@@ -71,11 +72,18 @@ class MonitorOutputs:
             record["metrics"] = dict(metrics)
         self.record(record)
 
-    def reading(self, step: int, signals: Mapping[str, float], metrics: Mapping[str, float] | None = None) -> None:
+    def reading(self, step: int, signals: Mapping[str, float], metrics: Mapping[str, float] | None = None,
+                *, defer_scalars: bool = False) -> None:
         """A reading between probes: the forward-free ``signals`` as ``spinal/<name>`` scalars, and a
-        ``"signals"`` trace record with them and the trainer ``metrics`` the detector saw at this step."""
-        if signals:
-            self._to_sink(lambda s: s.write_scalars(step, {f"spinal/{name}": v for name, v in signals.items()}))
+        ``"signals"`` trace record with them and the trainer ``metrics`` the detector saw at this step.
+
+        ``defer_scalars``: write the scalars with this step's :meth:`guard_outcome` (one TensorBoard event per
+        reading instead of three; :meth:`close` writes any still held)."""
+        scalars = {f"spinal/{name}": v for name, v in signals.items()}
+        if defer_scalars:
+            self._deferred.setdefault(step, {}).update(scalars)
+        elif scalars:
+            self._to_sink(lambda s: s.write_scalars(step, scalars))
         if signals or metrics:
             record: dict[str, Any] = {"type": "signals", "step": int(step), "signals": dict(signals)}
             if metrics:
@@ -120,8 +128,9 @@ class MonitorOutputs:
 
     def guard_outcome(self, step: int, outcome: GuardOutcome, guard: AlertGuard, log_alerts: bool) -> None:
         """Alerts, the rollback, snapshot/restore failures and the detector's scores of one step; the marker
-        series ``spinal/alerts/marker`` / ``spinal/rollbacks/marker`` (0 at a quiet step) and the heatmaps of
-        this step, drawn last so that they show its alert and rollback lines."""
+        series ``spinal/alerts/marker`` / ``spinal/rollbacks/marker`` (0 at a quiet step), written in one event
+        with the scores and the step's deferred reading scalars, and the heatmaps of this step, drawn last so
+        that they show its alert and rollback lines."""
         for alert in outcome.alerts:
             if log_alerts:
                 log.warning("spinal alert at step %d: %s", step, alert.message)
@@ -148,14 +157,13 @@ class MonitorOutputs:
                     },
                 )
             )
-        scores = guard.scores()
-        if scores:
-            self._to_sink(lambda s: s.write_scalars(step, scores))
         if outcome.stop and outcome.message:
             log.warning("%s", outcome.message)
             self._to_sink(lambda s: s.write_text("spinal/alerts", outcome.message, step))
+        scalars = {**self._deferred.pop(step, {}), **guard.scores()}
         rolled_back = int(outcome.rollback is not None)
-        self._to_sink(lambda s: s.write_events(step, alerts=len(outcome.alerts), rollbacks=rolled_back))
+        self._to_sink(lambda s: s.write_events(step, alerts=len(outcome.alerts), rollbacks=rolled_back,
+                                               scalars=scalars))
         self._to_sink(lambda s: s.write_pending_images())
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -181,7 +189,10 @@ class MonitorOutputs:
             log.warning(message)
 
     def close(self) -> None:
-        """Flush and close the sinks (idempotent)."""
+        """Write any deferred reading scalars, flush and close the sinks (idempotent)."""
+        deferred, self._deferred = self._deferred, {}
+        for step, scalars in deferred.items():
+            self._to_sink(lambda s, step=step, scalars=scalars: s.write_scalars(step, scalars))  # type: ignore[misc]
         sink, self.sink = self.sink, None
         writer, self.trace_writer = self.trace_writer, None
         if sink is not None:

@@ -191,14 +191,16 @@ class TensorBoardSink:
         if self.images is not None and len(column) > 0:
             self.images.add_column(tag, step, column, layers=layers, defer=defer_images)
 
-    def write_events(self, step: int, alerts: int = 0, rollbacks: int = 0) -> None:
+    def write_events(self, step: int, alerts: int = 0, rollbacks: int = 0,
+                     scalars: Mapping[str, float] | None = None) -> None:
         """The marker series at a step where the detector ran, and the heatmaps' alert / rollback lines.
 
         Writes ``spinal/alerts/marker = alerts`` and ``spinal/rollbacks/marker = rollbacks`` (0 at quiet
-        steps, so the series line up with the metrics). When there is an event, every heatmap is redrawn
-        with it at :meth:`write_pending_images` (or the next trace, flush or close).
+        steps, so the series line up with the metrics), in one write with the other ``scalars`` of that step.
+        When there is an event, every heatmap is redrawn with it at :meth:`write_pending_images` (or the next
+        trace, flush or close).
         """
-        self.write_scalars(step, {MARKER_TAGS[0]: float(alerts), MARKER_TAGS[1]: float(rollbacks)})
+        self.write_scalars(step, {**(scalars or {}), MARKER_TAGS[0]: float(alerts), MARKER_TAGS[1]: float(rollbacks)})
         if self.images is not None:
             self.images.add_events(step, alerts, rollbacks)
 

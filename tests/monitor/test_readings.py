@@ -116,3 +116,33 @@ def test_finite_signals_get_no_other_test_and_their_state_round_trips() -> None:
     quiet = EarlyWarningDetector(DetectorConfig(signals={"logps/chosen": "both"}, finite_signals=()))
     quiet.update(0, {"pairs/margin": 1.0})
     assert quiet.update(1, {"pairs/margin": math.nan}) == []
+
+
+class _Recorder:
+    """A stand-in TensorBoard sink that records every scalar write."""
+
+    def __init__(self) -> None:
+        from spinal_callback.sinks.tensorboard import TensorBoardSink
+
+        self.writes: list[tuple[int, dict[str, float]]] = []
+        self._sink = TensorBoardSink(None, log_scalars=lambda values, step: self.writes.append((step, dict(values))))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sink, name)
+
+
+def test_a_reading_is_one_scalar_write_with_its_scores_and_markers(tmp_path: Path) -> None:
+    model = tiny_causal_lm(num_layers=4)
+    monitor = SpinalMonitor(SpinalConfig(num_probe_pairs=3, interval=4))
+    sink = _Recorder()
+    monitor.setup(model, records=PAIRS, sink=sink)  # type: ignore[arg-type]
+    for step in range(3):
+        monitor.on_step(step, model)
+    at_2 = [values for step, values in sink.writes if step == 2]
+    assert len(at_2) == 1
+    assert {"spinal/update/size", "spinal/alerts/marker", "spinal/rollbacks/marker"} <= set(at_2[0])
+    monitor.read(3, model, defer_scalars=True)  # held for a guard outcome that never comes: close writes it
+    assert not [values for step, values in sink.writes if step == 3]
+    monitor.close()
+    written = [values for step, values in sink.writes if step == 3]
+    assert len(written) == 1 and "spinal/update/size" in written[0]
