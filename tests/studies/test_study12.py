@@ -46,8 +46,8 @@ def test_t12_is_the_protocols_and_new() -> None:
                + scenarios.study10_test_set() + scenarios.study11_test_set())
     assert not {r.seed for r in earlier} & {r.seed for r in test}
     rollback = scenarios.study12_rollback_set()
-    assert [r.name for r in rollback] == [f"{f}-s{2500 + 10 * i}-rb" for i, f in enumerate(scenarios.STUDY12_FAULTS)] + [
-        f"healthy-s{s}-rb" for s in range(2400, 2404)]
+    firsts = [f"{family}-s{2500 + 10 * i}-rb" for i, family in enumerate(scenarios.STUDY12_FAULTS)]
+    assert [r.name for r in rollback] == firsts + [f"healthy-s{s}-rb" for s in range(2400, 2404)]
     script = _script()
     assert script.specs_of("train-test") == test and script.specs_of("train-rollback") == rollback
     assert [(r.scenario, r.max_steps) for r in script.specs_of("train-test", quick=True)] == [
