@@ -245,6 +245,7 @@ class SpinalMonitor:
         if failure is not None:
             self.failures += 1
             self.outputs.failure(failure, self.failures, "spinal/probe/failures")
+            self.outputs.reading(step, signals, self._metrics)  # what the detector still reads at this step
             return GeometryResult(step, None, failure, seconds, signals)
         noise: dict[str, float] = {}
         if measured.readout is not None:

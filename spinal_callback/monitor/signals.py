@@ -212,7 +212,7 @@ class DetectorInputs:
         """From a probe result: band summaries, vectors, probe-forward signals, their floors and the trainer's
         fresh ``metrics``. A probe that met non-finite activations feeds NaN for every band signal of the
         last good trace and every probe-forward signal, which the detector reports as NON_FINITE whatever
-        it watches."""
+        it watches; a failed probe still feeds the update signals read before it and the ``metrics``."""
         from spinal_callback.early_warning import signals_from_bands, vectors_from_trace
 
         if result.trace is not None:
@@ -222,8 +222,9 @@ class DetectorInputs:
                        dict(result.noise))
         if result.failure is not None and result.failure.non_finite and last_trace is not None:
             geometry, layers = signals_from_bands(last_trace.bands)
-            return cls({**{name: math.nan for name in [*geometry, *PROBE_SIGNALS]}, **result.signals}, layers)
-        return cls()
+            return cls({**{name: math.nan for name in [*geometry, *PROBE_SIGNALS]}, **result.signals, **metrics},
+                       layers)
+        return cls({**result.signals, **metrics})
 
     def astuple(self) -> tuple[dict, dict, dict, dict]:
         """``(signals, layers, vectors, noise)`` — the arguments of ``AlertGuard.decide`` after the step."""

@@ -146,3 +146,27 @@ def test_a_reading_is_one_scalar_write_with_its_scores_and_markers(tmp_path: Pat
     monitor.close()
     written = [values for step, values in sink.writes if step == 3]
     assert len(written) == 1 and "spinal/update/size" in written[0]
+
+
+def test_a_failed_probe_still_feeds_and_records_the_reading(tmp_path: Path) -> None:
+    model = tiny_causal_lm(num_layers=4)
+    monitor = SpinalMonitor(SpinalConfig(num_probe_pairs=3, interval=4))
+    path = tmp_path / "trace.jsonl"
+    monitor.setup(model, records=PAIRS, trace_writer=TraceWriter(path))
+    fed: list[tuple[int, dict]] = []
+    decide = monitor.guard.decide
+    monitor.guard.decide = lambda step, signals, *a: fed.append((step, dict(signals))) or decide(step, signals, *a)
+
+    def oom(policy: torch.nn.Module) -> None:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    for step in (0, 2):
+        monitor.on_step(step, model)
+    monitor._measure = oom  # type: ignore[method-assign,assignment]
+    monitor.observe_metrics({"logps/chosen": -2.0})
+    with pytest.warns(RuntimeWarning, match="probe at step 4 failed"):
+        monitor.on_step(4, model)
+    monitor.close()
+    assert fed[-1][0] == 4 and fed[-1][1]["logps/chosen"] == -2.0 and "update/size" in fed[-1][1]
+    last = read_trace_file(path)[-1]
+    assert (last["type"], last["step"], last["metrics"]) == ("signals", 4, {"logps/chosen": -2.0})
