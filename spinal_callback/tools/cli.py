@@ -129,7 +129,8 @@ def _calibrate(argv: Sequence[str]) -> int:
     parser.add_argument("-o", "--output", metavar="FILE", default="detector.json",
                         help="the detector settings to write (default: %(default)s)")
     parser.add_argument("--target-rate", metavar="R", type=float, default=0.5,
-                        help="false alarms per 1000 probe steps, all signals together (default: %(default)s)")
+                        help="false alarms per 1000 detector steps (readings), all signals together "
+                        "(default: %(default)s)")
     parser.add_argument("--config", metavar="FILE", default=None,
                         help="detector settings to start from (signals, window, ...; a JSON file); default: the "
                         "shipped ones")
@@ -143,8 +144,9 @@ def _calibrate(argv: Sequence[str]) -> int:
     except (CalibrationInputError, OSError, ValueError) as err:
         parser.error(str(err))
     thresholds = ", ".join(f"{k} {v:.3g}" for k, v in summary["thresholds"].items())
-    print(f"calibrated on {summary['runs']} run(s), {summary['probe_steps']} probe steps: {thresholds}; "
-          f"{summary['false_alarms_per_1000_in_sample']:.2f} false alarms per 1000 probe steps on these runs "
+    print(f"calibrated on {summary['runs']} run(s), {summary['probe_steps']} detector steps (readings): "
+          f"{thresholds}; "
+          f"{summary['false_alarms_per_1000_in_sample']:.2f} false alarms per 1000 readings on these runs "
           f"(in-sample; check on runs you kept apart). Wrote {summary['output']}")
     return 0
 
