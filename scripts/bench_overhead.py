@@ -171,6 +171,8 @@ def _demo_args(args: argparse.Namespace, interval: int | None, steps: int, outpu
     argv = ["--max-steps", str(steps), "--threads", str(args.threads), "--seed", str(args.seed),
             "--cache-dir", args.cache_dir, "--output-dir", output_dir, "--batch-size", str(args.batch_size)]
     argv += ["--no-spinal"] if interval is None else ["--interval", str(interval)]
+    if interval is not None and args.heatmap_interval is not None:
+        argv += ["--heatmap-interval", str(args.heatmap_interval)]
     return build_parser().parse_args(argv)
 
 
@@ -421,6 +423,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare-interval", "--interval-large", dest="interval_large", type=int, default=2,
                         help="Probe interval of the second arm (default: 2, a probe at every reading; 0 leaves the "
                         "arm out).")
+    parser.add_argument("--heatmap-interval", type=int, default=None,
+                        help="Steps between heatmap images in the arms with the callback (default: the library's).")
     parser.add_argument("--reps", type=int, default=None, help="Repetitions per arm (default: 6; 2 quick).")
     parser.add_argument("--batch-size", type=int, default=build_parser().get_default("batch_size"),
                         help="Preference pairs per optimizer step (default: the demo's). The probe's cost is "

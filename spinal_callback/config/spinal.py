@@ -216,11 +216,12 @@ class SpinalConfig:
         metadata={"help": "Write a layer × step heatmap image per metric (see heatmap_interval for how often)."},
     )
     heatmap_interval: int = field(
-        default=50,
+        default=500,
         metadata={"help": "Steps between heatmap images (0: at every full depth trace); alerts, rollbacks and the "
-                  "end of training always draw. Drawing and encoding an image costs tens of milliseconds, spent on a "
-                  "worker thread (the event file is written from the training thread; closing the callback waits "
-                  "for every image)."},
+                  "end of training always draw. Redrawing every heatmap costs about 0.2 s of CPU on a worker thread "
+                  "(the event file is written from the training thread; closing the callback waits for every image), "
+                  "which holds the interpreter lock much of that time and so slows the training thread: on the demo "
+                  "model two redraws in 120 steps (every 50) cost about 4 % of the training time (docs/benchmarks.md)."},
     )
     layer_runs: bool = field(
         default=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["DEFAULT_LR_BUILTIN", "DEFAULT_LR_PRETRAINED", "add_common_arguments", "check_common_arguments"]
 
@@ -65,10 +66,23 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_output_dir: st
                         help="Read the early warning's forward-free signals (update size and turn, the trainer's "
                         "metrics) and run the detector every N steps (default: the library's, 2 for an even "
                         "--interval).")
+    spinal.add_argument("--heatmap-interval", type=int, default=None,
+                        help="Steps between heatmap images (default: the library's; alerts, rollbacks and the end of "
+                        "training always draw; 0: at every full depth trace).")
     spinal.add_argument("--trace-interval", type=int, default=10,
                         help="Full depth trace every N optimizer steps (default: 10; 0: every probe).")
     spinal.add_argument("--num-probe-pairs", type=int, default=16,
                         help="Preference pairs in the fixed probe set (default: 16).")
+
+
+def spinal_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``SpinalConfig`` fields the recipes' spinal flags set (a flag left at ``None`` keeps the library's
+    default)."""
+    options: dict[str, Any] = {"interval": args.interval, "signal_interval": args.signal_interval,
+                               "trace_interval": args.trace_interval, "num_probe_pairs": args.num_probe_pairs}
+    if args.heatmap_interval is not None:
+        options["heatmap_interval"] = args.heatmap_interval
+    return options
 
 
 def check_common_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -85,6 +99,8 @@ def check_common_arguments(parser: argparse.ArgumentParser, args: argparse.Names
         parser.error(f"--signal-interval must be positive, got {args.signal_interval}")
     if args.signal_interval is not None and args.interval % args.signal_interval:
         parser.error(f"--interval ({args.interval}) must be a multiple of --signal-interval ({args.signal_interval})")
+    if args.heatmap_interval is not None and args.heatmap_interval < 0:
+        parser.error(f"--heatmap-interval must be 0 or positive, got {args.heatmap_interval}")
     if args.trace_interval < 0:
         parser.error(f"--trace-interval must be 0 or positive, got {args.trace_interval}")
     if args.learning_rate is not None and args.learning_rate <= 0:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from spinal_callback.demo.arguments import add_common_arguments, check_common_arguments
+from spinal_callback.demo.arguments import add_common_arguments, check_common_arguments, spinal_options
 from spinal_callback.demo.data import DatasetError
 from spinal_callback.demo.inputs import RunInputs, prepare_inputs, silence_known_warnings
 from spinal_callback.demo.summary import save_policy, sft_model_of, start_end, write_summary
@@ -106,10 +106,7 @@ def _build_trainer(args: argparse.Namespace, inputs: RunInputs) -> tuple[Any, An
         from spinal_callback import SpinalConfig, SpinalLightningCallback
 
         callback = SpinalLightningCallback(
-            SpinalConfig(
-                interval=args.interval, signal_interval=args.signal_interval, trace_interval=args.trace_interval,
-                num_probe_pairs=args.num_probe_pairs,
-            )
+            SpinalConfig(**spinal_options(args))
         )
         callbacks.append(callback)
     trainer = pl.Trainer(

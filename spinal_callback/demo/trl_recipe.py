@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from spinal_callback.demo.arguments import add_common_arguments, check_common_arguments
+from spinal_callback.demo.arguments import add_common_arguments, check_common_arguments, spinal_options
 from spinal_callback.demo.data import DatasetError
 from spinal_callback.demo.inputs import RunInputs, prepare_inputs, silence_known_warnings
 from spinal_callback.demo.summary import save_policy, sft_model_of, start_end, write_summary
@@ -72,10 +72,7 @@ def _spinal_config(args: argparse.Namespace) -> Any:
     from spinal_callback import RollbackConfig, SpinalConfig
 
     return SpinalConfig(
-        interval=args.interval,
-        signal_interval=args.signal_interval,
-        trace_interval=args.trace_interval,
-        num_probe_pairs=args.num_probe_pairs,
+        **spinal_options(args),
         on_alert=tuple(a.strip() for a in args.on_alert.split(",") if a.strip()),
         rollback=RollbackConfig(snapshot_interval=args.snapshot_interval),
     )
