@@ -221,7 +221,8 @@ class SpinalConfig:
                   "end of training always draw. Redrawing every heatmap costs about 0.2 s of CPU on a worker thread "
                   "(the event file is written from the training thread; closing the callback waits for every image), "
                   "which holds the interpreter lock much of that time and so slows the training thread: on the demo "
-                  "model two redraws in 120 steps (every 50) cost about 4 % of the training time (docs/benchmarks.md)."},
+                  "model two redraws in 120 steps (every 50) cost about 4 % of the training time "
+                  "(docs/benchmarks.md)."},
     )
     layer_runs: bool = field(
         default=True,

@@ -6,7 +6,9 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["DEFAULT_LR_BUILTIN", "DEFAULT_LR_PRETRAINED", "add_common_arguments", "check_common_arguments"]
+__all__ = [
+    "DEFAULT_LR_BUILTIN", "DEFAULT_LR_PRETRAINED", "add_common_arguments", "check_common_arguments", "spinal_options",
+]
 
 #: DPO learning rate for the tiny built-in model (trained from scratch minutes ago).
 DEFAULT_LR_BUILTIN = 5e-5
