@@ -138,7 +138,9 @@ def test_failing_probe_warns_and_training_goes_on(tmp_path: Path) -> None:
     assert trainer.state.global_step == 3
     assert any("probe at step 1 failed" in str(w.message) for w in caught)
     assert callback.monitor.failures == 1
-    assert [r["step"] for r in _trace_records(callback.trace_path)] == [0, 2, 3]
+    records = _trace_records(callback.trace_path)
+    assert [(r["type"], r["step"]) for r in records] == [("trace", 0), ("signals", 1), ("trace", 2), ("trace", 3)]
+    assert "update/size" in records[1]["signals"]  # the failed probe's step still records what the detector read
     assert scalars(callback.log_dir)["spinal/probe/failures"][-1][1] == 1.0
 
 
