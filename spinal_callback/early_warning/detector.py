@@ -198,17 +198,19 @@ class EarlyWarningDetector:
             update = "update_jump" if self._update(name) is not None else None
             update = update or ("turn_jump" if self._turn(name) is not None else None)
             direction = "up" if update else self._direction(name)
-            if direction is None:
-                if self._finite(name) is not None:  # checked for NON_FINITE alone
-                    state = self._states.setdefault(name, SignalState.empty(cfg.window, cfg.lag, cfg.history_length))
-                    span = tuple(int(layer) for layer in layers.get(name, ()))
-                    value = _number(f"signal {name!r}", raw)
-                    self._collect(name, observe_finite(cfg, state, name, step, value, span), alerts)
+            finite_only = direction is None and self._finite(name) is not None  # checked for NON_FINITE alone
+            if direction is None and not finite_only:
                 continue
-            external = _number(f"noise[{name!r}]", noise[name]) if noise.get(name) is not None else None
+            external = None
+            if not finite_only and noise.get(name) is not None:
+                external = _number(f"noise[{name!r}]", noise[name])
             value = _number(f"signal {name!r}", raw)
             span = tuple(int(layer) for layer in layers.get(name, ()))
             state = self._states.setdefault(name, SignalState.empty(cfg.window, cfg.lag, cfg.history_length))
+            if finite_only:
+                self._collect(name, observe_finite(cfg, state, name, step, value, span), alerts)
+                continue
+            assert direction is not None
             speed = self._speed(name) is not None
             variance = self._variance(name) is not None
             self._collect(name, observe_scalar(cfg, state, name, direction, step, value, span, external, speed,

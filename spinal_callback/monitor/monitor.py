@@ -203,8 +203,7 @@ class SpinalMonitor:
         if not (reading_due or self.guard.wants_snapshot(step)):
             return None
         inputs = DetectorInputs()
-        if reading_due:
-            self.schedule.last_reading_step = step
+        if reading_due:  # probe() and read() mark the step read
             if probe_due:
                 inputs = DetectorInputs.of(self.probe(step, policy), self.last_trace, self._metrics)
             else:
