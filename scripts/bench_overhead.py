@@ -57,7 +57,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +177,11 @@ def _demo_args(args: argparse.Namespace, interval: int | None, steps: int, outpu
 
 
 def run_once(args: argparse.Namespace, inputs: RunInputs, interval: int | None, steps: int,
-             output_dir: str) -> dict[str, Any]:
-    """One DPO run of a fresh copy of the pre-trained weights; times ``trainer.train()`` only."""
+             output_dir: str, attach: Callable[[Any, Any], None] | None = None) -> dict[str, Any]:
+    """One DPO run of a fresh copy of the pre-trained weights; times ``trainer.train()`` only.
+
+    ``attach(trainer, callback)``, when given, is called last before training (``callback`` is the spinal
+    callback, ``None`` without it): ``bench_overhead_turns.py`` adds its turn-taking callbacks there."""
     model = copy.deepcopy(inputs.model)  # inputs.model itself is never trained
     run_inputs = dataclasses.replace(inputs, model=model)
     demo_args = _demo_args(args, interval, steps, output_dir)
@@ -191,6 +194,8 @@ def run_once(args: argparse.Namespace, inputs: RunInputs, interval: int | None, 
         timer = _step_timer()
         trainer.add_callback(timer)
         record = _instrument(callback) if callback is not None else None
+        if attach is not None:
+            attach(trainer, callback)
         torch.manual_seed(args.seed)
         load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
         cpu_start = time.process_time()

@@ -107,9 +107,10 @@ class UpdateSampler:
             return torch.zeros(0)
         by_device: dict[torch.device, list[torch.Tensor]] = {}
         for param, idx in self._picks:
-            values = local_data(param).reshape(-1).index_select(0, idx).float()
+            values = torch.take(local_data(param), idx)  # flat indices: no reshape
             by_device.setdefault(values.device, []).append(values)
-        return torch.cat([torch.cat(parts).cpu() for parts in by_device.values()])
+        # one cast per device after the gather (torch.cat promotes mixed dtypes, float32 is exact for them all)
+        return torch.cat([torch.cat(parts).float().cpu() for parts in by_device.values()])
 
     def measure(self, step: int) -> dict[str, float]:
         """``{"update/size": …, "update/turn": …}`` since the previous call, and remember this reading. The size

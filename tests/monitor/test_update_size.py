@@ -69,6 +69,16 @@ def test_frozen_weights_are_not_sampled_and_every_weight_is_when_there_are_few()
     assert none.coordinates == 0 and none.measure(0) == {} and none.measure(1) == {}
 
 
+def test_a_model_of_mixed_dtypes_is_read_exactly_in_float32_in_the_parameters_order() -> None:
+    model = _model()
+    model[0].to(torch.bfloat16)  # e.g. a half-precision adapter next to float32 weights
+    sampler = UpdateSampler(model, coordinates=10**9)  # every trainable element
+    values = sampler.read()
+    expected = torch.cat([p.detach().reshape(-1).float() for p in model.parameters() if p.requires_grad])
+    assert values.dtype == torch.float32
+    assert torch.equal(values, expected)
+
+
 def test_reset_makes_the_next_reading_a_baseline_and_the_runs_random_stream_is_untouched() -> None:
     model = _model()
     torch.manual_seed(123)

@@ -1,0 +1,113 @@
+"""The analysis and the turn-taking of ``scripts/bench_overhead_turns.py``, on synthetic timings with known answers."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("trl")  # the script imports the demo recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_overhead_turns", ROOT / "scripts" / "bench_overhead_turns.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_step_classes_follow_the_schedule(bench: Any) -> None:
+    classes = bench.step_classes(steps=12, interval=4, reading_interval=2, heatmap_interval=8)
+    assert classes == ["none", "reading", "none", "probe", "none", "reading", "none", "heatmap", "none", "reading",
+                       "none"]  # steps 1 … 11; the last step runs into the closing
+
+
+def test_a_constant_ratio_of_turns_is_found_with_a_tight_interval(bench: Any) -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(1.0, 2.5, size=60)  # a noisy machine: turns of 1 to 2.5 s
+    pair = bench.PairedTurns(list(1.05 * base), list(base))
+    assert bench.overhead_pct([pair]) == pytest.approx(5.0)
+    lo, hi = bench.bootstrap_interval([pair])
+    assert lo == pytest.approx(5.0) and hi == pytest.approx(5.0)  # every resample keeps the ratio
+    assert bench.overhead_pct([pair.middle]) == pytest.approx(5.0) and len(pair.middle.measured) == 58
+    with pytest.raises(ValueError, match="same number"):
+        bench.PairedTurns([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+def test_step_quantiles_find_a_known_cost_more_precisely_than_the_mean_under_bursts(bench: Any) -> None:
+    """Steps of 100 ms with small jitter and, at random, 3× slow-downs (another tenant, as often in both arms); the
+    measured arm costs 2 ms more at every reading step and 40 ms more at every probe step. Truth:
+    (2·n_reading + 40·n_probe) / (100·n)."""
+    rng = np.random.default_rng(1)
+    classes = bench.step_classes(steps=601, interval=50, reading_interval=2, heatmap_interval=10**6)
+    extra = np.array([{"reading": 2e-3, "probe": 40e-3}.get(c, 0.0) for c in classes])
+
+    def run(cost: np.ndarray) -> list[float]:
+        steps = 0.1 + rng.normal(0, 2e-3, len(classes)) + cost
+        return list(np.where(rng.random(len(classes)) < 0.1, 3 * steps, steps))
+
+    measured = [run(extra) for _ in range(4)]
+    baseline = [run(np.zeros(len(classes))) for _ in range(4)]
+    truth = 100 * extra.sum() / (0.1 * len(classes))
+    point, (lo, hi), extra_ms = bench.quantile_overhead(measured, baseline, classes, q=0.5, block=10, draws=300)
+    assert lo <= truth <= hi and abs(point - truth) < 0.5
+    assert extra_ms["reading"] == pytest.approx(2.0, abs=0.5) and extra_ms["probe"] == pytest.approx(40.0, abs=8)
+    turns = [bench.PairedTurns([sum(m[i:i + 10]) for i in range(0, 600, 10)],
+                               [sum(b[i:i + 10]) for i in range(0, 600, 10)]) for m, b in zip(measured, baseline)]
+    mean_lo, mean_hi = bench.bootstrap_interval(turns, draws=300)
+    assert mean_lo <= truth <= mean_hi
+    assert hi - lo < (mean_hi - mean_lo) / 3  # the quantiles see through the bursts
+
+
+def test_runs_long_enough_to_stay_under_the_target(bench: Any) -> None:
+    # 1 % steady + 0.5 s once over 0.1 s steps: 1 + 50/n ≤ 2 ⇔ n ≥ 500
+    assert bench.steps_under_target(1.0, 0.5, 0.1, 2.0) == pytest.approx(500)
+    assert math.isinf(bench.steps_under_target(2.5, 0.5, 0.1, 2.0))
+    assert bench.steps_under_target(1.0, -0.1, 0.1, 2.0) == 0
+
+
+def test_two_workers_take_turns_in_blocks_and_time_only_their_own_steps(bench: Any) -> None:
+    """Two ``Turns`` on the ends of one pipe, driven as the trainer's callbacks would be, in two threads: the
+    steps alternate in blocks, every token is received, and the time spent waiting is in no step."""
+    import multiprocessing
+
+    left, right = multiprocessing.Pipe()
+    order: list[tuple[int, int]] = []
+    turns = [bench.Turns(left, first=True, block=3, run=7), bench.Turns(right, first=False, block=3, run=7)]
+
+    def train(index: int) -> None:
+        mine = turns[index]
+        mine.train_begins()
+        for done in range(9):  # 9 optimizer steps
+            mine.step_begins(done)
+            order.append((index, done + 1))
+            time.sleep(0.01)
+        mine.train_ends()
+
+    threads = [threading.Thread(target=train, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert [who for who, _ in order] == [0] * 3 + [1] * 3 + [0] * 3 + [1] * 3 + [0] * 3 + [1] * 3
+    for mine in turns:
+        assert len(mine.wall_s) == 3 and len(mine.step_s) == 8
+        assert all(0.009 <= s < 0.05 for s in mine.step_s)  # no step holds the other's 30 ms turn
+        assert 0.009 <= mine.closing_s < 0.05  # the last step (and on_train_end, nothing here)
+    assert not left.poll() and not right.poll()  # nothing left in the pipe
