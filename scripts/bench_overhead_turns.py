@@ -89,7 +89,7 @@ class Turns:
     _cpu0: float = 0.0
     _train_begin: float = math.nan
     _step_begin: float = math.nan
-    _heatmaps: Any = None
+    _monitor: Any = None
     _last_end: float = math.nan
 
     def attach(self, trainer: Any, callback: Any) -> None:
@@ -109,9 +109,7 @@ class Turns:
             def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 turns.train_ends()
 
-        if callback is not None:
-            sink = callback.monitor.outputs.sink
-            self._heatmaps = getattr(sink, "heatmaps", None)
+        self._monitor = callback.monitor if callback is not None else None
         trainer.callback_handler.callbacks.insert(0, TakeTurn())
         trainer.add_callback(EndTurn())
         self.peer.send(("ready", self.run))
@@ -150,8 +148,10 @@ class Turns:
         self._wall0, self._cpu0 = time.perf_counter(), time.process_time()
 
     def hand_over(self) -> None:
-        if self._heatmaps is not None:
-            self._heatmaps.flush()  # charge images drawn in the background to this turn
+        images = getattr(getattr(self._monitor, "outputs", None), "sink", None)  # set up in on_train_begin
+        images = getattr(images, "images", None)
+        if images is not None:
+            images.flush()  # charge images drawn in the background to this turn
         self._last_end = time.perf_counter()
         self.wall_s.append(self._last_end - self._wall0)
         self.cpu_s.append(time.process_time() - self._cpu0)

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,9 @@ def test_two_workers_take_turns_in_blocks_and_time_only_their_own_steps(bench: A
     left, right = multiprocessing.Pipe()
     order: list[tuple[int, int]] = []
     turns = [bench.Turns(left, first=True, block=3, run=7), bench.Turns(right, first=False, block=3, run=7)]
+    flushes: list[int] = []
+    images = SimpleNamespace(flush=lambda: flushes.append(1))  # the with-arm's heatmap images
+    turns[0]._monitor = SimpleNamespace(outputs=SimpleNamespace(sink=SimpleNamespace(images=images)))
 
     def train(index: int) -> None:
         mine = turns[index]
@@ -111,3 +115,4 @@ def test_two_workers_take_turns_in_blocks_and_time_only_their_own_steps(bench: A
         assert all(0.009 <= s < 0.05 for s in mine.step_s)  # no step holds the other's 30 ms turn
         assert 0.009 <= mine.closing_s < 0.05  # the last step (and on_train_end, nothing here)
     assert not left.poll() and not right.poll()  # nothing left in the pipe
+    assert len(flushes) == 3  # background images waited for at each of the with-arm's hand-overs
