@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from spinal_callback.config.detector import DEFAULT_SIGNALS, PROBE_PAIR_SIGNALS, DetectorConfig
+from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.signals import DEFAULT_SIGNALS, PROBE_PAIR_SIGNALS
 from spinal_callback.early_warning import (
     AlertReason,
     EarlyWarningDetector,

@@ -16,7 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from spinal_callback.config.detector import DEFAULT_FINITE_SIGNALS, DEFAULT_SIGNALS, DetectorConfig
+from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.signals import DEFAULT_FINITE_SIGNALS, DEFAULT_SIGNALS
 from studies.replay import Run
 from studies.scoring import Score
 from studies.study2 import load_set

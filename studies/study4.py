@@ -22,7 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from spinal_callback.config.detector import CHECKS, DetectorConfig
+from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.signals import CHECKS
 from spinal_callback.early_warning import calibrate
 from spinal_callback.early_warning.calibrate import THRESHOLD_FIELDS
 from studies.replay import Run, observations, saved_config, studied_defaults

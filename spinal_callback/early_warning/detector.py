@@ -45,14 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from spinal_callback.config.detector import (
-    CHECKS,
-    DEFAULT_SIGNALS,
-    DEFAULT_VECTORS,
-    DIRECTIONS,
-    PROBE_PAIR_SIGNALS,
-    DetectorConfig,
-)
+from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.signals import CHECKS, DEFAULT_SIGNALS, DEFAULT_VECTORS, DIRECTIONS, PROBE_PAIR_SIGNALS
 from spinal_callback.early_warning.alerts import Alert, AlertReason
 from spinal_callback.early_warning.inputs import signals_from_bands, vectors_from_trace
 from spinal_callback.early_warning.names import NameResolver

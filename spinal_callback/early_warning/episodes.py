@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from spinal_callback.config.detector import CHECKS
+from spinal_callback.config.signals import CHECKS
 from spinal_callback.early_warning.alerts import AlertReason
 
 __all__ = ["EpisodeTracker"]

@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from spinal_callback.config import SpinalConfig
-from spinal_callback.config.detector import DPO_METRICS
+from spinal_callback.config.signals import DPO_METRICS
 from spinal_callback.integrations._common import LOGGED_TAGS
 from spinal_callback.integrations._transformers_support import (
     ScalarForwarder,

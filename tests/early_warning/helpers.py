@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from spinal_callback.config.detector import CHECKS, DetectorConfig
+from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.signals import CHECKS
 from spinal_callback.early_warning.alerts import Alert
 from spinal_callback.early_warning.detector import EarlyWarningDetector
 
