@@ -109,11 +109,12 @@ def _instrument(callback: Any) -> dict[str, Any]:
     """Wrap the spinal callback's events that can probe; returns the record they fill.
 
     ``callback_s``: seconds spent in every event the callback handles: ``on_train_begin`` (set-up +
-    step-0 probe), ``on_step_end`` (probes), ``on_log`` and ``on_train_end`` (closing its writers);
+    step-0 probe; also alone in ``setup_and_first_probe_s``), ``on_step_end`` (probes), ``on_log`` and ``on_train_end``
+    (closing its writers; also alone in ``train_end_s``);
     ``probe_s``: ``monitor.last_probe_seconds`` of every probe; ``probe_steps``: their global steps.
     """
-    record: dict[str, Any] = {"callback_s": 0.0, "setup_and_first_probe_s": math.nan, "probe_s": [],
-                              "probe_steps": []}
+    record: dict[str, Any] = {"callback_s": 0.0, "setup_and_first_probe_s": math.nan, "train_end_s": math.nan,
+                              "probe_s": [], "probe_steps": []}
     monitor = callback.monitor
 
     def wrap(name: str) -> None:
@@ -129,6 +130,8 @@ def _instrument(callback: Any) -> dict[str, Any]:
                 record["callback_s"] += seconds
                 if name == "on_train_begin":
                     record["setup_and_first_probe_s"] = seconds
+                elif name == "on_train_end":
+                    record["train_end_s"] = seconds
                 if monitor.probes_done > before:
                     record["probe_s"].append(monitor.last_probe_seconds)
                     record["probe_steps"].append(state.global_step)

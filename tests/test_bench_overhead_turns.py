@@ -116,3 +116,38 @@ def test_two_workers_take_turns_in_blocks_and_time_only_their_own_steps(bench: A
         assert 0.009 <= mine.closing_s < 0.05  # the last step (and on_train_end, nothing here)
     assert not left.poll() and not right.poll()  # nothing left in the pipe
     assert len(flushes) == 3  # background images waited for at each of the with-arm's hand-overs
+
+
+def test_the_report_states_the_estimates_of_synthetic_pairs(bench: Any) -> None:
+    """Runs of 60 steps in turns of 10 with a known 2 ms reading cost: the summary finds it and the report prints
+    every table and the verdict lines."""
+    rng = np.random.default_rng(3)
+    classes = bench.step_classes(steps=60, interval=20, reading_interval=2, heatmap_interval=1000)
+    extra = np.array([2e-3 if c == "reading" else 0.0 for c in classes])
+
+    def run(cost: np.ndarray, callback: bool) -> dict[str, Any]:
+        steps = list(0.1 + rng.normal(0, 1e-3, len(classes)) + cost)
+        turns = [sum(steps[i:i + 10]) for i in range(0, len(steps), 10)]
+        record = {"turn_wall_s": turns, "turn_cpu_s": turns, "step_s": steps, "setup_s": 0.3 if callback else 0.2,
+                  "closing_s": 0.1, "steps_done": 60}
+        if callback:
+            record.update(probes_done=3, callback_s=0.1 + float(cost.sum()), setup_and_first_probe_s=0.08,
+                          train_end_s=0.02)
+        return record
+
+    with_pairs = [{"measured": run(extra, True), "baseline": run(0 * extra, False)} for _ in range(2)]
+    aa_pairs = [{"measured": run(0 * extra, False), "baseline": run(0 * extra, False)} for _ in range(2)]
+    arms = {bench.ARM_NAMES["with"]: bench.summarize(with_pairs, classes, block=10),
+            bench.ARM_NAMES["A/A"]: bench.summarize(aa_pairs, classes, block=10)}
+    truth = 100 * extra.sum() / (0.1 * len(classes))
+    measured = arms[bench.ARM_NAMES["with"]]
+    assert measured["steps_q50"]["pct"] == pytest.approx(truth, abs=0.3)
+    assert measured["one_time_s"] == pytest.approx(0.1)
+    assert measured["accounting_one_time_s"] == pytest.approx(0.1)
+    assert measured["accounting_steady_pct"] == pytest.approx(truth, rel=0.05)
+    meta = {"model": "m", "steps": 60, "block": 10, "batch_size": 16, "interval": 20, "reading_interval": 2,
+            "heatmap_interval": 1000, "device": "cpu", "torch": "t", "threads": 1, "cpus": 2, "loadavg_start": [],
+            "loadavg_end": []}
+    report = bench.format_report(meta, arms)
+    assert "A/A: without vs without (2)" in report and "steady state" in report and "a run of 120 steps" in report
+    assert f"the rest {measured['accounting_steady_pct']:+.2f}%" in report
