@@ -39,6 +39,10 @@ machine is printed with the results. Usage::
 
 The first run pre-trains the demo model (about a minute on 2 cores) into ``--cache-dir``; later
 runs load it.
+
+Whole runs one after the other drift by ±10 % on a shared machine; ``scripts/bench_overhead_turns.py`` measures the
+default's overhead with two runs that take turns every 10 steps, and splits it into a steady state and a one-time
+part (docs/benchmarks.md).
 """
 
 from __future__ import annotations

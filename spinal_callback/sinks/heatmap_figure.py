@@ -115,7 +115,7 @@ def _colour_bar(
         y = box.bottom - 1 - (tick - lo) / (hi - lo) * (height - 1) if hi > lo else (box.top + box.bottom) / 2
         canvas.draw.line([(box.right + 22, y), (box.right + 26, y)], fill=TEXT_COLOR)
         canvas.text((box.right + 29, y), text, small=True, anchor="lm")
-        widest = max(widest, int(canvas.draw.textlength(text, font=canvas.small)))
+        widest = max(widest, canvas.text_width(text, small=True))
     canvas.vertical_text(box.right + 33 + widest, (box.top + box.bottom) / 2, label)
 
 
