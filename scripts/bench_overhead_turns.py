@@ -46,6 +46,7 @@ import multiprocessing
 import os
 import platform
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -493,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_config = inputs.model.config
         params = sum(p.numel() for p in inputs.model.parameters())
         del inputs
+        # a terminated benchmark stops its workers too (the finally below), instead of leaving them training
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_overhead_turns: terminated"))
         context = multiprocessing.get_context("spawn")
         peer_ends = context.Pipe()
         parents, workers = [], []
@@ -502,6 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             worker.start()
             parents.append(mine)
             workers.append(worker)
+        finished = False
         try:
             for index in range(2):
                 _receive(parents[index], "warm")
@@ -521,14 +525,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{sum(measured['turn_wall_s']):.2f} s vs {sum(baseline['turn_wall_s']):.2f} s "
                       f"({100 * (sum(measured['turn_wall_s']) / sum(baseline['turn_wall_s']) - 1):+.2f}%)",
                       flush=True)
+            finished = True
         finally:
             for index in range(2):
                 try:
                     parents[index].send(None)
                 except (BrokenPipeError, OSError):
                     pass
-            for worker in workers:
-                worker.join(timeout=30)
+            for worker in workers:  # idle workers stop on None; one still training (after a failure) is stopped
+                worker.join(timeout=30 if finished else 0)
                 if worker.is_alive():
                     worker.terminate()
 
