@@ -74,7 +74,7 @@ class Turns:
 
     ``step_s[k-1]``: optimizer step ``k``'s time, from its ``on_step_begin`` to the next one (its forward, backward,
     optimizer step and every callback's ``on_step_end`` / ``on_log``), less the time spent waiting for the token;
-    ``None`` for the last step, which runs into ``on_train_end``. ``setup_s``: ``on_train_begin`` up to the first
+    the last step has no entry (it runs into ``on_train_end``). ``setup_s``: ``on_train_begin`` up to the first
     step; ``closing_s``: from the last step's ``on_step_begin`` to the end of ``on_train_end``."""
 
     peer: Any  # multiprocessing Connection to the other worker
@@ -437,8 +437,10 @@ def format_report(meta: dict[str, Any], arms: dict[str, dict[str, Any]]) -> str:
             lines.append(f"  a run of {n} steps: {total:+.2f}% (upper {upper:+.2f}%)")
         n_min = steps_under_target(steady["ci"][1], one_time, step_s, TARGET_PERCENT)
         lines += [
-            f"runs of at least {math.ceil(n_min) if math.isfinite(n_min) else 'no'} steps stay under "
-            f"{TARGET_PERCENT:g}% (steady upper bound + one-time); probes {measured['probes']}/run",
+            (f"runs of at least {math.ceil(n_min)} steps stay under {TARGET_PERCENT:g}% (steady upper bound + "
+             "one-time)" if math.isfinite(n_min) else
+             f"no run length stays under {TARGET_PERCENT:g}%: the steady state's upper bound alone is above it")
+            + f"; probes {measured['probes']}/run",
             f"accounting (the callback's own time, timed inside its events; medians over pairs): "
             f"{measured['callback_s']:.2f} s/run, of which {measured['accounting_one_time_s']:.2f} s in on_train_begin "
             f"and on_train_end; the rest {measured['accounting_steady_pct']:+.2f}% of the steps without the callback",
