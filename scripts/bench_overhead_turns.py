@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_overhead, also
 import bench_overhead
 
 TARGET_PERCENT = bench_overhead.TARGET_PERCENT
+_median = bench_overhead._median  # NaN-skipping median
 ARM_NAMES = {"with": "with the callback vs without", "A/A": "A/A: without vs without"}
 _TIMEOUT_S = 1800.0  # a worker that waits longer for its turn assumes the other one died
 
@@ -338,11 +339,11 @@ def summarize(results: Sequence[dict[str, Any]], classes: Sequence[str], block: 
     one_time = [(r["measured"]["setup_s"] - r["baseline"]["setup_s"]) + (r["measured"]["closing_s"]
                                                                           - r["baseline"]["closing_s"])
                 for r in results]
-    out["one_time_s"] = _middle_value(one_time)
-    out["setup_extra_s"] = _middle_value([r["measured"]["setup_s"] - r["baseline"]["setup_s"] for r in results])
-    out["closing_extra_s"] = _middle_value([r["measured"]["closing_s"] - r["baseline"]["closing_s"]
+    out["one_time_s"] = _median(one_time)
+    out["setup_extra_s"] = _median([r["measured"]["setup_s"] - r["baseline"]["setup_s"] for r in results])
+    out["closing_extra_s"] = _median([r["measured"]["closing_s"] - r["baseline"]["closing_s"]
                                             for r in results])
-    out["baseline_step_s"] = _middle_value([sorted(run)[len(run) // 2] for run in baseline])
+    out["baseline_step_s"] = _median([_median(run) for run in baseline])
     # accounting: the callback's own time, timed inside its events, against the baseline's steps of the same pair
     steady_own, once_own = [], []
     for r in results:
@@ -351,19 +352,11 @@ def summarize(results: Sequence[dict[str, Any]], classes: Sequence[str], block: 
             once = m["setup_and_first_probe_s"] + m.get("train_end_s", math.nan)
             steady_own.append(100.0 * (m["callback_s"] - once) / sum(r["baseline"]["step_s"]))
             once_own.append(once)
-    out["accounting_steady_pct"] = _middle_value(steady_own)
-    out["accounting_one_time_s"] = _middle_value(once_own)
+    out["accounting_steady_pct"] = _median(steady_own)
+    out["accounting_one_time_s"] = _median(once_own)
     out["probes"] = results[0]["measured"].get("probes_done")
-    out["callback_s"] = _middle_value([r["measured"].get("callback_s", math.nan) for r in results])
+    out["callback_s"] = _median([r["measured"].get("callback_s", math.nan) for r in results])
     return out
-
-
-def _middle_value(values: Sequence[float]) -> float:
-    finite = sorted(v for v in values if not math.isnan(v))
-    if not finite:
-        return math.nan
-    mid = len(finite) // 2
-    return finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2
 
 
 def _plan(reps: int, aa: int, interval: int) -> list[tuple[str, int | None, int | None, int]]:
@@ -485,8 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     load_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="bench_turns_") as output_root:
-        options = {**vars(args), "output_root": output_root, "quick": False, "interval_large": 0, "reps": 1,
-                   "output_dir": output_root}
+        options = {**vars(args), "output_root": output_root}
         import datasets
 
         datasets.disable_progress_bars()
