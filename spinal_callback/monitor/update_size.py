@@ -59,6 +59,11 @@ def local_data(param: torch.Tensor) -> torch.Tensor:
     return param.detach()
 
 
+def _is_sharded(param: torch.Tensor) -> bool:
+    """Whether :func:`local_data` must look into ``param`` (a DTensor or a ZeRO-3 parameter) at every read."""
+    return callable(getattr(param, "to_local", None)) or isinstance(getattr(param, "ds_tensor", None), torch.Tensor)
+
+
 def _trainable(model: nn.Module) -> Iterator[torch.Tensor]:
     seen: set[int] = set()
     for param in model.parameters():
@@ -82,7 +87,8 @@ class UpdateSampler:
         params = [p for p in _trainable(model) if local_data(p).numel() > 0]
         sizes = [local_data(p).numel() for p in params]
         total = sum(sizes)
-        self._picks: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # (parameter, flat indices, sharded): a plain parameter is read as it is, without a detached view per read
+        self._picks: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
         if total:
             generator = torch.Generator().manual_seed(seed)
             if coordinates >= total:
@@ -94,9 +100,9 @@ class UpdateSampler:
             for param, size in zip(params, sizes, strict=True):
                 inside = flat[(flat >= start) & (flat < start + size)] - start
                 if inside.numel():
-                    self._picks.append((param, inside.to(local_data(param).device)))
+                    self._picks.append((param, inside.to(local_data(param).device), _is_sharded(param)))
                 start += size
-        self.coordinates = int(sum(idx.numel() for _, idx in self._picks))
+        self.coordinates = int(sum(idx.numel() for _, idx, _ in self._picks))
         self._readings: deque[tuple[int, torch.Tensor]] = deque(maxlen=TURN_WINDOW + 1)
 
     @torch.no_grad()
@@ -106,8 +112,9 @@ class UpdateSampler:
         if not self._picks:
             return torch.zeros(0)
         by_device: dict[torch.device, list[torch.Tensor]] = {}
-        for param, idx in self._picks:
-            values = torch.take(local_data(param), idx)  # flat indices: no reshape
+        for param, idx, sharded in self._picks:
+            # flat indices: no reshape; under no_grad the plain parameter itself gives a result without grad
+            values = torch.take(local_data(param) if sharded else param, idx)
             by_device.setdefault(values.device, []).append(values)
         # one cast per device after the gather (torch.cat promotes mixed dtypes, float32 is exact for them all)
         return torch.cat([torch.cat(parts).float().cpu() for parts in by_device.values()])

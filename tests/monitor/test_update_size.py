@@ -79,6 +79,20 @@ def test_a_model_of_mixed_dtypes_is_read_exactly_in_float32_in_the_parameters_or
     assert torch.equal(values, expected)
 
 
+def test_a_replaced_tensor_is_read_where_it_is_now_and_a_zero3_partition_at_every_read() -> None:
+    model = nn.Sequential(nn.Linear(4, 3))
+    weight, bias = model[0].weight, model[0].bias
+    bias.ds_tensor = torch.arange(5.0)  # a ZeRO-3 parameter: this rank holds a partition of 5 elements
+    sampler = UpdateSampler(model, coordinates=10**9)
+    assert sampler.coordinates == weight.numel() + 5
+    with torch.no_grad():
+        weight.data = torch.full((3, 4), 7.0)  # e.g. a restore that swaps the tensor, not its values
+    bias.ds_tensor = torch.arange(5.0) + 100.0  # the partition swapped as well
+    values = sampler.read()
+    assert not values.requires_grad
+    assert torch.equal(values, torch.cat([torch.full((12,), 7.0), torch.arange(5.0) + 100.0]))
+
+
 def test_reset_makes_the_next_reading_a_baseline_and_the_runs_random_stream_is_untouched() -> None:
     model = _model()
     torch.manual_seed(123)
