@@ -36,8 +36,9 @@ __all__ = [
 def studied_defaults() -> DetectorConfig:
     """The library's :class:`DetectorConfig` defaults as studies 2–11 ran them: TRL's metrics and the probe pairs'
     DPO quantities watched (``DEFAULT_SIGNALS`` + ``PROBE_PAIR_SIGNALS``), no signal checked for NON_FINITE alone
-    (``finite_signals`` came with study 12). Every pinned detector of those studies starts from it."""
-    return DetectorConfig(signals={**DEFAULT_SIGNALS, **PROBE_PAIR_SIGNALS}, finite_signals=())
+    (``finite_signals`` came with study 12), the turn scored at the shared lag alone (``turn_lag`` came with study
+    13). Every pinned detector of those studies starts from it."""
+    return DetectorConfig(signals={**DEFAULT_SIGNALS, **PROBE_PAIR_SIGNALS}, finite_signals=(), turn_lag=0)
 
 _GEOMETRY = {f"band/late/{m}": "both" for m in ("contraction", "transport", "entropy", "transport_curvature")}
 _PROBE_SET = {f"pairs/{m}": "both" for m in ("logp_chosen", "logp_rejected", "margin", "logratio_margin")}

@@ -77,6 +77,11 @@ families no detector has been tested on since study 4 (:data:`STUDY11_FAULTS`), 
 the library's new default live — the probe forward every 50 steps, the forward-free readings (update size and turn,
 TRL's metrics) and the detector every 2, the probe pairs no longer watched — on new seeds of the seven models, of the
 two data faults and of three optimizer faults (:data:`STUDY12_FAULTS`).
+
+**Study 13** (pre-registered in ``docs/evidence.md``; :func:`study13_test_set`) runs the library's default with the
+turn test scored against the course 8 readings back as well (``DetectorConfig.turn_lag``), chosen on studies 11 and
+12's spent runs, on new seeds of the seven models and of gradient ascent, label flips and learning-rate ramps
+(:data:`STUDY13_FAULTS`).
 """
 
 from __future__ import annotations
@@ -124,6 +129,9 @@ __all__ = [
     "STUDY12_FAULTS",
     "STUDY12_FAULT_SEEDS",
     "STUDY12_HEALTHY_SEEDS",
+    "STUDY13_FAULTS",
+    "STUDY13_FAULT_SEEDS",
+    "STUDY13_HEALTHY_SEEDS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -156,6 +164,7 @@ __all__ = [
     "study11_test_set",
     "study12_rollback_set",
     "study12_test_set",
+    "study13_test_set",
     "test_set",
 ]
 
@@ -239,6 +248,14 @@ STUDY12_FAULTS = ("label_flip", "label_noise_ramp", "lr_jump", "grad_ascent", "l
 STUDY12_FAULT_SEEDS = {family: tuple(range(2500 + 10 * i, 2508 + 10 * i)) for i, family in enumerate(STUDY12_FAULTS)}
 #: Seeds of T12's fault-free runs.
 STUDY12_HEALTHY_SEEDS = tuple(range(2400, 2432))
+
+#: Study 13's fault families: gradient ascent, the family its change is for, and the two families whose first
+#: answers the turn test gave or could give (label flips, learning-rate ramps).
+STUDY13_FAULTS = ("grad_ascent", "label_flip", "lr_ramp")
+#: Seeds of T13's fault runs, per family (8 each, 2700–2727).
+STUDY13_FAULT_SEEDS = {family: tuple(range(2700 + 10 * i, 2708 + 10 * i)) for i, family in enumerate(STUDY13_FAULTS)}
+#: Seeds of T13's fault-free runs.
+STUDY13_HEALTHY_SEEDS = tuple(range(2600, 2632))
 
 #: Fault family → the RunSpec fields that make it (studies 2 and 3; ``lr_ramp``: study 1's, from study 11 on).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
@@ -696,6 +713,17 @@ def study12_rollback_set(max_steps: int = 240, fault_window: tuple[int, int] = (
     each identical to its T12 run except ``rollback=True``."""
     return _rollback_set(STUDY12_FAULT_SEEDS, STUDY12_HEALTHY_SEEDS, "T12", max_steps, fault_window, STUDY11_MODELS,
                          STUDY11_FAULT_MODELS)
+
+
+def study13_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T13 of study 13, in protocol order (56 runs): T13-healthy seeds 2600–2631 drawn as T12's (over
+    :data:`STUDY11_MODELS`), then each family of :data:`STUDY13_FAULTS` on its 8 seeds (demo recipe; M1, M3, Q1, G2 by
+    seed modulo 4)."""
+    return _test_set(STUDY13_FAULT_SEEDS, STUDY13_HEALTHY_SEEDS, "T13", max_steps, fault_window, STUDY11_MODELS,
+                     STUDY11_FAULT_MODELS)
+
+
+study13_test_set.__test__ = False  # type: ignore[attr-defined]
 
 
 def shorten(spec: RunSpec, max_steps: int) -> RunSpec:

@@ -204,6 +204,13 @@ class DetectorConfig:
                   "latest update turned that many times further from the weights' recent course than expected. "
                   "One exceedance opens an episode; one-sided. Calibrated."},
     )
+    turn_lag: int = field(
+        default=8,
+        metadata={"help": "TURN_JUMP also scores the turn against the trend window that ends this many observations "
+                  "back (the larger log ratio of the two counts): under Adam's momentum a reversal builds over ~10 "
+                  "readings, which the window `lag` observations back takes in as it rises (study 13). 0 (or at most "
+                  "`lag`): the `lag` window alone, as before study 13."},
+    )
     finite_signals: Sequence[str] = field(
         default=DEFAULT_FINITE_SIGNALS,
         metadata={"help": "Signals (names or glob patterns) checked for NON_FINITE alone, besides the watched "
@@ -244,6 +251,7 @@ class DetectorConfig:
         self.vectors = self._check_names("vectors", self.vectors, allow_empty=True)
         check_int("window", self.window, 5)
         check_int("lag", self.lag, 0)
+        check_int("turn_lag", self.turn_lag, 0)
         check_int("warmup", self.warmup, 3)
         checks = (self.checks,) if isinstance(self.checks, str) else self.checks
         if not isinstance(checks, Sequence) or not checks or any(c not in CHECKS for c in checks):
@@ -320,9 +328,9 @@ class DetectorConfig:
 
     @property
     def history_length(self) -> int:
-        """Observations a scalar signal's state keeps: the trend window and lag, or the variance window and its
-        reference if longer."""
-        return max(self.window + self.lag, self.variance_window + self.variance_reference)
+        """Observations a scalar signal's state keeps: the trend window and the longer of its lags (``lag``,
+        ``turn_lag``), or the variance window and its reference if longer."""
+        return max(self.window + max(self.lag, self.turn_lag), self.variance_window + self.variance_reference)
 
     # ------------------------------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:

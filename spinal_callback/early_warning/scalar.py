@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from spinal_callback.config.detector import DetectorConfig
 from spinal_callback.early_warning.alerts import Alert, AlertReason
 from spinal_callback.early_warning.messages import non_finite_message, scalar_message
 from spinal_callback.early_warning.robust import pooled_rms, residual_scale
-from spinal_callback.early_warning.scores import ScalarScores, fit_window, score_scalar, variance_onset
+from spinal_callback.early_warning.scores import ScalarScores, fit_window, score_scalar, size_ratio, variance_onset
 from spinal_callback.early_warning.state import SignalState, VectorState
 
 __all__ = [
@@ -132,6 +132,8 @@ def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: s
             reference = noise_scale(st, cfg.min_scale, st.history[len(values) - cfg.variance_window][0])
         sc = score_scalar(values, x, fit, sigma, cfg.lag, cfg.variance_window, reference, cfg.min_scale,
                           cfg.variance_reference)
+        if update == "turn_jump":
+            sc, window_steps = _longer_turn(cfg, st, values, x, sc, window_steps)
         if update:
             _judge_update(cfg, st, name, step, x, sc, layers, window_steps, out, update)
         else:
@@ -140,6 +142,22 @@ def observe_scalar(cfg: DetectorConfig, st: SignalState, name: str, direction: s
     st.history.append((step, x))
     st.last_step = step
     return out
+
+
+def _longer_turn(cfg: DetectorConfig, st: SignalState, values: list[float], x: float, sc: ScalarScores,
+                 window_steps: tuple[int, int]) -> tuple[ScalarScores, tuple[int, int]]:
+    """The turn's size score against the trend window ``turn_lag`` observations back too, once the history holds
+    it: the larger log ratio, with the window it came from (a reversal that builds over several readings is
+    measured against the course before it)."""
+    lag = cfg.turn_lag
+    if lag <= cfg.lag or len(values) < cfg.window + lag:
+        return sc, window_steps
+    fit = fit_window(values, cfg.window, lag)
+    size = size_ratio(values, x, cfg.window, lag, cfg.min_scale, fit.at(cfg.window + lag))
+    if size <= sc.size:
+        return sc, window_steps
+    first = len(values) - lag - cfg.window
+    return replace(sc, size=size), (st.history[first][0], st.history[first + cfg.window - 1][0])
 
 
 def _judge_update(cfg: DetectorConfig, st: SignalState, name: str, step: int, x: float, sc: ScalarScores,

@@ -114,7 +114,8 @@ def test_state_keeps_the_reference_and_round_trips_mid_stream() -> None:
 
 
 def test_settings_are_checked() -> None:
-    assert DetectorConfig(variance_reference=0).history_length == 22  # window 20 + lag 2
+    assert DetectorConfig(variance_reference=0, turn_lag=0).history_length == 22  # window 20 + lag 2
+    assert DetectorConfig(variance_reference=0).history_length == 28  # window 20 + turn lag 8
     assert DetectorConfig(variance_reference=32).history_length == 40  # variance window 8 + 32
     with pytest.raises(ValueError, match="`variance_reference` must be 0"):
         DetectorConfig(variance_reference=2)
