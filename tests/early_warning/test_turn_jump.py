@@ -109,3 +109,22 @@ def test_state_round_trip_mid_stream_keeps_the_turn_test() -> None:
     second.load_state_dict(first.state_dict())
     rest = [a for i, v in enumerate(turns[60:], start=60) for a in second.update(2 * i, {TURN: float(v)})]
     assert [(a.step, a.reason) for a in rest] == [(a.step, a.reason) for a in whole] != []
+
+
+def test_a_reversal_that_builds_over_readings_is_measured_against_the_course_before_it() -> None:
+    # a turn rising linearly 0.3 -> 0.9 over 12 readings from reading 60 (a sign error under momentum), ±3 % noise
+    rng = np.random.default_rng(5)
+    ramp = np.clip((np.arange(100) - 60) / 12, 0.0, 1.0)
+    turns = (0.3 + 0.6 * ramp) * np.exp(rng.normal(0.0, 0.03, 100))
+    cfg = {"turn_threshold": 0.95}
+    assert _feed(_detector(turn_lag=0, **cfg), turns) == []  # the window 2 back rises with it
+    whole = _feed(_detector(**cfg), turns)
+    assert whole and whole[0].reason is AlertReason.TURN_JUMP and 2 * 60 < whole[0].step <= 2 * 72
+    lagged = 2 * (whole[0].step // 2 - 8 - 20), 2 * (whole[0].step // 2 - 8 - 1)  # the window 8 readings back
+    assert f"steps {lagged[0]}–{lagged[1]}" in whole[0].message
+    first = _detector(**cfg)
+    _feed(first, turns[:64])  # cut inside the rise
+    second = _detector(**cfg)
+    second.load_state_dict(first.state_dict())
+    rest = [a for i, v in enumerate(turns[64:], start=64) for a in second.update(2 * i, {TURN: float(v)})]
+    assert [(a.step, a.reason) for a in rest] == [(a.step, a.reason) for a in whole]
