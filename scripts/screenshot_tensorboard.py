@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, (fragment, height, checkboxes) in PAGES.items():
             if args.only is not None and name not in args.only:
                 continue
-            with tempfile.TemporaryDirectory() as profile:
+            # Chromium's helper processes may still write to the profile as it is removed: not an error here
+            with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
                 browser = DevTools(args.chromium, args.width, height, profile)
                 try:
                     target = out / name
