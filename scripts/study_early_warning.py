@@ -61,14 +61,30 @@ def _train(job: tuple[RunSpec, str, str, int, Any]) -> tuple[str, float]:
 
     spec, out, cache, sft_steps, settings = job
     started = time.perf_counter()
-    with open(Path(out) / f"{spec.name}.log", "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
-            contextlib.redirect_stderr(log):
+    with open(Path(out) / f"{spec.name}.log", "w", encoding="utf-8") as log:
         try:
-            run_study(spec, out, cache, settings or StudySettings(), SFTSettings(max_steps=sft_steps))
-        except BaseException:
-            traceback.print_exc()
-            raise
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                try:
+                    run_study(spec, out, cache, settings or StudySettings(), SFTSettings(max_steps=sft_steps))
+                except BaseException:
+                    traceback.print_exc()
+                    raise
+        finally:
+            _detach_logging(log)
     return spec.name, time.perf_counter() - started
+
+
+def _detach_logging(stream: Any) -> None:
+    """Point every logging handler that a run bound to its log file ``stream`` (a library's handler created while
+    stderr was redirected) back at stderr: the worker process trains the next run after this file is closed."""
+    import logging
+
+    loggers = [logging.getLogger(), *(lg for lg in logging.root.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is stream:
+                handler.setStream(sys.stderr)
 
 
 def _pretrain(job: tuple[str, str, int]) -> tuple[str, float, float]:

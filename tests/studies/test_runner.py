@@ -285,3 +285,36 @@ def test_recorder_evaluates_nothing_when_eval_every_is_0(tmp_path):
     assert (tmp_path / "evals.jsonl").read_text() == ""
     assert len((tmp_path / "logs.jsonl").read_text().splitlines()) == 6
     assert behavioural_onset(_jsonl(tmp_path / "evals.jsonl")) is None  # what scoring reads: no onset
+
+
+def test_a_logging_handler_bound_to_a_runs_log_file_is_detached_when_the_run_ends(tmp_path, monkeypatch) -> None:
+    import importlib.util
+    import logging
+    import sys
+    from pathlib import Path
+
+    import studies.runner
+    from studies import scenarios
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "study_early_warning.py"
+    module_spec = importlib.util.spec_from_file_location("study_early_warning", path)
+    script = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(script)
+    handler_holder = []
+
+    def fake_run_study(spec, out, cache, settings, sft) -> None:
+        handler = logging.StreamHandler()  # binds to sys.stderr now: the run's log file
+        logging.getLogger("a_library_that_logs").addHandler(handler)
+        handler_holder.append(handler)
+        print("trained")
+
+    monkeypatch.setattr(studies.runner, "run_study", fake_run_study)
+    spec = scenarios.run_spec("stable", 0, 4)
+    try:
+        script._train((spec, str(tmp_path), str(tmp_path), 1, None))
+        handler = handler_holder[0]
+        assert (tmp_path / f"{spec.name}.log").read_text() == "trained\n"
+        assert handler.stream is sys.stderr and not handler.stream.closed
+        logging.getLogger("a_library_that_logs").warning("the next run logs: no error about a closed file")
+    finally:
+        logging.getLogger("a_library_that_logs").handlers.clear()
