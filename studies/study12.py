@@ -28,7 +28,8 @@ from studies.study7 import C6_MATCHED
 from studies.study10 import study9_detector
 from studies.study11 import by_model
 
-__all__ = ["SHIPPED", "UPDATE_ONLY", "evaluate", "settings_of", "spent_replay", "study12_detector"]
+__all__ = ["SHIPPED", "UPDATE_ONLY", "evaluate", "replay_both", "settings_of", "spent_replay",
+           "study12_detector"]
 
 SHIPPED = "shipped (study 12 default: no probe pairs)"
 UPDATE_ONLY = "update and turn jumps only"
@@ -81,16 +82,23 @@ def _summary(runs: Sequence[Run], scores: Sequence[Score]) -> dict[str, Any]:
     }
 
 
+def replay_both(runs: Sequence[Run], old: tuple[str, DetectorConfig],
+                new: tuple[str, DetectorConfig]) -> dict[str, Any]:
+    """Two detectors (``(name, config)``) replayed on the same runs: per detector the healthy runs that alarmed, the
+    scorable fault runs and those answered in time, each fault run's first alarm after the fault; and
+    ``"first_alarm_differs"``, the fault runs where the two first alarms differ (``[old, new]``)."""
+    onsets = onsets_of(runs)
+    out: dict[str, Any] = {name: _summary(runs, detector_scores(name, config, runs, onsets, 1))
+                           for name, config in (old, new)}
+    before, after = out[old[0]]["first_alarm"], out[new[0]]["first_alarm"]
+    out["first_alarm_differs"] = {name: [before[name], after[name]] for name in before if before[name] != after[name]}
+    return out
+
+
 def spent_replay(runs: Sequence[Run]) -> dict[str, Any]:
     """Re-analysis of spent runs (study 11's, recorded with a probe at every reading): study 9's detector and the new
     default replayed on the same runs; the runs whose first alarm after the fault differs are listed."""
-    onsets = onsets_of(runs)
-    old = detector_scores("study 9", study9_detector(), runs, onsets, 1)
-    new = detector_scores("study 12", study12_detector(), runs, onsets, 1)
-    out = {"study 9 detector": _summary(runs, old), "study 12 default": _summary(runs, new)}
-    before, after = out["study 9 detector"]["first_alarm"], out["study 12 default"]["first_alarm"]
-    out["first_alarm_differs"] = {name: [before[name], after[name]] for name in before if before[name] != after[name]}
-    return out
+    return replay_both(runs, ("study 9 detector", study9_detector()), ("study 12 default", study12_detector()))
 
 
 def spent_table(results: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ from studies.study4 import UPDATE_CHECK, score_test_set
 from studies.study6 import TURN_CHECK
 from studies.study7 import C6_MATCHED
 from studies.study11 import by_model
-from studies.study12 import PROBE_INTERVAL, _summary, study12_detector
+from studies.study12 import PROBE_INTERVAL, replay_both, study12_detector
 
 __all__ = ["SHIPPED", "STUDY12", "TURN_LAG", "UPDATE_ONLY", "calibration_replay", "calibration_table", "evaluate",
            "settings_of", "study13_detector"]
@@ -55,12 +55,8 @@ def settings_of(spec: Any) -> Any:
 def calibration_replay(runs: Sequence[Run]) -> dict[str, Any]:
     """The choice's evidence, on spent runs: study 12's default and study 13's replayed on the same runs, each run's
     first alarm after the fault, and the runs where it differs."""
+    out = replay_both(runs, (STUDY12, study12_detector()), (SHIPPED, study13_detector()))
     onsets = onsets_of(runs)
-    old = detector_scores(STUDY12, study12_detector(), runs, onsets, 1)
-    new = detector_scores(SHIPPED, study13_detector(), runs, onsets, 1)
-    out = {STUDY12: _summary(runs, old), SHIPPED: _summary(runs, new)}
-    before, after = out[STUDY12]["first_alarm"], out[SHIPPED]["first_alarm"]
-    out["first_alarm_differs"] = {name: [before[name], after[name]] for name in before if before[name] != after[name]}
     out["onsets"] = {run.name: onsets[run.name] for run in runs if run.is_fault}
     return out
 
