@@ -12,7 +12,6 @@ JSON output loads with :meth:`DetectorConfig.from_json`.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -32,25 +31,13 @@ from spinal_callback.config.signals import (
     DPO_METRICS,
     PROBE_PAIR_SIGNALS,
 )
-from spinal_callback.config.validation import check_int, fields_of, read_json_object
+from spinal_callback.config.validation import check_float, check_int, fields_of, read_json_object
 
 __all__ = [
     "CHECKS", "DEFAULT_CHECKS", "DEFAULT_FINITE_SIGNALS", "DEFAULT_SIGNALS", "DEFAULT_SPEED_SIGNALS",
     "DEFAULT_TURN_SIGNALS", "DEFAULT_UPDATE_SIGNALS", "DEFAULT_VARIANCE_SIGNALS", "DEFAULT_VECTORS", "DIRECTIONS",
     "DPO_METRICS", "PROBE_PAIR_SIGNALS", "DetectorConfig",
 ]  # the signal and test names live in spinal_callback.config.signals; re-exported here
-
-
-def _float(name: str, value: object, low: float, high: float = math.inf, *, open_low: bool = False,
-           open_high: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-    if ok:
-        v = float(value)  # type: ignore[arg-type]
-        ok = (v > low if open_low else v >= low) and (v < high if open_high else v <= high) and math.isfinite(v)
-    if not ok:
-        bounds = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high or high == math.inf else ']'}"
-        raise ValueError(f"`{name}` must be a finite number in {bounds}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -257,9 +244,9 @@ class DetectorConfig:
         if not isinstance(checks, Sequence) or not checks or any(c not in CHECKS for c in checks):
             raise ValueError(f"`checks` must be a non-empty list of {', '.join(CHECKS)}, got {self.checks!r}")
         self.checks = tuple(dict.fromkeys(checks))
-        self.z_threshold = _float("z_threshold", self.z_threshold, 0.0, open_low=True)
-        self.cusum_k = _float("cusum_k", self.cusum_k, 0.0)
-        self.cusum_h = _float("cusum_h", self.cusum_h, 0.0, open_low=True)
+        self.z_threshold = check_float("z_threshold", self.z_threshold, 0.0, open_low=True)
+        self.cusum_k = check_float("cusum_k", self.cusum_k, 0.0)
+        self.cusum_h = check_float("cusum_h", self.cusum_h, 0.0, open_low=True)
         check_int("variance_window", self.variance_window, 3)
         if self.variance_window > self.window + self.lag:
             raise ValueError(f"`variance_window` must be <= window + lag ({self.window + self.lag}), "
@@ -274,25 +261,25 @@ class DetectorConfig:
                                  f"the variance window at the first score, got {self.window} + {self.lag} − "
                                  f"{self.variance_window}: lower variance_window or set variance_reference=0")
         self.variance_signals = self._check_names("variance_signals", self.variance_signals, allow_empty=True)
-        self.variance_threshold = _float("variance_threshold", self.variance_threshold, 1.0, open_low=True)
-        self.t2_threshold = _float("t2_threshold", self.t2_threshold, 0.0, open_low=True)
+        self.variance_threshold = check_float("variance_threshold", self.variance_threshold, 1.0, open_low=True)
+        self.t2_threshold = check_float("t2_threshold", self.t2_threshold, 0.0, open_low=True)
         self.speed_signals = self._check_names("speed_signals", self.speed_signals, allow_empty=True)
-        self.speed_threshold = _float("speed_threshold", self.speed_threshold, 0.0, open_low=True)
+        self.speed_threshold = check_float("speed_threshold", self.speed_threshold, 0.0, open_low=True)
         check_int("speed_consecutive", self.speed_consecutive, 1)
         self.update_signals = self._check_names("update_signals", self.update_signals, allow_empty=True)
-        self.update_threshold = _float("update_threshold", self.update_threshold, 0.0, open_low=True)
+        self.update_threshold = check_float("update_threshold", self.update_threshold, 0.0, open_low=True)
         self.turn_signals = self._check_names("turn_signals", self.turn_signals, allow_empty=True)
-        self.turn_threshold = _float("turn_threshold", self.turn_threshold, 0.0, open_low=True)
+        self.turn_threshold = check_float("turn_threshold", self.turn_threshold, 0.0, open_low=True)
         both = sorted(set(self.update_signals) & set(self.turn_signals))
         if both:
             raise ValueError(f"{', '.join(map(repr, both))} cannot be both in `update_signals` and in `turn_signals`: "
                              "each is watched by one test; keep a step size in the first and a turn in the second")
         self.finite_signals = self._check_names("finite_signals", self.finite_signals, allow_empty=True)
         check_int("min_consecutive", self.min_consecutive, 1)
-        self.release_fraction = _float("release_fraction", self.release_fraction, 0.0, 1.0, open_low=True,
+        self.release_fraction = check_float("release_fraction", self.release_fraction, 0.0, 1.0, open_low=True,
                                        open_high=True)
         check_int("release_after", self.release_after, 1)
-        self.min_scale = _float("min_scale", self.min_scale, 0.0, open_low=True)
+        self.min_scale = check_float("min_scale", self.min_scale, 0.0, open_low=True)
         if self.non_finite not in ("alert", "skip"):
             raise ValueError(f"`non_finite` must be one of alert, skip, got {self.non_finite!r}")
 

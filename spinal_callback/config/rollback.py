@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from spinal_callback.config.validation import check_int, check_snapshot_dir, fields_of, read_json_object
+from spinal_callback.config.validation import check_float, check_int, check_snapshot_dir, fields_of, read_json_object
 
 __all__ = ["RollbackConfig"]
 
@@ -71,10 +71,7 @@ class RollbackConfig:
         check_int("max_rollbacks", self.max_rollbacks, 1)
         if self.storage not in ("memory", "disk"):
             raise ValueError(f"`storage` must be one of memory, disk, got {self.storage!r}")
-        lr = self.lr_scale
-        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not 0.0 < lr <= 1.0:
-            raise ValueError(f"`lr_scale` must be a number in (0, 1], got {lr!r}")
-        self.lr_scale = float(lr)
+        self.lr_scale = check_float("lr_scale", self.lr_scale, 0.0, 1.0, open_low=True)
         if self.storage == "disk":
             if self.snapshot_dir is None:
                 raise ValueError("`snapshot_dir` must be given when storage='disk', got None")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["check_int", "check_snapshot_dir", "check_writable_dir", "fields_of", "read_json_object"]
+__all__ = ["check_float", "check_int", "check_snapshot_dir", "check_writable_dir", "fields_of", "read_json_object"]
 
 _CHECKPOINT_RE = re.compile(r"^checkpoint-\d+$")
 
@@ -20,6 +21,20 @@ def check_int(name: str, value: object, minimum: int) -> None:
     """``value`` must be an ``int`` (not a ``bool``) and at least ``minimum``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
+
+
+def check_float(name: str, value: object, low: float, high: float = math.inf, *, open_low: bool = False,
+                open_high: bool = False) -> float:
+    """``value`` must be a finite number (not a ``bool``) in ``[low, high]`` (``open_low`` / ``open_high``: the bound
+    itself excluded); returns it as a ``float``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (v > low if open_low else v >= low) and (v < high if open_high else v <= high) and math.isfinite(v)
+    if not ok:
+        bounds = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high or high == math.inf else ']'}"
+        raise ValueError(f"`{name}` must be a finite number in {bounds}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def check_writable_dir(name: str, directory: str) -> None:
