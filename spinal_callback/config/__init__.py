@@ -8,8 +8,9 @@ Nothing here imports torch.
 
 from spinal_callback.config.arguments import SpinalArguments, cli_name
 from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.options import ALERT_ACTIONS, PATCH_DIRECTIONS
 from spinal_callback.config.rollback import RollbackConfig
-from spinal_callback.config.spinal import ALERT_ACTIONS, PATCH_DIRECTIONS, SpinalConfig
+from spinal_callback.config.spinal import SpinalConfig
 
 __all__ = [
     "ALERT_ACTIONS",

@@ -37,7 +37,8 @@ import re
 from dataclasses import MISSING, field, fields, make_dataclass
 from typing import Any, get_type_hints
 
-from spinal_callback.config.spinal import ALERT_ACTIONS, PATCH_DIRECTIONS, SpinalConfig
+from spinal_callback.config.options import ALERT_ACTIONS, PATCH_DIRECTIONS
+from spinal_callback.config.spinal import SpinalConfig
 
 __all__ = ["CLI_PREFIX", "SpinalArguments", "cli_name"]
 

@@ -30,6 +30,8 @@ from spinal_callback.config.signals import (
     DIRECTIONS,
     DPO_METRICS,
     PROBE_PAIR_SIGNALS,
+    check_names,
+    check_signal_map,
 )
 from spinal_callback.config.validation import check_float, check_int, fields_of, read_json_object
 
@@ -234,8 +236,8 @@ class DetectorConfig:
     )
 
     def __post_init__(self) -> None:
-        self.signals = self._check_signals(self.signals)
-        self.vectors = self._check_names("vectors", self.vectors, allow_empty=True)
+        self.signals = check_signal_map(self.signals)
+        self.vectors = check_names("vectors", self.vectors)
         check_int("window", self.window, 5)
         check_int("lag", self.lag, 0)
         check_int("turn_lag", self.turn_lag, 0)
@@ -260,21 +262,21 @@ class DetectorConfig:
                 raise ValueError(f"`variance_reference` needs window + lag − variance_window >= 4 increments before "
                                  f"the variance window at the first score, got {self.window} + {self.lag} − "
                                  f"{self.variance_window}: lower variance_window or set variance_reference=0")
-        self.variance_signals = self._check_names("variance_signals", self.variance_signals, allow_empty=True)
+        self.variance_signals = check_names("variance_signals", self.variance_signals)
         self.variance_threshold = check_float("variance_threshold", self.variance_threshold, 1.0, open_low=True)
         self.t2_threshold = check_float("t2_threshold", self.t2_threshold, 0.0, open_low=True)
-        self.speed_signals = self._check_names("speed_signals", self.speed_signals, allow_empty=True)
+        self.speed_signals = check_names("speed_signals", self.speed_signals)
         self.speed_threshold = check_float("speed_threshold", self.speed_threshold, 0.0, open_low=True)
         check_int("speed_consecutive", self.speed_consecutive, 1)
-        self.update_signals = self._check_names("update_signals", self.update_signals, allow_empty=True)
+        self.update_signals = check_names("update_signals", self.update_signals)
         self.update_threshold = check_float("update_threshold", self.update_threshold, 0.0, open_low=True)
-        self.turn_signals = self._check_names("turn_signals", self.turn_signals, allow_empty=True)
+        self.turn_signals = check_names("turn_signals", self.turn_signals)
         self.turn_threshold = check_float("turn_threshold", self.turn_threshold, 0.0, open_low=True)
         both = sorted(set(self.update_signals) & set(self.turn_signals))
         if both:
             raise ValueError(f"{', '.join(map(repr, both))} cannot be both in `update_signals` and in `turn_signals`: "
                              "each is watched by one test; keep a step size in the first and a turn in the second")
-        self.finite_signals = self._check_names("finite_signals", self.finite_signals, allow_empty=True)
+        self.finite_signals = check_names("finite_signals", self.finite_signals)
         check_int("min_consecutive", self.min_consecutive, 1)
         self.release_fraction = check_float("release_fraction", self.release_fraction, 0.0, 1.0, open_low=True,
                                        open_high=True)
@@ -282,36 +284,6 @@ class DetectorConfig:
         self.min_scale = check_float("min_scale", self.min_scale, 0.0, open_low=True)
         if self.non_finite not in ("alert", "skip"):
             raise ValueError(f"`non_finite` must be one of alert, skip, got {self.non_finite!r}")
-
-    @staticmethod
-    def _check_names(what: str, names: object, *, allow_empty: bool) -> tuple[str, ...]:
-        if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
-            raise ValueError(f"`{what}` must be a list of names, got {names!r:.80}")
-        if not names and not allow_empty:
-            raise ValueError(f"`{what}` must name at least one signal, got an empty collection")
-        for name in names:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"`{what}` entries must be non-empty strings, got {name!r}")
-        return tuple(dict.fromkeys(names))
-
-    @classmethod
-    def _check_signals(cls, signals: object) -> dict[str, str]:
-        if isinstance(signals, Mapping):
-            items = list(signals.items())
-        elif isinstance(signals, Sequence) and not isinstance(signals, (str, bytes)):
-            items = [(name, "both") for name in cls._check_names("signals", signals, allow_empty=True)]
-        else:
-            raise ValueError(f"`signals` must be a mapping {{name: direction}} or a list of names, got {signals!r:.80}")
-        if not items:
-            raise ValueError("`signals` must name at least one signal, got an empty collection")
-        checked: dict[str, str] = {}
-        for name, direction in items:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"`signals` keys must be non-empty strings, got {name!r}")
-            if direction not in DIRECTIONS:
-                raise ValueError(f"`signals[{name!r}]` must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-            checked[name] = direction
-        return checked
 
     @property
     def history_length(self) -> int:
@@ -324,13 +296,9 @@ class DetectorConfig:
         """Plain, JSON-able view (the inverse of :meth:`from_dict`)."""
         data = asdict(self)
         data["signals"] = dict(self.signals)  # type: ignore[arg-type]
-        data["vectors"] = list(self.vectors)
-        data["checks"] = list(self.checks)
-        data["variance_signals"] = list(self.variance_signals)
-        data["speed_signals"] = list(self.speed_signals)
-        data["update_signals"] = list(self.update_signals)
-        data["turn_signals"] = list(self.turn_signals)
-        data["finite_signals"] = list(self.finite_signals)
+        for name in ("vectors", "checks", "variance_signals", "speed_signals", "update_signals", "turn_signals",
+                     "finite_signals"):
+            data[name] = list(getattr(self, name))
         return data
 
     @classmethod

@@ -1,11 +1,14 @@
 """The shipped detector's signals and tests: what it watches by default, which test applies to which signal,
-and the names it knows at setup — each with the study that chose it (``docs/evidence.md``).
+and the names it knows at setup — each with the study that chose it (``docs/evidence.md``) — and the checks of the
+signal lists a :class:`~spinal_callback.config.detector.DetectorConfig` is given.
 
 :class:`~spinal_callback.config.detector.DetectorConfig` takes its defaults from here (and re-exports these names);
 pass your own lists to it to watch other signals or run other tests.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "CHECKS",
@@ -20,6 +23,8 @@ __all__ = [
     "DIRECTIONS",
     "DPO_METRICS",
     "PROBE_PAIR_SIGNALS",
+    "check_names",
+    "check_signal_map",
 ]
 
 #: Direction priors a signal can carry: ``"both"`` (no prior: a break either way counts), ``"up"`` / ``"down"``
@@ -96,3 +101,36 @@ DPO_METRICS: tuple[str, ...] = (
     "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
     "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected",
 )
+
+
+def check_names(what: str, names: object) -> tuple[str, ...]:
+    """A ``DetectorConfig`` list of signal names (``what``: the field): non-empty strings, repeats dropped, in order.
+    Whether a name exists is checked at setup (:func:`~spinal_callback.early_warning.names.check_signal_names`),
+    when the available ones are known."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence):
+        raise ValueError(f"`{what}` must be a list of names, got {names!r:.80}")
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"`{what}` entries must be non-empty strings, got {name!r}")
+    return tuple(dict.fromkeys(names))
+
+
+def check_signal_map(signals: object) -> dict[str, str]:
+    """``DetectorConfig.signals``: ``{name: direction prior}`` (one of :data:`DIRECTIONS`), or a list of names, each
+    then with ``"both"``; at least one."""
+    if isinstance(signals, Mapping):
+        items = list(signals.items())
+    elif isinstance(signals, Sequence) and not isinstance(signals, (str, bytes)):
+        items = [(name, "both") for name in check_names("signals", signals)]
+    else:
+        raise ValueError(f"`signals` must be a mapping {{name: direction}} or a list of names, got {signals!r:.80}")
+    if not items:
+        raise ValueError("`signals` must name at least one signal, got an empty collection")
+    checked: dict[str, str] = {}
+    for name, direction in items:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"`signals` keys must be non-empty strings, got {name!r}")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"`signals[{name!r}]` must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        checked[name] = direction
+    return checked

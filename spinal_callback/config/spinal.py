@@ -5,59 +5,26 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from spinal_callback.config.detector import DetectorConfig
+from spinal_callback.config.options import (
+    ALERT_ACTIONS,
+    PATCH_DIRECTIONS,
+    check_actions,
+    check_directions,
+    check_pairs,
+    check_ranks,
+    coerce_section,
+    fraction_pair,
+    output_path,
+)
 from spinal_callback.config.rollback import RollbackConfig
-from spinal_callback.config.validation import check_int, check_writable_dir
+from spinal_callback.config.validation import check_int
 
-__all__ = ["ALERT_ACTIONS", "PATCH_DIRECTIONS", "SpinalConfig"]
-
-#: Named actions ``on_alert`` accepts (callables are accepted too).
-ALERT_ACTIONS = ("log", "stop", "rollback")
-#: Exact patching directions (as in :data:`spinal_callback.probes.DIRECTIONS`).
-PATCH_DIRECTIONS = ("policy_to_reference", "reference_to_policy")
-_PAIR_FIELDS = ("prompt", "chosen", "rejected")
-
-
-def _fraction_pair(name: str, value: object, strict_order: bool) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in value)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a pair of fractions (a, b), got {value!r}") from None
-    if not (0.0 <= a < b <= 1.0) or (strict_order and not 0.0 < a < b < 1.0):
-        bounds = "0 < a < b < 1" if strict_order else "0 <= a < b <= 1"
-        raise ValueError(f"`{name}` must satisfy {bounds}, got {value!r}")
-    return a, b
-
-
-def _coerce(cls: type, name: str, value: object) -> Any:
-    """A ``cls`` from itself, a dict of its fields, a JSON object as text, or the path of a JSON file."""
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, str) and value.lstrip().startswith("{"):
-        text = value
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"`{name}` is not a valid JSON object ({err.msg} at character {err.pos}): "
-                             f"{text[:80]!r}") from None
-    if isinstance(value, Mapping):
-        return cls.from_dict(value) if hasattr(cls, "from_dict") else cls(**dict(value))
-    if isinstance(value, (str, os.PathLike)) and hasattr(cls, "from_json"):
-        path = os.fspath(value)
-        if not os.path.isfile(path):
-            raise ValueError(f"`{name}` {path!r} is not a file; give a {cls.__name__}, a dict of its fields, a JSON "
-                             "object or the path of a JSON file (for the detector, one written by `spinal calibrate`)")
-        try:
-            return cls.from_json(path)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"`{name}` {path!r} is not valid JSON ({err.msg}, line {err.lineno})") from None
-    raise ValueError(f"`{name}` must be a {cls.__name__}, a dict of its fields, a JSON object or a JSON file path, "
-                     f"got {value!r:.80}")
+__all__ = ["ALERT_ACTIONS", "PATCH_DIRECTIONS", "SpinalConfig"]  # the action and direction names: config.options
 
 
 @dataclass
@@ -250,13 +217,8 @@ class SpinalConfig:
         check_int("patch_interval", self.patch_interval, 0)
         check_int("heatmap_interval", self.heatmap_interval, 0)
         check_int("patch_low_rank_layers", self.patch_low_rank_layers, 0)
-        self.patch_directions = self._check_directions(self.patch_directions)
-        if self.patch_ranks is not None:
-            ranks = tuple(self.patch_ranks) if isinstance(self.patch_ranks, Sequence) else ()
-            if not ranks or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in ranks):
-                raise ValueError(f"`patch_ranks` must be None or a non-empty list of positive integers, "
-                                 f"got {self.patch_ranks!r}")
-            self.patch_ranks = tuple(sorted(set(ranks)))
+        self.patch_directions = check_directions(self.patch_directions)
+        self.patch_ranks = check_ranks(self.patch_ranks)
         for name in ("patch_lasso", "patch_attribution", "probe_at_start", "heatmaps", "layer_runs"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
@@ -264,82 +226,22 @@ class SpinalConfig:
             raise ValueError(f"`seed` must be an integer, got {self.seed!r}")
         if not isinstance(self.strict, bool):
             raise ValueError(f"`strict` must be True or False, got {self.strict!r}")
-        self.tail = _fraction_pair("tail", self.tail, strict_order=False)
-        self.bands = _fraction_pair("bands", self.bands, strict_order=True)
+        self.tail = fraction_pair("tail", self.tail, strict_order=False)
+        self.bands = fraction_pair("bands", self.bands, strict_order=True)
         if not isinstance(self.rtol, (int, float)) or not (0.0 <= float(self.rtol) < 1.0) or math.isnan(self.rtol):
             raise ValueError(f"`rtol` must be a float in [0, 1), got {self.rtol!r}")
-        self.on_alert = self._check_actions(self.on_alert)
-        self.detector = _coerce(DetectorConfig, "detector", self.detector)
-        self.rollback = _coerce(RollbackConfig, "rollback", self.rollback)
+        self.on_alert = check_actions(self.on_alert)
+        self.detector = coerce_section(DetectorConfig, "detector", self.detector)
+        self.rollback = coerce_section(RollbackConfig, "rollback", self.rollback)
         if "rollback" in self.on_alert and not self.rollback.enabled:
             raise ValueError(
                 "`on_alert` includes 'rollback' but snapshots are disabled (rollback.enabled=False); enable them "
                 "or remove 'rollback' from on_alert"
             )
         if self.probe_pairs is not None:
-            self.probe_pairs = self._check_pairs(self.probe_pairs)
-        for name in ("log_dir", "trace_path"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if not isinstance(value, (str, os.PathLike)):
-                raise ValueError(f"`{name}` must be a path (str or os.PathLike) or None, got {value!r}")
-            value = os.path.abspath(os.path.expanduser(os.fspath(value)))
-            if name == "trace_path" and os.path.isdir(value):
-                raise ValueError(f"`trace_path` must be a file path, got the directory {value!r}")
-            check_writable_dir(name, value if name == "log_dir" else os.path.dirname(value))
-            setattr(self, name, value)
-
-    @staticmethod
-    def _check_actions(actions: object) -> tuple[str | Callable[..., Any], ...]:
-        if isinstance(actions, str) or callable(actions):
-            actions = (actions,)
-        if not isinstance(actions, Sequence):
-            raise ValueError(f"`on_alert` must be a list of {ALERT_ACTIONS} or callables, got {actions!r}")
-        for action in actions:
-            if callable(action):
-                continue
-            if action not in ALERT_ACTIONS:
-                raise ValueError(
-                    f"`on_alert` entries must be one of {', '.join(ALERT_ACTIONS)} or a callable, got {action!r}"
-                )
-        return tuple(actions)
-
-    @staticmethod
-    def _check_directions(directions: object) -> tuple[str, ...]:
-        if isinstance(directions, str):
-            directions = (directions,)
-        if not isinstance(directions, Sequence) or not directions:
-            raise ValueError(f"`patch_directions` must be a non-empty list of {PATCH_DIRECTIONS}, got {directions!r}")
-        for direction in directions:
-            if direction not in PATCH_DIRECTIONS:
-                raise ValueError(
-                    f"`patch_directions` entries must be one of {', '.join(PATCH_DIRECTIONS)}, got {direction!r}"
-                )
-        return tuple(dict.fromkeys(directions))
-
-    @staticmethod
-    def _check_pairs(pairs: object) -> list[dict[str, str]]:
-        if not isinstance(pairs, Sequence) or isinstance(pairs, (str, bytes)) or len(pairs) == 0:
-            raise ValueError(
-                "`probe_pairs` must be a non-empty list of {'prompt', 'chosen', 'rejected'} dicts, "
-                f"got {pairs!r:.80}"
-            )
-        checked = []
-        for i, pair in enumerate(pairs):
-            if not isinstance(pair, Mapping):
-                raise ValueError(f"`probe_pairs[{i}]` must be a dict with keys {_PAIR_FIELDS}, got {pair!r:.80}")
-            missing = [k for k in _PAIR_FIELDS if k not in pair]
-            if missing:
-                raise ValueError(f"`probe_pairs[{i}]` is missing {', '.join(missing)} (needs {_PAIR_FIELDS})")
-            for key in _PAIR_FIELDS:
-                if not isinstance(pair[key], str):
-                    raise ValueError(f"`probe_pairs[{i}]['{key}']` must be a string, got {pair[key]!r:.80}")
-            for key in ("chosen", "rejected"):
-                if not pair[key].strip():
-                    raise ValueError(f"`probe_pairs[{i}]['{key}']` is an empty completion; give it text to score")
-            checked.append({k: pair[k] for k in _PAIR_FIELDS})
-        return checked
+            self.probe_pairs = check_pairs(self.probe_pairs)
+        self.log_dir = output_path("log_dir", self.log_dir, directory=True)
+        self.trace_path = output_path("trace_path", self.trace_path, directory=False)
 
     @property
     def reading_interval(self) -> int:
