@@ -20,9 +20,7 @@ import torch
 from torch import nn
 
 from spinal_callback.config import SpinalConfig
-from spinal_callback.early_warning import (
-    EarlyWarningDetector,
-)
+from spinal_callback.early_warning import EarlyWarningDetector
 from spinal_callback.geometry.trace import DepthTrace
 from spinal_callback.model.architectures import DecoderLayout, resolve_layout
 from spinal_callback.model.sharding_rules import check_sharded_config
@@ -30,13 +28,7 @@ from spinal_callback.monitor.outputs import MonitorOutputs
 from spinal_callback.monitor.probe_set import ProbeSet, check_reference, tier_layers
 from spinal_callback.monitor.probing import GeometryResult, Measurement, PatchingResult, attempt, measure_geometry
 from spinal_callback.monitor.schedule import ProbeSchedule
-from spinal_callback.monitor.signals import (
-    DetectorInputs,
-    check_detector_inputs,
-    pair_noise,
-    pair_values,
-    probe_signals,
-)
+from spinal_callback.monitor.signals import DetectorInputs, check_detector_inputs
 from spinal_callback.monitor.update_size import UpdateSampler
 from spinal_callback.recovery.guard import AlertGuard, GuardOutcome, TrainingHandles
 from spinal_callback.recovery.rollback import RollbackManager
@@ -81,7 +73,6 @@ class SpinalMonitor:
         self.probe_set: ProbeSet | None = None
         self._restored_probe_set: Mapping[str, Any] = {}
         self._tier_layers: list[int] | None = None
-        self._last_pairs: dict[str, torch.Tensor] | None = None
         self._updates: UpdateSampler | None = None
         self.schedule = ProbeSchedule(config.interval, config.patch_interval, config.probe_at_start,
                                       config.reading_interval)
@@ -248,11 +239,8 @@ class SpinalMonitor:
             return GeometryResult(step, None, failure, seconds, signals)
         noise: dict[str, float] = {}
         if measured.readout is not None:
-            probe_set.adopt_first(measured.readout)
-            signals.update(probe_signals(measured.readout, probe_set.reference_logprobs))
-            per_pair = pair_values(measured.readout, probe_set.reference_logprobs)
-            noise = pair_noise(per_pair, self._last_pairs)
-            self._last_pairs = per_pair
+            head, noise = probe_set.signals(measured.readout)
+            signals.update(head)
         result = GeometryResult(step, measured.trace, None, seconds, signals, noise)
         self.last_probe_seconds = seconds
         self.probes_done += 1

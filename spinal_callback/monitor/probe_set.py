@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,7 +19,14 @@ from torch import nn
 from spinal_callback.config import SpinalConfig
 from spinal_callback.model.architectures import DecoderLayout, resolve_layout, unwrap_parallel
 from spinal_callback.model.probe_batch import collate_pairs, pad_token_id, pairs_from_records, tokenize_pairs
-from spinal_callback.monitor.signals import HeadReadout, ScoredPositions, head_readout
+from spinal_callback.monitor.signals import (
+    HeadReadout,
+    ScoredPositions,
+    head_readout,
+    pair_noise,
+    pair_values,
+    probe_signals,
+)
 
 __all__ = ["ProbeSet", "check_reference", "tier_layers"]
 
@@ -44,6 +51,7 @@ class ProbeSet:
     num_pairs: int
     reference_logprobs: torch.Tensor | None = None
     reference_source: str = "first probe"
+    _last_pairs: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -91,10 +99,17 @@ class ProbeSet:
         self.reference_logprobs = readout.logprobs
         self.reference_source = "reference model" if reference is not None else "adapter-disabled policy"
 
-    def adopt_first(self, readout: HeadReadout) -> None:
-        """Without a reference, the first probe's scores become the reference (once)."""
+    def signals(self, readout: HeadReadout) -> tuple[dict[str, float], dict[str, float]]:
+        """One probe's ``head/…`` and ``pairs/…`` signals (:func:`~spinal_callback.monitor.signals.probe_signals`)
+        and the measured noise floors of the ``pairs/…`` ones, from the per-pair change since the previous probe
+        (:func:`~spinal_callback.monitor.signals.pair_noise`; none at the first). Without a reference, the first
+        probe's scores become the reference (once)."""
         if self.reference_logprobs is None:
             self.reference_logprobs = readout.logprobs.clone()
+        per_pair = pair_values(readout, self.reference_logprobs)
+        noise = pair_noise(per_pair, self._last_pairs)
+        self._last_pairs = per_pair
+        return probe_signals(readout, self.reference_logprobs), noise
 
     def state_dict(self) -> dict[str, Any]:
         """The reference scores when they came from the first probe (so a resumed run keeps them)."""

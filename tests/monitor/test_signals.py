@@ -132,3 +132,24 @@ def test_pair_noise_is_the_standard_error_of_the_per_pair_change() -> None:
     assert pair_noise(now, before)["pairs/margin"] == pytest.approx(expected, rel=1e-9)
     assert pair_noise(now, None) == {}
     assert pair_noise(now, {"pairs/margin": torch.tensor([1.0, 2.0])}) == {}  # a different probe set
+
+
+def test_probe_set_signals_adopt_the_first_probe_and_measure_noise_from_the_second() -> None:
+    from spinal_callback.monitor.probe_set import ProbeSet
+    from spinal_callback.monitor.signals import HeadReadout
+
+    batch = {"input_ids": torch.ones(4, 3, dtype=torch.long), "attention_mask": torch.ones(4, 3, dtype=torch.long),
+             "completion_mask": torch.tensor([[0, 1, 1]] * 4)}
+    probe_set = ProbeSet(batch, ScoredPositions.from_batch(batch), num_pairs=2)
+    first = HeadReadout(torch.tensor([-1.0, -2.0, -3.0, -2.5], dtype=torch.float64), 4.0, 2.0)
+    signals, noise = probe_set.signals(first)
+    assert noise == {}  # nothing to compare with yet
+    torch.testing.assert_close(probe_set.reference_logprobs, first.logprobs)  # the first probe is the reference
+    assert signals["pairs/logratio_margin"] == pytest.approx(0.0)
+    second = HeadReadout(torch.tensor([-0.9, -2.2, -3.1, -2.0], dtype=torch.float64), 4.0, 2.0)
+    signals, noise = probe_set.signals(second)
+    # chosen − rejected log-ratios against the first probe: (0.1 + 0.1, −0.2 − 0.5) per pair
+    assert signals["pairs/logratio_margin"] == pytest.approx((0.2 - 0.7) / 2)
+    changes = torch.tensor([0.2, -0.7], dtype=torch.float64)  # the per-pair change of the log-ratio margin
+    assert noise["pairs/logratio_margin"] == pytest.approx(float(changes.std(unbiased=True) / 2 ** 0.5))
+    torch.testing.assert_close(probe_set.reference_logprobs, first.logprobs)  # adopted once
