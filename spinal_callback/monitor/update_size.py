@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,6 +63,12 @@ def local_data(param: torch.Tensor) -> torch.Tensor:
 def _is_sharded(param: torch.Tensor) -> bool:
     """Whether :func:`local_data` must look into ``param`` (a DTensor or a ZeRO-3 parameter) at every read."""
     return callable(getattr(param, "to_local", None)) or isinstance(getattr(param, "ds_tensor", None), torch.Tensor)
+
+
+def _flat(param: torch.Tensor, sharded: bool) -> torch.Tensor | None:
+    """A flat view of a plain contiguous parameter (it shares the parameter's storage: a read through it is a read
+    of the parameter as long as the parameter's tensor is not swapped), else ``None``."""
+    return param.detach().view(-1) if not sharded and param.is_contiguous() else None
 
 
 def _trainable(model: nn.Module) -> Iterator[torch.Tensor]:
@@ -103,21 +110,56 @@ class UpdateSampler:
                     self._picks.append((param, inside.to(local_data(param).device), _is_sharded(param)))
                 start += size
         self.coordinates = int(sum(idx.numel() for _, idx, _ in self._picks))
+        # per device: [parameter, flat indices, sharded, output slice, flat view or None] and the one buffer or None
+        self._slots: list[tuple[list[list[Any]], torch.Tensor | None]] = []
+        self._allocate()
         self._readings: deque[tuple[int, torch.Tensor]] = deque(maxlen=TURN_WINDOW + 1)
+
+    def _allocate(self) -> None:
+        """Per device, one output buffer per dtype and each pick's slice of it, in the picks' order, and a flat view
+        of each plain contiguous parameter: a read writes every value in place (``index_select(..., out=)``), with
+        no tensor per parameter and no concatenation."""
+        by_device: dict[torch.device, list[tuple[torch.Tensor, torch.Tensor, bool, torch.dtype]]] = {}
+        for param, idx, sharded in self._picks:
+            data = local_data(param)
+            by_device.setdefault(data.device, []).append((param, idx, sharded, data.dtype))
+        self._slots = []
+        for device, picks in by_device.items():
+            sizes: dict[torch.dtype, int] = {}
+            for _, idx, _, dtype in picks:
+                sizes[dtype] = sizes.get(dtype, 0) + idx.numel()
+            buffers = {dtype: torch.empty(size, dtype=dtype, device=device) for dtype, size in sizes.items()}
+            used = dict.fromkeys(sizes, 0)
+            slots = []
+            for param, idx, sharded, dtype in picks:
+                start, used[dtype] = used[dtype], used[dtype] + idx.numel()
+                slots.append([param, idx, sharded, buffers[dtype][start:used[dtype]], _flat(param, sharded)])
+            self._slots.append((slots, next(iter(buffers.values())) if len(buffers) == 1 else None))
 
     @torch.no_grad()
     def read(self) -> torch.Tensor:
-        """The sampled coordinates now, float32 on the CPU, in a fixed order (gathered on each device, then one
-        copy per device: one device synchronisation, not one per parameter)."""
+        """The sampled coordinates now, float32 on the CPU, in a fixed order: the parameters' (gathered in place on
+        each device, then one copy per device: one device synchronisation, not one per parameter). A parameter whose
+        tensor was swapped is read where it is now; one whose dtype or device changed gets new buffers."""
         if not self._picks:
             return torch.zeros(0)
-        by_device: dict[torch.device, list[torch.Tensor]] = {}
-        for param, idx, sharded in self._picks:
-            # flat indices: no reshape; under no_grad the plain parameter itself gives a result without grad
-            values = torch.take(local_data(param) if sharded else param, idx)
-            by_device.setdefault(values.device, []).append(values)
-        # one cast per device after the gather (torch.cat promotes mixed dtypes, float32 is exact for them all)
-        return torch.cat([torch.cat(parts).float().cpu() for parts in by_device.values()])
+        parts = []
+        for slots, whole in self._slots:
+            for slot in slots:
+                param, idx, sharded, out, flat = slot
+                if flat is not None and flat.data_ptr() == param.data_ptr():  # a plain parameter, where it was
+                    torch.index_select(flat, 0, idx, out=out)
+                    continue
+                source = local_data(param) if sharded else param  # under no_grad the parameter itself has no grad
+                if source.dtype != out.dtype or source.device != out.device:
+                    self._allocate()
+                    return self.read()
+                torch.take(source, idx, out=out)
+                slot[4] = _flat(param, sharded)  # swapped: the view follows the tensor now in place
+            # mixed dtypes: torch.cat promotes, and float32 is exact for them all; the buffers are reused: a copy
+            values = whole if whole is not None else torch.cat([slot[3] for slot in slots])
+            parts.append(values.to("cpu", torch.float32, copy=True))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def measure(self, step: int) -> dict[str, float]:
         """``{"update/size": …, "update/turn": …}`` since the previous call, and remember this reading. The size

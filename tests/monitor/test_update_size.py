@@ -91,6 +91,9 @@ def test_a_replaced_tensor_is_read_where_it_is_now_and_a_zero3_partition_at_ever
     values = sampler.read()
     assert not values.requires_grad
     assert torch.equal(values, torch.cat([torch.full((12,), 7.0), torch.arange(5.0) + 100.0]))
+    with torch.no_grad():
+        weight.add_(1.0)  # an in-place update of the swapped tensor: read through its new flat view
+    assert torch.equal(sampler.read(), torch.cat([torch.full((12,), 8.0), torch.arange(5.0) + 100.0]))
 
 
 def test_reset_makes_the_next_reading_a_baseline_and_the_runs_random_stream_is_untouched() -> None:
@@ -163,3 +166,24 @@ def test_the_turn_matches_numpy_on_every_weight() -> None:
     expected = 1.0 - now @ course / (np.linalg.norm(now) * np.linalg.norm(course))
     assert out[TURN_SIGNAL] == pytest.approx(expected, abs=1e-5)
     assert out[UPDATE_SIGNAL] == pytest.approx(np.linalg.norm(now) / math.sqrt(now.size), rel=1e-4)
+
+
+def test_reads_are_copies_and_follow_a_parameter_whose_dtype_or_layout_changes() -> None:
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    model[1].weight = nn.Parameter(torch.randn(3, 2).t())  # a non-contiguous parameter (a transposed view)
+    sampler = UpdateSampler(model, coordinates=10**9)
+
+    def expected() -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
+
+    first = sampler.read()
+    assert torch.equal(first, expected())
+    kept = first.clone()
+    _shift(model, 1.0)
+    second = sampler.read()
+    assert torch.equal(second, expected())
+    assert torch.equal(first, kept)  # an earlier reading is not overwritten by the next one
+    with torch.no_grad():
+        model[0].weight.data = model[0].weight.data.to(torch.bfloat16)  # the dtype changes under the sampler
+    assert torch.equal(sampler.read(), expected())
+    assert sampler.measure(0) == {} and UPDATE_SIGNAL in sampler.measure(1)
