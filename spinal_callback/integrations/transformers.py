@@ -81,6 +81,7 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         self.trainer = trainer
         self._restored_state: dict[str, Any] | None = None
         self._forwarder: ScalarForwarder | None = None
+        self._held: tuple[int, Mapping[str, Any]] | None = None  # a step whose reading waits for its log
 
     config = property(lambda self: self.session.config)
     log_dir = property(lambda self: self.session.log_dir)
@@ -116,19 +117,34 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
             records=records, tokenizer=getattr(tokenizer, "tokenizer", tokenizer),  # processors wrap a tokenizer
             reference=self.reference, metric_names=TRAINER_METRICS,
         )
-        self._step(state, control, kwargs)
+        self._step(state.global_step, control, kwargs)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if kwargs.get("model") is not None:
-            self._step(state, control, kwargs)
+        if kwargs.get("model") is None:
+            return
+        self._release(control)
+        step = state.global_step
+        if getattr(control, "should_log", False) and self.session.due(step):
+            # The trainer logs this step's metrics right after on_step_end: read the step with them, at on_log,
+            # so that the detector sees the metrics of the step it reads, not of the step before.
+            self._held = (step, kwargs)
+            return
+        self._step(step, control, kwargs)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
                **kwargs: Any) -> None:
         if logs:
             self.monitor.observe_metrics(logs)  # HF logs plain floats: no device sync
+        self._release(control)
 
-    def _step(self, state: Any, control: Any, kwargs: Mapping[str, Any]) -> None:
-        if not self.session.due(state.global_step):
+    def _release(self, control: Any) -> None:
+        """Read the step held for its log (at that log, or — should the log not come — at the next event)."""
+        if self._held is not None:
+            (step, kwargs), self._held = self._held, None
+            self._step(step, control, kwargs)
+
+    def _step(self, step: int, control: Any, kwargs: Mapping[str, Any]) -> None:
+        if not self.session.due(step):
             return
 
         def handles() -> TrainingHandles:
@@ -137,15 +153,14 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
                 scaler=getattr(getattr(self.trainer, "accelerator", None), "scaler", None),
             )
 
-        stop = self.session.step(
-            state.global_step, kwargs["model"], handles, sync=TorchDistributedSync(), reference=self.reference
-        )
+        stop = self.session.step(step, kwargs["model"], handles, sync=TorchDistributedSync(), reference=self.reference)
         if self._forwarder is not None:
             self._forwarder.flush()
         if stop:
             control.should_training_stop = True
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._release(control)
         self.session.close()
         if self._forwarder is not None:
             self._forwarder.flush()

@@ -31,9 +31,10 @@ def _trainer(tmp_path: Path, callback: SpinalTrainerCallback, *, max_steps: int 
 
         peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     args.setdefault("save_strategy", "no")
+    args.setdefault("logging_steps", 1)
     config = DPOConfig(
         output_dir=str(tmp_path / "out"), max_steps=max_steps, per_device_train_batch_size=4,
-        learning_rate=1e-3, logging_steps=1, report_to=report_to if report_to is not None else ["tensorboard"],
+        learning_rate=1e-3, report_to=report_to if report_to is not None else ["tensorboard"],
         use_cpu=True, max_length=32, **args,  # type: ignore[arg-type]
     )
     return DPOTrainer(
@@ -198,3 +199,18 @@ def test_bf16_policy_is_monitored(tmp_path: Path) -> None:
     assert [r["step"] for r in records] == [0, 2]
     for row in records[-1]["layers"]:
         assert row["contraction"] is not None and row["entropy"] is not None  # spectra in float64, lens in float32
+
+
+def test_a_reading_at_a_logging_step_sees_that_steps_metrics(tmp_path: Path) -> None:
+    # HF calls on_step_end before it logs the step: the callback holds such a reading for the log, so that the
+    # detector reads the metrics of the step it reads (a data fault shows at its own step, not one later)
+    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=4))
+    trainer = _trainer(tmp_path, callback, max_steps=6, logging_steps=3)
+    trainer.train()
+    losses = {entry["step"]: entry["loss"] for entry in trainer.state.log_history if "loss" in entry}
+    assert sorted(losses) == [3, 6]
+    fed = {r["step"]: r.get("metrics", {}) for r in _trace_records(callback.trace_path) if r["type"] == "trace"}
+    assert sorted(fed) == [0, 2, 4, 6]
+    assert "loss" not in fed[2]
+    assert fed[4]["loss"] == pytest.approx(losses[3])  # logged after step 3's reading-free step: at the next reading
+    assert fed[6]["loss"] == pytest.approx(losses[6])  # logged at a reading step: with that reading, not after it
