@@ -37,8 +37,10 @@ def studied_defaults() -> DetectorConfig:
     """The library's :class:`DetectorConfig` defaults as studies 2–11 ran them: TRL's metrics and the probe pairs'
     DPO quantities watched (``DEFAULT_SIGNALS`` + ``PROBE_PAIR_SIGNALS``), no signal checked for NON_FINITE alone
     (``finite_signals`` came with study 12), the turn scored at the shared lag alone (``turn_lag`` came with study
-    13). Every pinned detector of those studies starts from it."""
-    return DetectorConfig(signals={**DEFAULT_SIGNALS, **PROBE_PAIR_SIGNALS}, finite_signals=(), turn_lag=0)
+    13), no decisive exceedances (``decisive_factor`` came with study 14). Every pinned detector of those studies
+    starts from it."""
+    return DetectorConfig(signals={**DEFAULT_SIGNALS, **PROBE_PAIR_SIGNALS}, finite_signals=(), turn_lag=0,
+                          decisive_factor=0.0)
 
 _GEOMETRY = {f"band/late/{m}": "both" for m in ("contraction", "transport", "entropy", "transport_curvature")}
 _PROBE_SET = {f"pairs/{m}": "both" for m in ("logp_chosen", "logp_rejected", "margin", "logratio_margin")}
@@ -75,6 +77,9 @@ class Run:
     traces: list[dict[str, Any]]
     live_alerts: list[dict[str, Any]]
     rollbacks: list[dict[str, Any]]
+    #: Whether the callback read each step with that step's trainer log (since study 14: the HF callback holds a
+    #: reading for the log that follows ``on_step_end``); earlier runs' readings saw the log of the step before.
+    metrics_at_step: bool = False
 
     @property
     def part(self) -> str:
@@ -107,12 +112,14 @@ def load(run_dir: str | Path) -> Run:
         traces=[r for r in records if r.get("type") in ("trace", "signals")],
         live_alerts=[r for r in records if r.get("type") == "alert"],
         rollbacks=[r for r in records if r.get("type") == "rollback"],
+        metrics_at_step=bool(meta.get("metrics_at_step", False)),
     )
 
 
 def observations(run: Run, stride: int = 1) -> list[tuple[int, dict[str, float], dict[str, list[float]]]]:
     """What the monitor feeds its detector at each probe step: band summaries, probe-forward signals, per-layer
-    vectors, and the TRL metrics logged *before* the step (HF calls ``on_step_end`` before it logs the step).
+    vectors, and the TRL metrics logged *before* the step (HF calls ``on_step_end`` before it logs the step) — or,
+    for a run recorded since study 14 (``run.metrics_at_step``), logged at the step too.
 
     ``stride`` keeps every ``stride``-th probe (a probe interval ``stride`` times the recorded one).
     """
@@ -120,7 +127,7 @@ def observations(run: Run, stride: int = 1) -> list[tuple[int, dict[str, float],
     out, latest, i = [], {}, 0
     for record in run.traces[::stride]:
         step = int(record["step"])
-        while i < len(logs) and logs[i]["step"] < step:
+        while i < len(logs) and (logs[i]["step"] <= step if run.metrics_at_step else logs[i]["step"] < step):
             latest.update({k: float(v) for k, v in logs[i].items() if k != "step"})
             i += 1
         signals, _ = signals_from_bands(record.get("bands", {}))

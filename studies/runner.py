@@ -301,6 +301,8 @@ def run_study(spec: RunSpec, out_dir: str | os.PathLike[str], cache_dir: str | o
                   "sft_steps": sft_result.steps, "sft_path": sft_result.path},
         "on_alert": [a for a in spinal_config.on_alert if isinstance(a, str)],
         "detector": spinal_config.detector.to_dict(), "rollback": spinal_config.rollback.to_dict(),
+        # since study 14 the callback reads a step with the trainer's log of that step (replay: studies.replay)
+        "metrics_at_step": True,
     }
     (run_dir / "run.json").write_text(json.dumps(meta, indent=2))
     return run_dir

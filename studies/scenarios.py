@@ -82,6 +82,11 @@ two data faults and of three optimizer faults (:data:`STUDY12_FAULTS`).
 turn test scored against the course 8 readings back as well (``DetectorConfig.turn_lag``), chosen on studies 11 and
 12's spent runs, on new seeds of the seven models and of gradient ascent, label flips and learning-rate ramps
 (:data:`STUDY13_FAULTS`).
+
+**Study 14** (pre-registered in ``docs/evidence.md``; :func:`study14_test_set`) runs the library's default with the
+HF callback reading a logging step with that step's log and decisive exceedances (``DetectorConfig.decisive_factor``),
+chosen on studies 11–13's spent runs, on new seeds of the seven models and of label flips, label-noise ramps and
+learning-rate ramps (:data:`STUDY14_FAULTS`).
 """
 
 from __future__ import annotations
@@ -132,6 +137,9 @@ __all__ = [
     "STUDY13_FAULTS",
     "STUDY13_FAULT_SEEDS",
     "STUDY13_HEALTHY_SEEDS",
+    "STUDY14_FAULTS",
+    "STUDY14_FAULT_SEEDS",
+    "STUDY14_HEALTHY_SEEDS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -165,6 +173,7 @@ __all__ = [
     "study12_rollback_set",
     "study12_test_set",
     "study13_test_set",
+    "study14_test_set",
     "test_set",
 ]
 
@@ -256,6 +265,14 @@ STUDY13_FAULTS = ("grad_ascent", "label_flip", "lr_ramp")
 STUDY13_FAULT_SEEDS = {family: tuple(range(2700 + 10 * i, 2708 + 10 * i)) for i, family in enumerate(STUDY13_FAULTS)}
 #: Seeds of T13's fault-free runs.
 STUDY13_HEALTHY_SEEDS = tuple(range(2600, 2632))
+
+#: Study 14's fault families: the two data faults (label flips, the family its change is for, and label-noise ramps)
+#: and learning-rate ramps, whose first answers TREND_BREAK on TRL's metrics has given (the test the change touches).
+STUDY14_FAULTS = ("label_flip", "label_noise_ramp", "lr_ramp")
+#: Seeds of T14's fault runs, per family (8 each, 2900–2927).
+STUDY14_FAULT_SEEDS = {family: tuple(range(2900 + 10 * i, 2908 + 10 * i)) for i, family in enumerate(STUDY14_FAULTS)}
+#: Seeds of T14's fault-free runs.
+STUDY14_HEALTHY_SEEDS = tuple(range(2800, 2832))
 
 #: Fault family → the RunSpec fields that make it (studies 2 and 3; ``lr_ramp``: study 1's, from study 11 on).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
@@ -724,6 +741,17 @@ def study13_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130,
 
 
 study13_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study14_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T14 of study 14, in protocol order (56 runs): T14-healthy seeds 2800–2831 drawn as T13's (over
+    :data:`STUDY11_MODELS`), then each family of :data:`STUDY14_FAULTS` on its 8 seeds (demo recipe; M1, M3, Q1, G2 by
+    seed modulo 4)."""
+    return _test_set(STUDY14_FAULT_SEEDS, STUDY14_HEALTHY_SEEDS, "T14", max_steps, fault_window, STUDY11_MODELS,
+                     STUDY11_FAULT_MODELS)
+
+
+study14_test_set.__test__ = False  # type: ignore[attr-defined]
 
 
 def shorten(spec: RunSpec, max_steps: int) -> RunSpec:

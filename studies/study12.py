@@ -28,7 +28,7 @@ from studies.study7 import C6_MATCHED
 from studies.study10 import study9_detector
 from studies.study11 import by_model
 
-__all__ = ["SHIPPED", "UPDATE_ONLY", "evaluate", "replay_both", "settings_of", "spent_replay",
+__all__ = ["SHIPPED", "UPDATE_ONLY", "evaluate", "replay_both", "replay_summary", "settings_of", "spent_replay",
            "study12_detector"]
 
 SHIPPED = "shipped (study 12 default: no probe pairs)"
@@ -71,7 +71,9 @@ def evaluate(out_dir: Path, spent_dir: Path | None = None) -> dict[str, Any]:
     return results
 
 
-def _summary(runs: Sequence[Run], scores: Sequence[Score]) -> dict[str, Any]:
+def replay_summary(runs: Sequence[Run], scores: Sequence[Score]) -> dict[str, Any]:
+    """One detector's replay on ``runs``: fault-free runs and those that alarmed, scorable fault runs and those
+    answered in time, each fault run's first alarm after the fault."""
     fault = {run.name: run.is_fault for run in runs}
     return {
         "healthy_runs": sum(not fault[s.run] for s in scores),
@@ -88,7 +90,7 @@ def replay_both(runs: Sequence[Run], old: tuple[str, DetectorConfig],
     scorable fault runs and those answered in time, each fault run's first alarm after the fault; and
     ``"first_alarm_differs"``, the fault runs where the two first alarms differ (``[old, new]``)."""
     onsets = onsets_of(runs)
-    out: dict[str, Any] = {name: _summary(runs, detector_scores(name, config, runs, onsets, 1))
+    out: dict[str, Any] = {name: replay_summary(runs, detector_scores(name, config, runs, onsets, 1))
                            for name, config in (old, new)}
     before, after = out[old[0]]["first_alarm"], out[new[0]]["first_alarm"]
     out["first_alarm_differs"] = {name: [before[name], after[name]] for name in before if before[name] != after[name]}

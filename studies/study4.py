@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -169,10 +169,11 @@ def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 
 def score_test_set(out_dir: Path, test_set: str, configs: dict[str, DetectorConfig], shipped: str,
-                   chosen: dict[str, Any], **extra: Any) -> dict[str, Any]:
+                   chosen: dict[str, Any], read_before_log: Collection[str] = (), **extra: Any) -> dict[str, Any]:
     """Score a test set once (studies 4-6): ``configs`` (shipped first) and the baselines at the thresholds matched
     in ``chosen``, by study 3's rules, with the live-versus-replay check and the rollback runs; writes and returns
-    ``<out_dir>/results.json`` (``extra`` is added to it).
+    ``<out_dir>/results.json`` (``extra`` is added to it). The detectors named in ``read_before_log`` are replayed as
+    a callback that read each step before its log saw the runs (the callback before study 14).
 
     Raises:
         FileNotFoundError: ``out_dir`` lacks the test set's fault-free or fault runs (parts ``<test_set>-healthy``
@@ -185,8 +186,10 @@ def score_test_set(out_dir: Path, test_set: str, configs: dict[str, DetectorConf
                                 f"{test_set}-faults runs: train the test set first")
     runs = healthy + faults
     onsets = onsets_of(runs)
-    all_scores: dict[str, list[Score]] = {f"spinal: {name}": detector_scores(name, config, runs, onsets, 1)
-                                          for name, config in configs.items()}
+    before = [replace(run, metrics_at_step=False) for run in runs]
+    all_scores: dict[str, list[Score]] = {
+        f"spinal: {name}": detector_scores(name, config, before if name in read_before_log else runs, onsets, 1)
+        for name, config in configs.items()}
     all_scores.update(baseline_scores(runs, onsets, chosen["matched_thresholds"]))
     results: dict[str, Any] = {"interval": RECORDED_INTERVAL, "shipped": shipped, "onsets": onsets,
                                "matched_thresholds": chosen["matched_thresholds"], **extra}

@@ -212,6 +212,15 @@ class DetectorConfig:
         metadata={"help": "Consecutive exceedances of one test needed to open an episode (and raise its one "
                   "alert). At least 1."},
     )
+    decisive_factor: float = field(
+        default=2.0,
+        metadata={"help": "TREND_BREAK, SLOPE_CHANGE, VARIANCE_BURST, SPEED_JUMP: an exceedance of at least this many "
+                  "times the test's threshold opens the episode at once, without waiting for min_consecutive: a "
+                  "batch metric that jumps that far (swapped preference labels make TRL's logps/chosen fall by "
+                  "several nats in one step) is reported at the first reading that sees it (study 14's choice; "
+                  "the largest single exceedance in 104 fault-free runs was 0.95 of its threshold). 0: off, every "
+                  "test waits for min_consecutive. Otherwise at least 1."},
+    )
     release_fraction: float = field(
         default=0.5,
         metadata={"help": "An observation is quiet when every score is at most this fraction of its threshold "
@@ -278,6 +287,9 @@ class DetectorConfig:
                              "each is watched by one test; keep a step size in the first and a turn in the second")
         self.finite_signals = check_names("finite_signals", self.finite_signals)
         check_int("min_consecutive", self.min_consecutive, 1)
+        self.decisive_factor = check_float("decisive_factor", self.decisive_factor, 0.0)
+        if 0.0 < self.decisive_factor < 1.0:
+            raise ValueError(f"`decisive_factor` must be 0 (off) or at least 1, got {self.decisive_factor!r}")
         self.release_fraction = check_float("release_fraction", self.release_fraction, 0.0, 1.0, open_low=True,
                                        open_high=True)
         check_int("release_after", self.release_after, 1)

@@ -6,7 +6,8 @@ A *stream* is one healthy run as the detector sees it: a list of observations
 trace files. :func:`calibrate` replays the detector over every stream with unbounded thresholds, records
 for each test the *effective* statistic of every probe step — the largest over signals of the smallest
 |statistic| in the last ``min_consecutive`` armed observations of one signal (same sign), i.e. the lowest
-threshold at which that step would complete a run of exceedances — and sets each threshold from them.
+threshold at which that step would complete a run of exceedances (with ``decisive_factor`` f, at least the step's own
+|statistic|/f: one exceedance that large opens an episode alone) — and sets each threshold from them.
 
 The budget ``target_rate`` (alarms per 1000 probe steps, all signals together) is split evenly among the
 tests in use: test ``j`` may exceed on a fraction ``p = r/1000`` of the scored probe steps,
@@ -51,6 +52,7 @@ THRESHOLD_FIELDS = {"trend_break": "z_threshold", "slope_change": "cusum_h", "va
                     "pattern_change": "t2_threshold", "speed_jump": "speed_threshold",
                     "update_jump": "update_threshold", "turn_jump": "turn_threshold"}
 _SIGNED = ("trend_break", "slope_change")  # two-sided: a run must keep one sign
+_DECISIVE = ("trend_break", "slope_change", "variance_burst", "speed_jump")  # DetectorConfig.decisive_factor's tests
 _UNBOUNDED = 1e12
 
 Observation = Sequence[Any]
@@ -96,7 +98,11 @@ def healthy_scores(streams: Sequence[Stream], config: DetectorConfig | None = No
                               "turn_jump": 1}.get(test, base.min_consecutive)
                     run = runs.setdefault((name, test), deque(maxlen=length))
                     run.append(value)
-                    best[test] = max(best.get(test, -math.inf), _effective(run, test in _SIGNED))
+                    effective = _effective(run, test in _SIGNED)
+                    if base.decisive_factor and test in _DECISIVE:  # one exceedance f times the threshold is enough
+                        single = abs(value) if test in _SIGNED else value
+                        effective = max(effective, single / base.decisive_factor)
+                    best[test] = max(best.get(test, -math.inf), effective)
             for test, value in best.items():
                 if math.isfinite(value):
                     per_stream[test].append(value)

@@ -209,6 +209,8 @@ def _judge(cfg: DetectorConfig, st: SignalState, name: str, direction: str, step
              and (not variance or sc.variance_ratio <= 1.0 + f * (cfg.variance_threshold - 1.0))
              and (not speed or sc.speed <= f * cfg.speed_threshold))
     runs = {t: cfg.speed_consecutive if t == "speed_jump" else cfg.min_consecutive for t in checks}
+    if cfg.decisive_factor:  # an exceedance this far beyond its threshold needs no confirmation
+        runs.update({t: 1 for t in checks if abs(signed[t]) >= cfg.decisive_factor * thresholds[t]})
     opened = st.episodes.observe(exceed, quiet, checks, runs, cfg.release_after)
     if opened is None:
         return

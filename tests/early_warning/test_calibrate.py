@@ -42,6 +42,22 @@ def test_calibrated_thresholds_hold_the_target_rate_on_fresh_runs() -> None:
     assert [a.step for a in alerts] == [61]
 
 
+def test_with_a_decisive_factor_single_exceedances_count_and_the_target_still_holds() -> None:
+    """With ``decisive_factor`` f a single observation f times the threshold alarms: calibration counts each step's
+    own |statistic|/f as well, so the thresholds it sets hold the target on fresh runs (replayed with f)."""
+    decisive = config(signals=SIGNALS, vectors=(), decisive_factor=1.5)
+    streams = _streams(1, 30)
+    pairs, single = healthy_scores(streams, BASE), healthy_scores(streams, decisive)
+    for test in ("trend_break", "slope_change", "variance_burst"):  # never below the two-in-a-row statistic
+        for run_a, run_b in zip(pairs[test], single[test], strict=True):  # (and a step's first exceedance counts)
+            top_a, top_b = sorted(run_a, reverse=True), sorted(run_b, reverse=True)
+            assert len(top_b) >= len(top_a) and all(b >= a for a, b in zip(top_a, top_b))
+    assert sum(map(sum, single["trend_break"])) > sum(map(sum, pairs["trend_break"]))  # single ones do count
+    calibrated = calibrate(streams, decisive, target_rate=3.0)
+    assert calibrated.decisive_factor == 1.5
+    assert false_alarm_rate(_streams(2, 120), calibrated) <= 3.0
+
+
 def test_few_runs_can_raise_thresholds_but_not_lower_them() -> None:
     """3 runs cannot resolve 0.5 per 1000: each threshold is at least margin × the largest healthy statistic
     and at least the configured one, and fresh runs stay under target. Without the floor the data and the

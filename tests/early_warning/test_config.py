@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -47,7 +48,7 @@ def test_defaults_help_and_normalisation() -> None:
         ("z_threshold", 0.0), ("z_threshold", float("inf")), ("cusum_k", -0.1), ("cusum_h", float("nan")),
         ("variance_window", 2), ("variance_window", 23), ("variance_threshold", 1.0), ("t2_threshold", -1.0),
         ("min_consecutive", 0), ("release_fraction", 1.0), ("release_after", 0), ("min_scale", 0.0),
-        ("non_finite", "raise"),
+        ("non_finite", "raise"), ("decisive_factor", 0.5), ("decisive_factor", -1.0), ("decisive_factor", math.inf),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(field: str, value: object) -> None:

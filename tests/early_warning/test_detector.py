@@ -63,12 +63,12 @@ def _first_after(series: np.ndarray, **overrides: object) -> tuple[list, list]:
 
 def test_step_of_8_sigma_alarms_at_the_second_probe_with_the_exact_onset() -> None:
     """On a trend of 0.5σ per probe, a level step of 8σ at probe 60 raises TREND_BREAK at probe 61
-    (min_consecutive = 2) in ≥ 19 of 20 runs, with onset 60 and nothing before."""
+    (min_consecutive = 2, no decisive exceedances) in ≥ 19 of 20 runs, with onset 60 and nothing before."""
     hits = 0
     for seed in range(20):
         series = linear_with_noise(np.random.default_rng(seed), RUN, slope=0.5)
         series[CHANGE:] += 8.0
-        before, after = _first_after(series)
+        before, after = _first_after(series, decisive_factor=0.0)
         assert before == []
         if after and after[0].step == CHANGE + 1:
             alert = after[0]
@@ -186,11 +186,31 @@ def test_a_single_outlier_is_not_an_alert_but_two_in_a_row_are() -> None:
     series = linear_with_noise(np.random.default_rng(4), RUN, slope=0.5)
     single = series.copy()
     single[CHANGE] += 20.0
-    assert feed(detector(), single, every=1) == []
+    assert feed(detector(decisive_factor=0.0), single, every=1) == []
     double = series.copy()
     double[CHANGE:CHANGE + 2] += 20.0
-    assert [a.step for a in feed(detector(), double, every=1)] == [CHANGE + 1]
+    assert [a.step for a in feed(detector(decisive_factor=0.0), double, every=1)] == [CHANGE + 1]
     assert [a.step for a in feed(detector(min_consecutive=1), single, every=1)] == [CHANGE]
+
+
+def test_a_decisive_exceedance_opens_at_once_and_a_smaller_one_still_needs_a_second() -> None:
+    series = linear_with_noise(np.random.default_rng(4), RUN, slope=0.5)
+    probe = detector()
+    feed(probe, series[:CHANGE], every=1)
+    probe.update(CHANGE, {SIGNAL: float(series[CHANGE] + 20.0)})
+    z = abs(probe.last_scores[SIGNAL]["z"])  # the outlier's z against the trend: > z_threshold (4.3)
+    assert z > 4.3
+    single = series.copy()
+    single[CHANGE] += 20.0
+    # a factor the outlier reaches: one alert at the outlier itself, traced to it
+    [alert] = feed(detector(decisive_factor=0.9 * z / 4.3), single, every=1)
+    assert (alert.step, alert.reason, alert.onset_step) == (CHANGE, AlertReason.TREND_BREAK, CHANGE)
+    # one it does not reach, or none (0, the default): a single exceedance is no alert, two in a row are
+    for factor in (1.1 * z / 4.3, 0.0):
+        assert feed(detector(decisive_factor=factor), single, every=1) == []
+        double = series.copy()
+        double[CHANGE:CHANGE + 2] += 20.0
+        assert [a.step for a in feed(detector(decisive_factor=factor), double, every=1)] == [CHANGE + 1]
 
 
 def test_direction_prior_counts_one_side_only() -> None:

@@ -37,10 +37,11 @@ def base_log(step: int, rng: random.Random) -> dict[str, float]:
 
 
 def write_run(root: Path, spec: RunSpec, probes: int, onset: int, evals: bool, signals: Values,
-              log: Values | None = None) -> None:
+              log: Values | None = None, metrics_at_step: bool = False) -> None:
     """Write ``root/<spec.name>``: ``probes`` probe records every 2 steps with :func:`base_signals` updated by
     ``signals``, a log record per step (:func:`base_log` updated by ``log``), held-out evaluations every 2 steps
-    when ``evals`` (accuracy 0.9, 0.5 from ``onset`` on), and ``run.json``. One seeded RNG per run name."""
+    when ``evals`` (accuracy 0.9, 0.5 from ``onset`` on), and ``run.json`` (``metrics_at_step``: recorded by a callback
+    that reads a step with that step's log, as since study 14). One seeded RNG per run name."""
     rng = random.Random(spec.name)
     run = root / spec.name
     run.mkdir(parents=True)
@@ -56,4 +57,4 @@ def write_run(root: Path, spec: RunSpec, probes: int, onset: int, evals: bool, s
     with open(run / "evals.jsonl", "w") as out:
         for step in range(0, 2 * probes, 2) if evals else ():
             out.write(json.dumps({"step": step, "accuracy": 0.9 if step < onset else 0.5, "chosen_logp": -1.0}) + "\n")
-    (run / "run.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    (run / "run.json").write_text(json.dumps({"spec": spec.to_dict(), "metrics_at_step": metrics_at_step}))

@@ -84,4 +84,4 @@ def test_spinal_alarms_equal_the_detector_itself():
     direct = [a for step, obs in observations for a in detector.update(step, obs)]
     replay = spinal_alarms(observations, {"signals": {"band/late/entropy": "up"}})
     assert [(a.step, a.reason) for a in replay] == [(a.step, a.reason) for a in direct]
-    assert replay and replay[0].step == 82  # second observation of the jump (min_consecutive=2)
+    assert replay and replay[0].step == 80  # the jump's first observation: 50σ, a decisive exceedance

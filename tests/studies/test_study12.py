@@ -56,9 +56,9 @@ def test_t12_is_the_protocols_and_new() -> None:
 
 
 def test_t12_runs_the_librarys_defaults() -> None:
-    # the library's default until study 13 added the turn's second lag
-    assert study12.study12_detector() == replace(DetectorConfig(), turn_lag=0) == replace(SpinalConfig().detector,
-                                                                                          turn_lag=0)
+    # the library's default until study 13 added the turn's second lag (and study 14 decisive exceedances)
+    assert study12.study12_detector() == replace(DetectorConfig(), turn_lag=0, decisive_factor=0.0) == replace(
+        SpinalConfig().detector, turn_lag=0, decisive_factor=0.0)
     settings = study12.settings_of(scenarios.study12_test_set()[0])
     assert settings.interval == SpinalConfig().interval == study12.PROBE_INTERVAL
     assert settings.signal_interval is None and SpinalConfig().reading_interval == 2
