@@ -22,19 +22,21 @@ def parse_lr_spike(text: str) -> tuple[int, float]:
 
 
 class LearningRateSpike(TrainerCallback):
-    """Multiply the learning rate by ``factor`` from optimizer step ``step`` on (a classic divergence).
+    """Multiply the learning rate by ``factor`` for every optimizer step after step ``step`` (a classic divergence).
 
-    Both the optimizer's param groups and the scheduler's ``base_lrs`` are scaled, so the spike
-    survives the scheduler's next update; a spinal rollback restores the scheduler state of its
-    snapshot, which undoes the spike.
+    Both the optimizer's param groups and the scheduler's ``base_lrs`` are scaled, right before the next optimizer
+    step, so the spike survives the scheduler's next update; a spinal rollback to a snapshot taken at or before step
+    ``step`` restores the scheduler state from before the spike, which undoes it. (Scaled before the optimizer step,
+    not at ``on_step_end``: a snapshot of step ``step`` holds the state before the spike whatever the order of the
+    callbacks.)
     """
 
     def __init__(self, step: int, factor: float) -> None:
         self.step = step
         self.factor = factor
 
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step == self.step:
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.step:  # the optimizer step about to run is step + 1
             scale_learning_rate(kwargs, self.factor)
 
 
@@ -42,8 +44,8 @@ class LearningRateRamp(TrainerCallback):
     """Multiply the learning rate by ``growth`` after every optimizer step from ``start`` on (a ramp to divergence).
 
     Like :class:`LearningRateSpike`, both the optimizer's param groups and the scheduler's ``base_lrs``
-    are scaled: after step ``start + n`` the learning rate is ``growth ** (n + 1)`` times what the
-    schedule would give.
+    are scaled, right before each optimizer step: after step ``start + n`` the learning rate is ``growth ** (n + 1)``
+    times what the schedule would give.
     """
 
     def __init__(self, start: int, growth: float) -> None:
@@ -52,8 +54,8 @@ class LearningRateRamp(TrainerCallback):
         self.start = start
         self.growth = growth
 
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step >= self.start:
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step >= self.start:  # the optimizer step about to run is global_step + 1
             scale_learning_rate(kwargs, self.growth)
 
 

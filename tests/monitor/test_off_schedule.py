@@ -79,6 +79,14 @@ class CountingTrainer(SpinalTrainerCallback):
             super().on_step_end(args, state, control, **kwargs)
         self.work.append((state.global_step, counts))
 
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        # a step the trainer logs is read at its log: its work counts for that step
+        with _counting() as counts:
+            super().on_log(args, state, control, logs, **kwargs)
+        step, before = self.work[-1]
+        assert step == state.global_step
+        self.work[-1] = (step, {key: before[key] + counts[key] for key in before})
+
 
 def _split(work: list[tuple[int, dict[str, int]]], interval: int) -> tuple[list[dict], list[dict]]:
     on = [c for step, c in work if step % interval == 0]
