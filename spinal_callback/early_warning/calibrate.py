@@ -44,6 +44,7 @@ import numpy as np
 from spinal_callback.config.detector import DetectorConfig
 from spinal_callback.early_warning.alerts import AlertReason
 from spinal_callback.early_warning.detector import EarlyWarningDetector
+from spinal_callback.early_warning.scalar import DECISIVE_TESTS
 
 __all__ = ["THRESHOLD_FIELDS", "calibrate", "false_alarm_rate", "healthy_scores"]
 
@@ -52,7 +53,6 @@ THRESHOLD_FIELDS = {"trend_break": "z_threshold", "slope_change": "cusum_h", "va
                     "pattern_change": "t2_threshold", "speed_jump": "speed_threshold",
                     "update_jump": "update_threshold", "turn_jump": "turn_threshold"}
 _SIGNED = ("trend_break", "slope_change")  # two-sided: a run must keep one sign
-_DECISIVE = ("trend_break", "slope_change", "variance_burst", "speed_jump")  # DetectorConfig.decisive_factor's tests
 _UNBOUNDED = 1e12
 
 Observation = Sequence[Any]
@@ -99,7 +99,7 @@ def healthy_scores(streams: Sequence[Stream], config: DetectorConfig | None = No
                     run = runs.setdefault((name, test), deque(maxlen=length))
                     run.append(value)
                     effective = _effective(run, test in _SIGNED)
-                    if base.decisive_factor and test in _DECISIVE:  # one exceedance f times the threshold is enough
+                    if base.decisive_factor and test in DECISIVE_TESTS:  # one exceedance f × the threshold suffices
                         single = abs(value) if test in _SIGNED else value
                         effective = max(effective, single / base.decisive_factor)
                     best[test] = max(best.get(test, -math.inf), effective)

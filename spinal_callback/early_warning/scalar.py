@@ -31,8 +31,8 @@ from spinal_callback.early_warning.scores import ScalarScores, fit_window, score
 from spinal_callback.early_warning.state import SignalState, VectorState
 
 __all__ = [
-    "SCALAR_TESTS", "Outcome", "directed", "noise_scale", "non_finite_alert", "observe_finite", "observe_scalar",
-    "step_before",
+    "DECISIVE_TESTS", "SCALAR_TESTS", "Outcome", "directed", "noise_scale", "non_finite_alert", "observe_finite",
+    "observe_scalar", "step_before",
 ]
 
 #: Scalar tests, in the order they win when several qualify at once.
@@ -40,6 +40,9 @@ SCALAR_TESTS = ("trend_break", "slope_change", "variance_burst", "speed_jump", "
 #: The size-ratio tests: each watches its own signals alone, with its own threshold.
 _SIZE_TESTS = {"update_jump": ("update_threshold", AlertReason.UPDATE_JUMP),
                "turn_jump": ("turn_threshold", AlertReason.TURN_JUMP)}
+#: The tests a single exceedance ``DetectorConfig.decisive_factor`` times the threshold opens at once (the size
+#: tests open at one exceedance anyway).
+DECISIVE_TESTS = tuple(t for t in SCALAR_TESTS if t not in _SIZE_TESTS)
 
 
 @dataclass
