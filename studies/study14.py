@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from spinal_callback.config.detector import DetectorConfig
-from studies.replay import Run
+from spinal_callback.early_warning.calibrate import THRESHOLD_FIELDS, healthy_scores
+from studies.replay import Run, observations
 from studies.study2 import load_set
 from studies.study3 import detector_scores, onsets_of
 from studies.study4 import score_test_set
@@ -35,12 +36,14 @@ from studies.study11 import by_model
 from studies.study12 import PROBE_INTERVAL, replay_summary
 from studies.study13 import study13_detector
 
-__all__ = ["AT_LOG", "CANDIDATE_FACTORS", "DECISIVE_FACTOR", "SHIPPED", "STUDY13", "calibration_replay",
+__all__ = ["AT_LOG", "CANDIDATE_FACTORS", "DECISIVE_FACTOR", "LARGEST", "SHIPPED", "STUDY13", "calibration_replay",
            "calibration_table", "evaluate", "settings_of", "study14_detector"]
 
 SHIPPED = "shipped (study 14 default: decisive exceedances)"
 STUDY13 = "study 13 default (two exceedances)"
 AT_LOG = "study 13 default, reading at the log"
+#: The key of the largest fault-free statistics in :func:`calibration_replay`'s results.
+LARGEST = "largest statistic"
 #: The candidate factors the choice looked at, on spent runs.
 CANDIDATE_FACTORS = (1.5, 2.0, 3.0, 4.0)
 #: ``DetectorConfig.decisive_factor`` since study 14.
@@ -68,8 +71,9 @@ def _as_read(runs: Sequence[Run], at_step: bool) -> list[Run]:
 def calibration_replay(runs: Sequence[Run]) -> dict[str, Any]:
     """The choice's evidence, on spent runs (recorded with the reading before the log): study 13's default as it ran;
     the reading at the log alone; the reading at the log with each candidate factor. Per detector the healthy runs
-    that alarmed, the fault runs answered in time and each fault run's first alarm after the fault; and each candidate's
-    largest single-exceedance ratio in a fault-free run (the factor a fault-free run would have needed to alarm)."""
+    that alarmed, the fault runs answered in time and each fault run's first alarm after the fault; and (``LARGEST``)
+    the largest TREND_BREAK and VARIANCE_BURST statistic in a fault-free run read at the log, single and two in a
+    row, as a fraction of the threshold (a single one would have alarmed at a factor below it)."""
     onsets = onsets_of(runs)
     before, at_log = _as_read(runs, False), _as_read(runs, True)
     base = study13_detector()
@@ -83,6 +87,21 @@ def calibration_replay(runs: Sequence[Run]) -> dict[str, Any]:
         out[name] = replay_summary(at_log, detector_scores(name, config, at_log, onsets, 1))
     out["onsets"] = {run.name: onsets[run.name] for run in runs if run.is_fault}
     out["families"] = {run.name: run.spec["scenario"] for run in runs if run.is_fault}
+    out[LARGEST] = _largest_healthy(at_log, base)
+    return out
+
+
+def _largest_healthy(runs: Sequence[Run], base: DetectorConfig) -> dict[str, float | None]:
+    """Over the fault-free ``runs``: the largest TREND_BREAK and VARIANCE_BURST statistic of a single observation and
+    of two in a row (the weaker of the two), each as a fraction of its threshold in ``base``."""
+    healthy = [observations(run) for run in runs if not run.is_fault]
+    out: dict[str, float | None] = {}
+    for label, config in (("single", replace(base, decisive_factor=1.0)), ("two in a row", base)):
+        scores = healthy_scores(healthy, config)
+        for test in ("trend_break", "variance_burst"):
+            values = [v for run in scores.get(test, []) for v in run]
+            threshold = float(getattr(base, THRESHOLD_FIELDS[test]))
+            out[f"{test}, {label}"] = max(values) / threshold if values else None
     return out
 
 
@@ -91,7 +110,7 @@ def calibration_table(results: dict[str, Any]) -> str:
     time, and per family the median of (onset − first alarm) over the runs answered in time."""
     import statistics
 
-    names = [k for k in results if k not in ("onsets", "families")]
+    names = [k for k in results if k not in ("onsets", "families", LARGEST)]
     families = sorted(set(results["families"].values()))
     lines = ["| detector | healthy runs with an alarm | fault runs answered in time | "
              + " | ".join(f"{f}: in time · median lead" for f in families) + " |",
@@ -109,6 +128,8 @@ def calibration_table(results: dict[str, Any]) -> str:
             cells.append(f"{len(leads)}/{scorable} · {statistics.median(leads):g}" if leads else f"0/{scorable} · –")
         lines.append(f"| {name} | {len(row['healthy_alarmed'])}/{row['healthy_runs']} | "
                      f"{row['in_time']}/{row['scorable_faults']} | " + " | ".join(cells) + " |")
+    largest = ", ".join(f"{key} {value:.2f}" for key, value in results[LARGEST].items() if value is not None)
+    lines += ["", f"Fault-free runs read at the log, {LARGEST} (fraction of the threshold): {largest or 'none'}."]
     return "\n".join(lines) + "\n"
 
 

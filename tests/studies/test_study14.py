@@ -93,8 +93,14 @@ def test_calibration_replay_and_evaluate_answer_a_flip_at_its_first_reading(tmp_
     assert replay[study14.STUDY13]["first_alarm"] == {spec.name: FAULT + 4}
     assert replay[study14.AT_LOG]["first_alarm"] == {spec.name: FAULT + 2}
     assert replay[f"{study14.AT_LOG}, decisive factor 2"]["first_alarm"] == {spec.name: FAULT}
-    assert all(replay[name]["healthy_alarmed"] == [] for name in replay if name not in ("onsets", "families"))
+    assert all(replay[name]["healthy_alarmed"] == [] for name in replay
+               if name not in ("onsets", "families", study14.LARGEST))
+    largest = replay[study14.LARGEST]  # the fault-free runs stay below every threshold, single or two in a row
+    assert set(largest) == {f"{t}, {k}" for t in ("trend_break", "variance_burst") for k in ("single", "two in a row")}
+    assert all(value is not None and 0.0 <= value < 1.0 for value in largest.values())
+    assert largest["trend_break, single"] >= largest["trend_break, two in a row"]
     table = study14.calibration_table(replay)
+    assert f"{study14.LARGEST} (fraction of the threshold): trend_break, single " in table
     assert f"| {study14.STUDY13} | 0/2 | 1/1 | 1/1 · {ONSET - FAULT - 4} |" in table
     results = study14.evaluate(tmp_path)
     ours, old = (results["detectors"][f"spinal: {name}"] for name in (study14.SHIPPED, study14.STUDY13))
