@@ -66,9 +66,9 @@ VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
 
 @dataclass
 class Run:
-    """One finished run: its spec, training logs, held-out evaluations and trace records (``traces``: every step
-    the detector was fed — ``"trace"`` records, and since study 12 the ``"signals"`` records of the readings between
-    probes)."""
+    """One finished run: its spec, training logs, held-out evaluations and trace records (``traces``: every reading —
+    ``"trace"`` records, and since study 12 the ``"signals"`` records of the readings between probes; a metrics-only
+    record, written by a callback that reads every logged value, is not a reading: the logs hold its metrics)."""
 
     name: str
     spec: dict[str, Any]
@@ -80,6 +80,10 @@ class Run:
     #: Whether the callback read each step with that step's trainer log (since study 14: the HF callback holds a
     #: reading for the log that follows ``on_step_end``); earlier runs' readings saw the log of the step before.
     metrics_at_step: bool = False
+    #: Replay as a callback that reads every logged value at its own step (study 15): between two readings each log
+    #: is a metrics-only observation, and a reading at a logged step carries that step's log. Implies
+    #: ``metrics_at_step``.
+    every_log: bool = False
 
     @property
     def part(self) -> str:
@@ -109,7 +113,7 @@ def load(run_dir: str | Path) -> Run:
     return Run(
         name=run_dir.name, spec=meta["spec"],
         logs=[r for r in _jsonl(run_dir / "logs.jsonl") if "loss" in r], evals=_jsonl(run_dir / "evals.jsonl"),
-        traces=[r for r in records if r.get("type") in ("trace", "signals")],
+        traces=[r for r in records if r.get("type") == "trace" or (r.get("type") == "signals" and r.get("signals"))],
         live_alerts=[r for r in records if r.get("type") == "alert"],
         rollbacks=[r for r in records if r.get("type") == "rollback"],
         metrics_at_step=bool(meta.get("metrics_at_step", False)),
@@ -121,20 +125,54 @@ def observations(run: Run, stride: int = 1) -> list[tuple[int, dict[str, float],
     vectors, and the TRL metrics logged *before* the step (HF calls ``on_step_end`` before it logs the step) — or,
     for a run recorded since study 14 (``run.metrics_at_step``), logged at the step too.
 
-    ``stride`` keeps every ``stride``-th probe (a probe interval ``stride`` times the recorded one).
+    ``stride`` keeps every ``stride``-th probe (a probe interval ``stride`` times the recorded one). With
+    ``run.every_log`` (study 15), each logged value is fed once, at its own step: a log between two readings is an
+    observation of its own (the metrics alone), a log at a reading's step goes with that reading, and logs after the
+    last reading follow it.
     """
     logs = sorted(run.logs, key=lambda r: r["step"])
+    if run.every_log:
+        return _every_log(run.traces[::stride], logs)
     out, latest, i = [], {}, 0
     for record in run.traces[::stride]:
         step = int(record["step"])
         while i < len(logs) and (logs[i]["step"] <= step if run.metrics_at_step else logs[i]["step"] < step):
-            latest.update({k: float(v) for k, v in logs[i].items() if k != "step"})
+            latest.update(_logged(logs[i]))
             i += 1
-        signals, _ = signals_from_bands(record.get("bands", {}))
-        signals.update({k: (math.nan if v is None else float(v)) for k, v in (record.get("signals") or {}).items()})
+        signals, vectors = _reading(record)
         signals.update(latest)
-        vectors, _ = vectors_from_trace(record)
         out.append((step, signals, vectors))
+    return out
+
+
+def _reading(record: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """A trace record's band summaries and probe-forward or update signals, and its per-layer vectors."""
+    signals, _ = signals_from_bands(record.get("bands", {}))
+    signals.update({k: (math.nan if v is None else float(v)) for k, v in (record.get("signals") or {}).items()})
+    vectors, _ = vectors_from_trace(record)
+    return signals, vectors
+
+
+def _logged(log: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in log.items() if k != "step"}
+
+
+def _every_log(records: Sequence[Mapping[str, Any]],
+               logs: Sequence[Mapping[str, Any]]) -> list[tuple[int, dict[str, float], dict[str, list[float]]]]:
+    """:func:`observations` for a callback that reads every logged value at its own step (``Run.every_log``)."""
+    out: list[tuple[int, dict[str, float], dict[str, list[float]]]] = []
+    i = 0
+    for record in records:
+        step = int(record["step"])
+        while i < len(logs) and logs[i]["step"] < step:
+            out.append((int(logs[i]["step"]), _logged(logs[i]), {}))
+            i += 1
+        signals, vectors = _reading(record)
+        if i < len(logs) and logs[i]["step"] == step:
+            signals.update(_logged(logs[i]))
+            i += 1
+        out.append((step, signals, vectors))
+    out += [(int(log["step"]), _logged(log), {}) for log in logs[i:]]
     return out
 
 

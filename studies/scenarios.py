@@ -87,6 +87,10 @@ turn test scored against the course 8 readings back as well (``DetectorConfig.tu
 HF callback reading a logging step with that step's log and decisive exceedances (``DetectorConfig.decisive_factor``),
 chosen on studies 11–13's spent runs, on new seeds of the seven models and of label flips, label-noise ramps and
 learning-rate ramps (:data:`STUDY14_FAULTS`).
+
+**Study 15** (pre-registered in ``docs/evidence.md``; :func:`study15_test_set`) replays the library's default fed every
+logged value at its own step — a metrics-only observation at each log between two readings — against the default as it
+runs (every second logged value), on new seeds of the seven models and of the same three families.
 """
 
 from __future__ import annotations
@@ -140,6 +144,8 @@ __all__ = [
     "STUDY14_FAULTS",
     "STUDY14_FAULT_SEEDS",
     "STUDY14_HEALTHY_SEEDS",
+    "STUDY15_FAULT_SEEDS",
+    "STUDY15_HEALTHY_SEEDS",
     "TEST_FAULTS",
     "TEST_FAULT_SEEDS",
     "ModelShape",
@@ -174,6 +180,7 @@ __all__ = [
     "study12_test_set",
     "study13_test_set",
     "study14_test_set",
+    "study15_test_set",
     "test_set",
 ]
 
@@ -273,6 +280,10 @@ STUDY14_FAULTS = ("label_flip", "label_noise_ramp", "lr_ramp")
 STUDY14_FAULT_SEEDS = {family: tuple(range(2900 + 10 * i, 2908 + 10 * i)) for i, family in enumerate(STUDY14_FAULTS)}
 #: Seeds of T14's fault-free runs.
 STUDY14_HEALTHY_SEEDS = tuple(range(2800, 2832))
+#: Seeds of T15's fault runs, per family of :data:`STUDY14_FAULTS` (8 each, 3100–3127).
+STUDY15_FAULT_SEEDS = {family: tuple(range(3100 + 10 * i, 3108 + 10 * i)) for i, family in enumerate(STUDY14_FAULTS)}
+#: Seeds of T15's fault-free runs.
+STUDY15_HEALTHY_SEEDS = tuple(range(3000, 3032))
 
 #: Fault family → the RunSpec fields that make it (studies 2 and 3; ``lr_ramp``: study 1's, from study 11 on).
 FAULT_FIELDS: dict[str, dict[str, Any]] = {
@@ -752,6 +763,17 @@ def study14_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130,
 
 
 study14_test_set.__test__ = False  # type: ignore[attr-defined]
+
+
+def study15_test_set(max_steps: int = 240, fault_window: tuple[int, int] = (130, 160)) -> list[RunSpec]:
+    """Test set T15 of study 15, in protocol order (56 runs): T15-healthy seeds 3000–3031 drawn as T14's, then each
+    family of :data:`STUDY14_FAULTS` on its 8 seeds of :data:`STUDY15_FAULT_SEEDS` (demo recipe; M1, M3, Q1, G2 by
+    seed modulo 4)."""
+    return _test_set(STUDY15_FAULT_SEEDS, STUDY15_HEALTHY_SEEDS, "T15", max_steps, fault_window, STUDY11_MODELS,
+                     STUDY11_FAULT_MODELS)
+
+
+study15_test_set.__test__ = False  # type: ignore[attr-defined]
 
 
 def shorten(spec: RunSpec, max_steps: int) -> RunSpec:

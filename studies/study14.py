@@ -37,7 +37,7 @@ from studies.study12 import PROBE_INTERVAL, replay_summary
 from studies.study13 import study13_detector
 
 __all__ = ["AT_LOG", "CANDIDATE_FACTORS", "DECISIVE_FACTOR", "LARGEST", "SHIPPED", "STUDY13", "calibration_replay",
-           "calibration_table", "evaluate", "settings_of", "study14_detector"]
+           "calibration_table", "evaluate", "largest_healthy", "settings_of", "study14_detector"]
 
 SHIPPED = "shipped (study 14 default: decisive exceedances)"
 STUDY13 = "study 13 default (two exceedances)"
@@ -87,11 +87,11 @@ def calibration_replay(runs: Sequence[Run]) -> dict[str, Any]:
         out[name] = replay_summary(at_log, detector_scores(name, config, at_log, onsets, 1))
     out["onsets"] = {run.name: onsets[run.name] for run in runs if run.is_fault}
     out["families"] = {run.name: run.spec["scenario"] for run in runs if run.is_fault}
-    out[LARGEST] = _largest_healthy(at_log, base)
+    out[LARGEST] = largest_healthy(at_log, base)
     return out
 
 
-def _largest_healthy(runs: Sequence[Run], base: DetectorConfig) -> dict[str, float | None]:
+def largest_healthy(runs: Sequence[Run], base: DetectorConfig) -> dict[str, float | None]:
     """Over the fault-free ``runs``: the largest TREND_BREAK and VARIANCE_BURST statistic of a single observation and
     of two in a row (the weaker of the two), each as a fraction of its threshold in ``base``."""
     healthy = [observations(run) for run in runs if not run.is_fault]

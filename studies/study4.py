@@ -169,11 +169,14 @@ def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 
 def score_test_set(out_dir: Path, test_set: str, configs: dict[str, DetectorConfig], shipped: str,
-                   chosen: dict[str, Any], read_before_log: Collection[str] = (), **extra: Any) -> dict[str, Any]:
+                   chosen: dict[str, Any], read_before_log: Collection[str] = (), every_log: Collection[str] = (),
+                   live: str | None = None, **extra: Any) -> dict[str, Any]:
     """Score a test set once (studies 4-6): ``configs`` (shipped first) and the baselines at the thresholds matched
     in ``chosen``, by study 3's rules, with the live-versus-replay check and the rollback runs; writes and returns
     ``<out_dir>/results.json`` (``extra`` is added to it). The detectors named in ``read_before_log`` are replayed as
-    a callback that read each step before its log saw the runs (the callback before study 14).
+    a callback that read each step before its log saw the runs (the callback before study 14), those in
+    ``every_log`` as one that reads every logged value at its own step (study 15). The callback's own alerts are
+    checked against the replay of ``live`` (default: ``shipped``), the detector the runs were trained with.
 
     Raises:
         FileNotFoundError: ``out_dir`` lacks the test set's fault-free or fault runs (parts ``<test_set>-healthy``
@@ -187,14 +190,18 @@ def score_test_set(out_dir: Path, test_set: str, configs: dict[str, DetectorConf
     runs = healthy + faults
     onsets = onsets_of(runs)
     before = [replace(run, metrics_at_step=False) for run in runs]
+    each_log = [replace(run, every_log=True) for run in runs]
+
+    def fed(name: str) -> list[Run]:
+        return before if name in read_before_log else each_log if name in every_log else runs
+
     all_scores: dict[str, list[Score]] = {
-        f"spinal: {name}": detector_scores(name, config, before if name in read_before_log else runs, onsets, 1)
-        for name, config in configs.items()}
+        f"spinal: {name}": detector_scores(name, config, fed(name), onsets, 1) for name, config in configs.items()}
     all_scores.update(baseline_scores(runs, onsets, chosen["matched_thresholds"]))
     results: dict[str, Any] = {"interval": RECORDED_INTERVAL, "shipped": shipped, "onsets": onsets,
                                "matched_thresholds": chosen["matched_thresholds"], **extra}
     results.update(compare(all_scores, probe_steps(healthy, 1), RECORDED_INTERVAL, shipped, in_time=True))
-    results["live"] = live_versus_replay(runs, all_scores[f"spinal: {shipped}"])
+    results["live"] = live_versus_replay(runs, all_scores[f"spinal: {live or shipped}"])
     results["rollback"] = rollback_value(out_dir)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return results
