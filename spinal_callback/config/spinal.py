@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -22,7 +21,7 @@ from spinal_callback.config.options import (
     output_path,
 )
 from spinal_callback.config.rollback import RollbackConfig
-from spinal_callback.config.validation import check_int
+from spinal_callback.config.validation import check_float, check_int
 
 __all__ = ["ALERT_ACTIONS", "PATCH_DIRECTIONS", "SpinalConfig"]  # the action and direction names: config.options
 
@@ -53,6 +52,16 @@ class SpinalConfig:
                   "detector; at the probe steps the probe's signals join them. The shipped detector's thresholds "
                   "were calibrated at 2 (docs/evidence.md); recalibrate with `spinal calibrate` for another value. "
                   "Default (None): 2 when `interval` is even, else `interval` (readings only at the probes)."},
+    )
+    read_every_log: bool = field(
+        default=False,
+        metadata={"help": "Feed the detector every value the trainer logs, at the step it is logged: a log that no "
+                  "reading takes (a step off the reading schedule) is an observation of its own, the trainer's "
+                  "metrics alone (update/size and update/turn keep their reading cadence), and is written as a "
+                  "metrics-only \"signals\" trace record. False: logged metrics wait for the next reading, and a "
+                  "later log replaces an earlier unread one. Only SpinalTrainerCallback (Hugging Face) sees the logs "
+                  "as they happen; the Lightning callback reads its metrics at the readings either way. Study 15 "
+                  "(docs/evidence.md) tests it."},
     )
     trace_interval: int = field(
         default=10,
@@ -219,17 +228,15 @@ class SpinalConfig:
         check_int("patch_low_rank_layers", self.patch_low_rank_layers, 0)
         self.patch_directions = check_directions(self.patch_directions)
         self.patch_ranks = check_ranks(self.patch_ranks)
-        for name in ("patch_lasso", "patch_attribution", "probe_at_start", "heatmaps", "layer_runs"):
+        for name in ("patch_lasso", "patch_attribution", "probe_at_start", "heatmaps", "layer_runs", "read_every_log",
+                     "strict"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"`seed` must be an integer, got {self.seed!r}")
-        if not isinstance(self.strict, bool):
-            raise ValueError(f"`strict` must be True or False, got {self.strict!r}")
         self.tail = fraction_pair("tail", self.tail, strict_order=False)
         self.bands = fraction_pair("bands", self.bands, strict_order=True)
-        if not isinstance(self.rtol, (int, float)) or not (0.0 <= float(self.rtol) < 1.0) or math.isnan(self.rtol):
-            raise ValueError(f"`rtol` must be a float in [0, 1), got {self.rtol!r}")
+        self.rtol = check_float("rtol", self.rtol, 0.0, 1.0, open_high=True)
         self.on_alert = check_actions(self.on_alert)
         self.detector = coerce_section(DetectorConfig, "detector", self.detector)
         self.rollback = coerce_section(RollbackConfig, "rollback", self.rollback)

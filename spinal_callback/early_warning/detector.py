@@ -229,7 +229,8 @@ class EarlyWarningDetector:
         if outcome.tests is not None:
             self.last_tests[name] = outcome.tests
 
-    def _watched(self, name: str) -> bool:
+    def watches(self, name: str) -> bool:
+        """Whether a scalar signal of this name would be observed (by any test, NON_FINITE alone included)."""
         return any(resolve(name) is not None
                    for resolve in (self._direction, self._update, self._turn, self._finite))
 
@@ -269,7 +270,7 @@ class EarlyWarningDetector:
         signals = {} if fresh else state.get("signals", {})
         vectors = {} if fresh else state.get("vectors", {})
         self._states = {name: SignalState.from_dict(data, cfg.window, cfg.lag, cfg.history_length)
-                        for name, data in signals.items() if self._watched(name)}
+                        for name, data in signals.items() if self.watches(name)}
         self._vectors = {name: VectorState.from_dict(data, cfg.window, cfg.lag)
                          for name, data in vectors.items() if self._vector(name) is not None}
         self.last_scores, self.last_tests = {}, {}

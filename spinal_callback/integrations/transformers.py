@@ -3,7 +3,7 @@ callback events translated into session calls."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
@@ -136,6 +136,9 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
         if logs:
             self.monitor.observe_metrics(logs)  # HF logs plain floats: no device sync
         self._release(control)
+        if logs and kwargs.get("model") is not None:  # a log no reading took: its own observation (read_every_log)
+            self._finish(self.session.log(state.global_step, self._handles(kwargs), sync=TorchDistributedSync()),
+                         control)
 
     def _release(self, control: Any) -> None:
         """Read the step held for its log (at that log, or — should the log not come — at the next event)."""
@@ -146,14 +149,18 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
     def _step(self, step: int, control: Any, kwargs: Mapping[str, Any]) -> None:
         if not self.session.due(step):
             return
+        self._finish(self.session.step(step, kwargs["model"], self._handles(kwargs), sync=TorchDistributedSync(),
+                                       reference=self.reference), control)
 
-        def handles() -> TrainingHandles:
-            return TrainingHandles(
-                model=kwargs["model"], optimizer=kwargs.get("optimizer"), scheduler=kwargs.get("lr_scheduler"),
-                scaler=getattr(getattr(self.trainer, "accelerator", None), "scaler", None),
-            )
+    def _handles(self, kwargs: Mapping[str, Any]) -> Callable[[], TrainingHandles]:
+        """The rollback handles of an event's ``kwargs``, built only when asked for."""
+        return lambda: TrainingHandles(
+            model=kwargs["model"], optimizer=kwargs.get("optimizer"), scheduler=kwargs.get("lr_scheduler"),
+            scaler=getattr(getattr(self.trainer, "accelerator", None), "scaler", None),
+        )
 
-        stop = self.session.step(step, kwargs["model"], handles, sync=TorchDistributedSync(), reference=self.reference)
+    def _finish(self, stop: bool, control: Any) -> None:
+        """After the monitor ran: send its scalars to the trainer's loggers, stop training if it must."""
         if self._forwarder is not None:
             self._forwarder.flush()
         if stop:

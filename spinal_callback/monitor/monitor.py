@@ -200,6 +200,24 @@ class SpinalMonitor:
             else:
                 inputs = DetectorInputs({**self.read(step, policy, defer_scalars=True), **self._metrics})
             self._metrics = {}  # each logged value is fed once
+        return self._guard(step, inputs, handles, sync)
+
+    def on_log(self, step: int, handles: TrainingHandles | None = None,
+               sync: RankSync | None = None) -> GuardOutcome | None:
+        """With ``config.read_every_log``: feed the metrics logged at ``step`` that no reading took to the detector
+        now, an observation of their own (a metrics-only ``"signals"`` record; no forward, no gather). Call it after
+        the step's reading, if any, has run. ``None`` when there is nothing to feed: the option is off, nothing was
+        logged since the last observation, or nothing logged is a signal the detector watches (an evaluation log)."""
+        metrics = self._metrics
+        if not self.config.read_every_log or not any(map(self.guard.detector.watches, metrics)):
+            return None
+        self._metrics = {}
+        self.outputs.reading(step, {}, metrics)
+        return self._guard(step, DetectorInputs(dict(metrics)), handles, sync)
+
+    def _guard(self, step: int, inputs: DetectorInputs, handles: TrainingHandles | None,
+               sync: RankSync | None) -> GuardOutcome:
+        """Decide on rank 0, hand the decision to every rank, act on it, write the outcome."""
         sync = sync or LocalSync()
         decision = sync.broadcast(self.guard.decide(step, *inputs.astuple()))
         outcome = self.guard.act(step, decision, handles, sync)

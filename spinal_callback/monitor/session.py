@@ -199,6 +199,15 @@ class MonitorSession:
         outcome = self.monitor.on_step(step, policy, handles(), sync=sync or LocalSync(), reference=reference)
         return bool(outcome is not None and outcome.stop)
 
+    def log(self, step: int, handles: Callable[[], TrainingHandles], *, sync: RankSync | None = None) -> bool:
+        """After the trainer logged at ``step`` (and after that step's reading, if one was due): with
+        ``config.read_every_log``, feed the logged metrics no reading took to the detector
+        (:meth:`SpinalMonitor.on_log`); returns whether training must stop."""
+        if not (self.started and self.config.read_every_log):
+            return False
+        outcome = self.monitor.on_log(step, handles(), sync=sync or LocalSync())
+        return bool(outcome is not None and outcome.stop)
+
     def close(self) -> None:
         """Flush and close the outputs (idempotent)."""
         self.monitor.close()

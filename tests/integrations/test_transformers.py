@@ -214,3 +214,20 @@ def test_a_reading_at_a_logging_step_sees_that_steps_metrics(tmp_path: Path) -> 
     assert "loss" not in fed[2]
     assert fed[4]["loss"] == pytest.approx(losses[3])  # logged after step 3's reading-free step: at the next reading
     assert fed[6]["loss"] == pytest.approx(losses[6])  # logged at a reading step: with that reading, not after it
+
+
+def test_read_every_log_feeds_every_logged_value_at_its_step(tmp_path: Path) -> None:
+    # TRL logs every step, the callback reads every 2: with read_every_log the logs in between are observations of
+    # their own (metrics only), so the detector sees every logged value, each at the step it was logged
+    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=4, read_every_log=True))
+    trainer = _trainer(tmp_path, callback, max_steps=5)
+    trainer.train()
+    logged = {entry["step"]: entry["logps/chosen"] for entry in trainer.state.log_history if "logps/chosen" in entry}
+    assert sorted(logged) == [1, 2, 3, 4, 5]
+    records = [r for r in _trace_records(callback.trace_path) if r["type"] in ("trace", "signals")]
+    fed = {r["step"]: r.get("metrics", {}).get("logps/chosen") for r in records}
+    assert sorted(fed) == [0, 1, 2, 3, 4, 5]
+    assert all(fed[step] == pytest.approx(value) for step, value in logged.items())
+    assert [r["step"] for r in records if r["type"] == "signals" and not r["signals"]] == [1, 3, 5]
+    history = callback.monitor.guard.detector.state_dict()["signals"]["logps/chosen"]["history"]
+    assert [step for step, _ in history] == [1, 2, 3, 4, 5]

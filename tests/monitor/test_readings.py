@@ -34,8 +34,8 @@ def test_reading_interval_defaults_and_validation() -> None:
         SpinalConfig(signal_interval=0)
 
 
-def _run(tmp_path: Path, steps: int, metrics: dict[str, float] | None = None,
-         **config: object) -> tuple[SpinalMonitor, list[dict], list[tuple[int, dict]]]:
+def _spied(tmp_path: Path, **config: object) -> tuple[torch.nn.Module, SpinalMonitor, Path, list[tuple[int, dict]]]:
+    """A tiny model and its monitor writing ``tmp_path/trace.jsonl``, with every detector input recorded."""
     model = tiny_causal_lm(num_layers=4)
     monitor = SpinalMonitor(SpinalConfig(num_probe_pairs=3, **config))  # type: ignore[arg-type]
     path = tmp_path / "trace.jsonl"
@@ -48,6 +48,12 @@ def _run(tmp_path: Path, steps: int, metrics: dict[str, float] | None = None,
         return decide(step, signals, *args)
 
     monitor.guard.decide = spy  # type: ignore[method-assign]
+    return model, monitor, path, fed
+
+
+def _run(tmp_path: Path, steps: int, metrics: dict[str, float] | None = None,
+         **config: object) -> tuple[SpinalMonitor, list[dict], list[tuple[int, dict]]]:
+    model, monitor, path, fed = _spied(tmp_path, **config)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     ids = torch.randint(0, 32, (2, 8))
     for step in range(steps + 1):
@@ -170,3 +176,52 @@ def test_a_failed_probe_still_feeds_and_records_the_reading(tmp_path: Path) -> N
     assert fed[-1][0] == 4 and fed[-1][1]["logps/chosen"] == -2.0 and "update/size" in fed[-1][1]
     last = read_trace_file(path)[-1]
     assert (last["type"], last["step"], last["metrics"]) == ("signals", 4, {"logps/chosen": -2.0})
+
+
+def _logged_every_step(tmp_path: Path, steps: int,
+                       **config: object) -> tuple[SpinalMonitor, list[dict], list[tuple[int, dict]], list]:
+    """A trainer that logs every step, in HF's order: the step's reading (if due) then its log (``on_log``)."""
+    model, monitor, path, fed = _spied(tmp_path, interval=4, **config)
+    outcomes = []
+    for step in range(steps + 1):
+        if step:
+            monitor.observe_metrics({"logps/chosen": -1.0 - step, "loss": 0.7})
+        monitor.on_step(step, model)
+        outcomes.append(monitor.on_log(step))
+    monitor.close()
+    return monitor, read_trace_file(path), fed, outcomes
+
+
+def test_read_every_log_feeds_each_log_at_its_own_step_once(tmp_path: Path) -> None:
+    monitor, records, fed, outcomes = _logged_every_step(tmp_path, 6, read_every_log=True)
+    assert [step for step, _ in fed] == [0, 1, 2, 3, 4, 5, 6]
+    assert all(signals.get("logps/chosen") == -1.0 - step for step, signals in fed if step)  # its own log, once
+    assert all(set(signals) == {"logps/chosen", "loss"} for step, signals in fed if step % 2)  # metrics alone
+    assert [outcome is not None for outcome in outcomes] == [False, True, False, True, False, True, False]
+    only = [r for r in records if r["type"] == "signals" and not r["signals"]]
+    assert [(r["step"], r["metrics"]["logps/chosen"]) for r in only] == [(1, -2.0), (3, -4.0), (5, -6.0)]
+    state = monitor.guard.detector.state_dict()["signals"]["logps/chosen"]
+    assert len(state["history"]) == 6  # every logged value observed
+    replayed = observations_from_records(records)  # the trace file is what the detector was fed
+    assert [(step, signals.get("logps/chosen")) for step, signals, _, _ in replayed] == [
+        (step, signals.get("logps/chosen")) for step, signals in fed]
+
+
+def test_without_read_every_log_a_log_waits_for_the_next_reading(tmp_path: Path) -> None:
+    _, records, fed, outcomes = _logged_every_step(tmp_path, 6)
+    assert [step for step, _ in fed] == [0, 2, 4, 6] and outcomes == [None] * 7
+    assert [signals["logps/chosen"] for step, signals in fed if step] == [-3.0, -5.0, -7.0]  # the latest log wins
+    assert not [r for r in records if r["type"] == "signals" and not r["signals"]]
+
+
+def test_a_log_the_detector_does_not_watch_is_no_observation(tmp_path: Path) -> None:
+    model = tiny_causal_lm(num_layers=4)
+    monitor = SpinalMonitor(SpinalConfig(num_probe_pairs=3, interval=4, read_every_log=True))
+    monitor.setup(model, records=PAIRS)
+    monitor.on_step(0, model)
+    monitor.observe_metrics({"eval_loss": 0.5, "train_runtime": 12.0})
+    assert monitor.on_log(1) is None
+    monitor.observe_metrics({"rewards/margins": 0.1})
+    assert monitor.on_log(1) is not None
+    with pytest.raises(ValueError, match="`read_every_log` must be True or False"):
+        SpinalConfig(read_every_log="yes")  # type: ignore[arg-type]
