@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the study drivers live beside this one
 
 from study4_early_warning import settings_of
-from study_early_warning import QUICK_STEPS, add_training_options, one_per_scenario, train_missing
+from study_driver import run_study, specs_for
 
 from studies.scenarios import RunSpec, study11_rollback_set, study11_test_set
 
@@ -33,32 +31,20 @@ __all__ = ["PHASES", "main", "specs_of"]
 
 def specs_of(phase: str, quick: bool = False) -> list[RunSpec]:
     """The runs a training phase trains, in protocol order (``quick``: one short run per scenario)."""
-    specs = {"train-test": study11_test_set, "train-rollback": study11_rollback_set}[phase]()
-    return one_per_scenario(specs, QUICK_STEPS) if quick else specs
+    return specs_for(phase, quick, {"train-test": study11_test_set, "train-rollback": study11_rollback_set})
+
+
+def _evaluate(args: argparse.Namespace, out: Path) -> tuple[str, str]:
+    from studies import study11
+    from studies.tables import test_tables
+
+    results = study11.evaluate(out)
+    return "table.md", test_tables(results, in_time=True) + "\n" + study11.model_table(results)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("phase", choices=PHASES)
-    parser.add_argument("--out", default="spinal_runs/study11", help="T11's runs and the results")
-    add_training_options(parser, "pre-trained models (default spinal_runs/study2/sft_cache, study 2's)")
-    args = parser.parse_args(argv)
-    out = Path(args.out + ("-quick" if args.quick else ""))
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    if args.phase == "evaluate":
-        from studies import study11
-        from studies.tables import test_tables
-
-        results = study11.evaluate(out)
-        text = test_tables(results, in_time=True) + "\n" + study11.model_table(results)
-        (out / "table.md").write_text(text)
-        print(text)
-    elif train_missing(specs_of(args.phase, args.quick), out, args.cache_dir or "spinal_runs/study2/sft_cache",
-                       60 if args.quick else args.sft_steps, args.jobs, args.force, settings_of):
-        return 1
-    print(f"elapsed: {time.perf_counter() - started:.0f} s")
-    return 0
+    return run_study(argv, __doc__, PHASES, "spinal_runs/study11", "T11", specs_of, settings_of,
+                     {"evaluate": _evaluate})
 
 
 if __name__ == "__main__":

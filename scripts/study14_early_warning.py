@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the study harness lives beside the package
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the study drivers live beside this one
 
-from study_early_warning import QUICK_STEPS, add_training_options, one_per_scenario, train_missing
+from study_driver import run_study, specs_for, spent_runs
 
 from studies.scenarios import RunSpec, study14_test_set
 from studies.study14 import settings_of
@@ -38,48 +36,32 @@ __all__ = ["PHASES", "SPENT", "main", "specs_of"]
 
 def specs_of(phase: str, quick: bool = False) -> list[RunSpec]:
     """The runs the training phase trains, in protocol order (``quick``: one short run per scenario)."""
-    if phase != "train-test":
-        raise ValueError(f"{phase!r} trains nothing; the training phase is 'train-test'")
-    specs = study14_test_set()
-    return one_per_scenario(specs, QUICK_STEPS) if quick else specs
+    return specs_for(phase, quick, {"train-test": study14_test_set})
+
+
+def _calibrate(args: argparse.Namespace, out: Path) -> tuple[str, str]:
+    from studies import study14
+
+    runs = spent_runs(args.spent, SPENT, "studies 11–13")
+    return "calibration.md", study14.calibration_table(study14.calibration_replay(runs))
+
+
+def _evaluate(args: argparse.Namespace, out: Path) -> tuple[str, str]:
+    from studies import study11, study14
+    from studies.tables import test_tables
+
+    results = study14.evaluate(out)
+    return "table.md", test_tables(results, in_time=True) + "\n" + study11.model_table(results)
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spent", nargs=3, default=[d for d, _ in SPENT], metavar=("STUDY11", "STUDY12", "STUDY13"),
+                        help="studies 11, 12 and 13's run folders, replayed by calibrate")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("phase", choices=PHASES)
-    parser.add_argument("--out", default="spinal_runs/study14", help="T14's runs and the results")
-    parser.add_argument("--spent", nargs=3, default=[d for d, _ in SPENT], metavar=("STUDY11", "STUDY12", "STUDY13"),
-                        help="studies 11, 12 and 13's run folders, replayed by calibrate")
-    add_training_options(parser, "pre-trained models (default spinal_runs/study2/sft_cache, study 2's)")
-    args = parser.parse_args(argv)
-    out = Path(args.out + ("-quick" if args.quick else ""))
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    if args.phase == "calibrate":
-        from studies import study14
-        from studies.study2 import load_set
-
-        runs = [run for folder, (_, parts) in zip(args.spent, SPENT, strict=True)
-                for run in load_set(Path(folder), parts)]
-        if not runs:
-            print(f"no spent runs under {', '.join(args.spent)}: train studies 11–13 first", file=sys.stderr)
-            return 1
-        text = study14.calibration_table(study14.calibration_replay(runs))
-        (out / "calibration.md").write_text(text)
-        print(text)
-    elif args.phase == "evaluate":
-        from studies import study11, study14
-        from studies.tables import test_tables
-
-        results = study14.evaluate(out)
-        text = test_tables(results, in_time=True) + "\n" + study11.model_table(results)
-        (out / "table.md").write_text(text)
-        print(text)
-    elif train_missing(specs_of(args.phase, args.quick), out, args.cache_dir or "spinal_runs/study2/sft_cache",
-                       60 if args.quick else args.sft_steps, args.jobs, args.force, settings_of):
-        return 1
-    print(f"elapsed: {time.perf_counter() - started:.0f} s")
-    return 0
+    return run_study(argv, __doc__, PHASES, "spinal_runs/study14", "T14", specs_of, settings_of,
+                     {"calibrate": _calibrate, "evaluate": _evaluate}, _options)
 
 
 if __name__ == "__main__":

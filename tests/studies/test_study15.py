@@ -110,3 +110,10 @@ def test_metrics_only_records_are_not_readings(tmp_path: Path) -> None:
         out.write('{"type": "signals", "step": 181, "signals": {}, "metrics": {"logps/chosen": -1.0}}\n')
     run = load(tmp_path / spec.name)
     assert len(run.traces) == PROBES and all(int(r["step"]) % 2 == 0 for r in run.traces)
+
+
+def test_the_driver_says_what_is_missing_instead_of_a_traceback(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert _script().main(["evaluate", "--out", str(tmp_path / "t15")]) == 1
+    assert "0 finished T15-healthy and 0 T15-faults runs: train the test set first" in capsys.readouterr().err
+    assert not (tmp_path / "t15" / "table.md").exists()
