@@ -63,12 +63,16 @@ def spent_runs(folders: Sequence[str], spent: Sequence[tuple[str, tuple[str, ...
 
 
 def run_study(argv: Sequence[str] | None, doc: str | None, phases: Sequence[str], out: str, runs: str,
-              specs_of: Callable[[str, bool], list[RunSpec]], settings_of: Callable[[RunSpec], Any],
+              specs_of: Callable[[str, bool], list[RunSpec]],
+              settings_of: Callable[[RunSpec], Any] | Mapping[str, Callable[[RunSpec], Any]],
               analyses: Mapping[str, Analysis],
-              options: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+              options: Callable[[argparse.ArgumentParser], None] | None = None,
+              subfolders: Mapping[str, str] | None = None) -> int:
     """Parse ``argv`` and run one phase of a test-set study (``doc``: the driver's docstring, whose first paragraph
-    is the description; ``out``: the default ``--out``; ``runs``: what it holds, e.g. ``"T15"``; ``options`` adds the
-    driver's own arguments). Returns the exit status."""
+    is the description; ``out``: the default ``--out``; ``runs``: what it holds, e.g. ``"T15"``; ``settings_of``:
+    one for every training phase, or one per phase; ``options`` adds the driver's own arguments; ``subfolders``:
+    phase → the folder under ``--out`` it works in, for runs that must not mix with the test set's). Returns the exit
+    status."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("phase", choices=phases)
     parser.add_argument("--out", default=out, help=f"{runs}'s runs and the results")
@@ -76,7 +80,7 @@ def run_study(argv: Sequence[str] | None, doc: str | None, phases: Sequence[str]
         options(parser)
     add_training_options(parser, f"pre-trained models (default {DEFAULT_CACHE}, study 2's)")
     args = parser.parse_args(argv)
-    folder = Path(args.out + ("-quick" if args.quick else ""))
+    folder = Path(args.out + ("-quick" if args.quick else "")) / (subfolders or {}).get(args.phase, "")
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if args.phase in analyses:
@@ -88,7 +92,8 @@ def run_study(argv: Sequence[str] | None, doc: str | None, phases: Sequence[str]
         (folder / name).write_text(text)
         print(text)
     elif train_missing(specs_of(args.phase, args.quick), folder, args.cache_dir or DEFAULT_CACHE,
-                       60 if args.quick else args.sft_steps, args.jobs, args.force, settings_of):
+                       60 if args.quick else args.sft_steps, args.jobs, args.force,
+                       settings_of[args.phase] if isinstance(settings_of, Mapping) else settings_of):
         return 1
     print(f"elapsed: {time.perf_counter() - started:.0f} s")
     return 0

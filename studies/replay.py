@@ -117,6 +117,7 @@ def load(run_dir: str | Path) -> Run:
         live_alerts=[r for r in records if r.get("type") == "alert"],
         rollbacks=[r for r in records if r.get("type") == "rollback"],
         metrics_at_step=bool(meta.get("metrics_at_step", False)),
+        every_log=bool((meta.get("settings") or {}).get("read_every_log", False)),
     )
 
 

@@ -57,6 +57,8 @@ class StudySettings:
         eval_problems: held-out problems for greedy accuracy.
         eval_pairs: held-out (correct, wrong) pairs for the chosen log-probability.
         threads: torch CPU threads per run.
+        read_every_log: the callback feeds its detector every logged value at its own step
+            (``SpinalConfig.read_every_log``, study 15).
     """
 
     batch_size: int = 16
@@ -68,6 +70,7 @@ class StudySettings:
     eval_problems: int = 200
     eval_pairs: int = 128
     threads: int = 1
+    read_every_log: bool = False
 
     def __post_init__(self) -> None:
         if self.eval_every < 0:
@@ -277,6 +280,7 @@ def run_study(spec: RunSpec, out_dir: str | os.PathLike[str], cache_dir: str | o
         num_probe_pairs=settings.num_probe_pairs, detector=detector,
         on_alert=("log", "rollback") if spec.rollback else ("log",), rollback=RollbackConfig(**ROLLBACK),
         log_dir=str(run_dir / "tensorboard"), trace_path=str(run_dir / "spinal_trace.jsonl"), heatmaps=False,
+        read_every_log=settings.read_every_log,
     )
     spinal = SpinalTrainerCallback(spinal_config)
     callbacks: list[Any] = [spinal, _recorder(run_dir, settings, tokenizer, problems, held_out_batch)]

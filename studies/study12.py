@@ -48,7 +48,7 @@ def settings_of(spec: Any) -> Any:
     held-out evaluations for fault and rollback runs only (as in studies 4-11)."""
     from studies.runner import StudySettings
 
-    evals = {} if spec.is_fault or spec.rollback else {"eval_every": 0}
+    evals: dict[str, Any] = {} if spec.is_fault or spec.rollback else {"eval_every": 0}
     return StudySettings(interval=PROBE_INTERVAL, watch_probe_pairs=False, **evals)
 
 

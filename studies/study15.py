@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from studies.study2 import load_set
-from studies.study3 import detector_scores, onsets_of
+from studies.study3 import detector_scores, live_versus_replay, onsets_of
 from studies.study4 import score_test_set
 from studies.study7 import C6_MATCHED
 from studies.study11 import by_model
 from studies.study12 import PROBE_INTERVAL
 from studies.study14 import largest_healthy, study14_detector
 
-__all__ = ["AS_RUN", "EVERY_LOG", "evaluate", "settings_of"]
+__all__ = ["AS_RUN", "EVERY_LOG", "evaluate", "live_check", "live_settings_of", "live_table", "settings_of"]
 
 EVERY_LOG = "study 14 default, every logged value read"
 AS_RUN = "study 14 default as it runs (every second logged value)"
@@ -36,6 +36,40 @@ def settings_of(spec: Any) -> Any:
     from studies.study14 import settings_of as study14_settings
 
     return study14_settings(spec)
+
+
+def live_settings_of(spec: Any) -> Any:
+    """The live check's settings: T15's, with the callback feeding every logged value itself
+    (``SpinalConfig.read_every_log``)."""
+    return replace(settings_of(spec), read_every_log=True)
+
+
+def live_check(out_dir: Path) -> dict[str, Any]:
+    """The library's live implementation against the replay: T15's label-flip seeds retrained with
+    ``read_every_log`` on (``out_dir``), each run's first alert after the fault live and replayed every-log.
+
+    Raises:
+        FileNotFoundError: ``out_dir`` holds no such run.
+    """
+    runs = load_set(out_dir, ("T15-faults",))
+    if not runs:
+        raise FileNotFoundError(f"{out_dir} holds no finished T15-faults run: train the live check first")
+    if not all(run.every_log for run in runs):
+        raise ValueError(f"{out_dir} holds runs trained without read_every_log: not the live check's")
+    scores = detector_scores(EVERY_LOG, study14_detector(), runs, onsets_of(runs), 1)
+    per_run = {score.run: {"replay": score.first,
+                           "live": next((int(a["step"]) for a in sorted(run.live_alerts, key=lambda a: a["step"])
+                                         if int(a["step"]) >= run.fault_start), None)}
+               for score, run in zip(scores, runs, strict=True)}
+    return {**live_versus_replay(runs, scores), "per_run": per_run}
+
+
+def live_table(results: dict[str, Any]) -> str:
+    """:func:`live_check`'s results as Markdown."""
+    lines = ["| run | first alert after the fault, live | replayed every-log |", "|---|---:|---:|"]
+    lines += [f"| {name} | {row['live']} | {row['replay']} |" for name, row in results["per_run"].items()]
+    lines += ["", f"Same first alert in {results['fault_runs_same_first_alert']} of {results['fault_runs']} runs."]
+    return "\n".join(lines) + "\n"
 
 
 def evaluate(out_dir: Path) -> dict[str, Any]:

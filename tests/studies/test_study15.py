@@ -4,6 +4,7 @@ small synthetic run folders (no training)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -117,3 +118,22 @@ def test_the_driver_says_what_is_missing_instead_of_a_traceback(tmp_path: Path,
     assert _script().main(["evaluate", "--out", str(tmp_path / "t15")]) == 1
     assert "0 finished T15-healthy and 0 T15-faults runs: train the test set first" in capsys.readouterr().err
     assert not (tmp_path / "t15" / "table.md").exists()
+
+
+def test_the_live_check_compares_the_callbacks_own_alerts_with_the_every_log_replay(tmp_path: Path) -> None:
+    spec = RunSpec("label_flip", 20, 2 * PROBES, fault_step=FAULT, model="M1", part="T15-faults")
+    write_run(tmp_path, spec, PROBES, ONSET, True, update_signals, _flip_log, metrics_at_step=True)
+    with pytest.raises(ValueError, match="without read_every_log"):
+        study15.live_check(tmp_path)
+    meta_path = tmp_path / spec.name / "run.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "settings": {"read_every_log": True}}))
+    with open(tmp_path / spec.name / "spinal_trace.jsonl", "a") as trace:
+        trace.write(json.dumps({"type": "alert", "step": FAULT, "reason": "trend_break", "signal": "logps/chosen"}))
+    assert load(tmp_path / spec.name).every_log  # a run trained with the field on replays every log
+    results = study15.live_check(tmp_path)
+    assert results["per_run"] == {spec.name: {"live": FAULT, "replay": FAULT}}
+    assert results["fault_runs_same_first_alert"] == results["fault_runs"] == 1
+    assert "Same first alert in 1 of 1 runs." in study15.live_table(results)
+    assert study15.live_settings_of(spec).read_every_log and not study15.settings_of(spec).read_every_log
+    assert [s.seed for s in _script().specs_of("train-live")] == list(range(3100, 3108))
