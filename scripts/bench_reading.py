@@ -13,13 +13,17 @@ AdamW on a language-model loss over batches the shape of the demo's DPO batch (`
   parameter, then a concatenation), at the same readings, in alternating order with ``gather`` — side by side,
   checked equal;
 - ``update signals``: the rest of ``UpdateSampler.measure`` (norm, turn);
-- ``detector``: ``AlertGuard.decide``; ``outputs``: the trace line and the TensorBoard event of the reading.
+- ``detector``: ``AlertGuard.decide``; ``outputs``: the trace line and the TensorBoard event of the reading;
+- with ``--read-every-log`` (``SpinalConfig.read_every_log``), ``metrics-only observation``: a log off the reading
+  schedule fed to the detector on its own (``MonitorSession.log``); the ``detector`` and ``outputs`` rows then take
+  in those observations too.
 
 Medians over the readings, with the median training step (forward, backward, optimizer) for scale. One torch thread
 by default, as in the demo. Usage::
 
     python scripts/bench_reading.py --cache-dir /tmp/demo-cache          # 400 steps, about a minute
     python scripts/bench_reading.py --quick                              # 60 steps
+    python scripts/bench_reading.py --read-every-log --logging-steps 1   # every step logged, as in the studies
 """
 
 from __future__ import annotations
@@ -78,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--logging-steps", type=int, default=5,
                         help="The trainer logs its DPO metrics every N steps, as the demo does (default 5); the "
                              "detector sees them at the next reading.")
+    parser.add_argument("--read-every-log", action="store_true",
+                        help="SpinalConfig(read_every_log=True): a log off the reading schedule is an observation of "
+                             "its own, timed as 'metrics-only observation'; in the training loop the log follows the "
+                             "step's reading, as in the HF trainer.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as in the demo).")
     parser.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "spinal-demo-cache"),
                         help="Where the pre-trained demo model is cached.")
@@ -102,13 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     model, tokenizer, _ = pretrained_demo_model(args.cache_dir)
     pairs = AdditionTask().preference_pairs(64)
-    session = MonitorSession(SpinalConfig())
+    session = MonitorSession(SpinalConfig(read_every_log=args.read_every_log))
     log_dir = tempfile.mkdtemp(prefix="bench-reading-")
     session.start(model, rank_zero=True, log_dir=log_dir, records=pairs, tokenizer=tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
-    step_seconds, reading_seconds, old_seconds, mismatches = [], [], [], 0
+    step_seconds, reading_seconds, old_seconds, log_seconds, mismatches = [], [], [], [], 0
     old_read: Callable[[], torch.Tensor] | None = None
     for step in range(steps + 1):
         if step:
@@ -129,10 +137,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             before = old_read()  # type: ignore[misc]
             old_seconds.append(time.perf_counter() - start)
         due = session.due(step)
+        if args.read_every_log and metrics:  # HF: the step's log comes after its reading, which takes it if due
+            session.monitor.observe_metrics(metrics)
         start = time.perf_counter()
-        session.step(step, model, lambda: TrainingHandles(model), metrics=functools.partial(dict, metrics))
+        session.step(step, model, lambda: TrainingHandles(model),
+                     metrics=None if args.read_every_log else functools.partial(dict, metrics))
         if due and step % session.monitor.config.interval:  # a reading without the probe forward
             reading_seconds.append(time.perf_counter() - start)
+        if args.read_every_log and metrics:
+            start = time.perf_counter()
+            session.log(step, lambda: TrainingHandles(model))
+            if not due:  # a log no reading took: a metrics-only observation
+                log_seconds.append(time.perf_counter() - start)
         if not old_first and old_read is not None and due:
             start = time.perf_counter()
             before = old_read()
@@ -150,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows += [("update signals (norm, turn)", ms(measure)), ("detector", ms(times.get("detector", []))),
              ("outputs", ms(times.get("outputs", [])) + ms(times.get("outputs, guard", []))),
              ("whole reading (no probe forward)", ms(reading_seconds))]
+    if args.read_every_log:
+        rows.append(("metrics-only observation", ms(log_seconds)))
     print(f"demo model, {steps} steps, batch {2 * args.batch_size} rows, metrics every {args.logging_steps} steps, "
           f"{args.threads} thread(s); "
           f"training step median {step_ms:.1f} ms; readings every {session.monitor.config.reading_interval} steps; "
