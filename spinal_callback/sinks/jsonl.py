@@ -4,7 +4,8 @@ Every line is one JSON object with a ``"type"`` (``"trace"``, ``"signals"``, ``"
 ``"rollback"``) and the optimizer ``"step"``. ``"trace"`` records carry the shape of
 :meth:`DepthTrace.to_dict` (``"layers"``, ``"bands"``, ``"num_tokens"``); ``"signals"`` records, written at
 the reading steps between probes, carry only the forward-free ``"signals"`` and the trainer ``"metrics"``
-the detector saw. Non-finite floats are written as ``null``.
+the detector saw — with ``SpinalConfig.read_every_log``, also at each log no reading took, with empty
+``"signals"``: the metrics alone were an observation. Non-finite floats are written as ``null``.
 """
 
 from __future__ import annotations
