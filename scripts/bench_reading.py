@@ -14,16 +14,16 @@ AdamW on a language-model loss over batches the shape of the demo's DPO batch (`
   checked equal;
 - ``update signals``: the rest of ``UpdateSampler.measure`` (norm, turn);
 - ``detector``: ``AlertGuard.decide``; ``outputs``: the trace line and the TensorBoard event of the reading;
-- with ``--read-every-log`` (``SpinalConfig.read_every_log``), ``metrics-only observation``: a log off the reading
-  schedule fed to the detector on its own (``MonitorSession.log``); the ``detector`` and ``outputs`` rows then take
-  in those observations too.
+- ``metrics-only observation`` (``SpinalConfig.read_every_log``, on by default; ``--no-read-every-log``: off): a log
+  off the reading schedule fed to the detector on its own (``MonitorSession.log``); the ``detector`` and ``outputs``
+  rows take in those observations too.
 
 Medians over the readings, with the median training step (forward, backward, optimizer) for scale. One torch thread
 by default, as in the demo. Usage::
 
     python scripts/bench_reading.py --cache-dir /tmp/demo-cache          # 400 steps, about a minute
     python scripts/bench_reading.py --quick                              # 60 steps
-    python scripts/bench_reading.py --read-every-log --logging-steps 1   # every step logged, as in the studies
+    python scripts/bench_reading.py --logging-steps 1                    # every step logged, as in the studies
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ def per_parameter_take(sampler: Any) -> Callable[[], torch.Tensor]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from spinal_callback import SpinalConfig
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=400, help="Optimizer steps (default 400).")
     parser.add_argument("--quick", action="store_true", help="60 steps.")
@@ -82,10 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--logging-steps", type=int, default=5,
                         help="The trainer logs its DPO metrics every N steps, as the demo does (default 5); the "
                              "detector sees them at the next reading.")
-    parser.add_argument("--read-every-log", action="store_true",
-                        help="SpinalConfig(read_every_log=True): a log off the reading schedule is an observation of "
-                             "its own, timed as 'metrics-only observation'; in the training loop the log follows the "
-                             "step's reading, as in the HF trainer.")
+    parser.add_argument("--read-every-log", action=argparse.BooleanOptionalAction,
+                        default=SpinalConfig().read_every_log,
+                        help="SpinalConfig.read_every_log (default: the library's, on): a log off the reading schedule "
+                             "is an observation of its own, timed as 'metrics-only observation'; in the training loop "
+                             "the log follows the step's reading, as in the HF trainer. --no-read-every-log: logs wait "
+                             "for the next reading.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as in the demo).")
     parser.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "spinal-demo-cache"),
                         help="Where the pre-trained demo model is cached.")
@@ -93,7 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = 60 if args.quick else args.steps
     torch.set_num_threads(args.threads)
 
-    from spinal_callback import SpinalConfig
     from spinal_callback.demo.model import pretrained_demo_model
     from spinal_callback.demo.task import AdditionTask
     from spinal_callback.monitor.outputs import MonitorOutputs

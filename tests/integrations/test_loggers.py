@@ -60,8 +60,13 @@ def test_scalars_reach_every_reporting_integration_at_the_probe_steps(tmp_path: 
     callback.set_trainer(trainer)
     trainer.train()
     spinal = [(step, logs) for step, logs in recorder.seen if any(k.startswith("spinal/") for k in logs)]
-    assert [step for step, _ in spinal] == [0, 2, 4]
-    for step, logs in spinal:  # a full depth trace at step 0 (trace_interval 10), the last layer at every probe
+    probes = [(step, logs) for step, logs in spinal if "spinal/probe/seconds" in logs]
+    assert [step for step, _ in probes] == [0, 2, 4]
+    # TRL logs every step here: the logs between the probes were read on their own (read_every_log), with the
+    # detector's markers at their steps
+    assert [step for step, _ in spinal if step % 2] == [1, 3]
+    assert all({"spinal/alerts/marker", "spinal/rollbacks/marker"} <= set(logs) for step, logs in spinal if step % 2)
+    for step, logs in probes:  # a full depth trace at step 0 (trace_interval 10), the last layer at every probe
         assert ("spinal/band/late/transport" in logs and "spinal/transport/L1" in logs) == (step == 0)
         assert {"spinal/pairs/margin", "spinal/probe/seconds", "spinal/entropy/L6"} <= set(logs)
         assert all(k.startswith("spinal/") and isinstance(v, float) for k, v in logs.items())
@@ -71,8 +76,9 @@ def test_scalars_reach_every_reporting_integration_at_the_probe_steps(tmp_path: 
     # report_to=[] without log_dir: no TensorBoard anywhere, the trace file in <output_dir>/spinal.
     assert callback.log_dir is None and _event_files(tmp_path) == []
     assert callback.trace_path == str(tmp_path / "out" / "spinal" / "spinal_trace.jsonl")
-    steps = [json.loads(line)["step"] for line in Path(callback.trace_path).read_text().splitlines()]
-    assert [s for s in steps] == [0, 2, 4]
+    records = [json.loads(line) for line in Path(callback.trace_path).read_text().splitlines()]
+    assert [(r["type"], r["step"]) for r in records] == [("trace", 0), ("signals", 1), ("trace", 2), ("signals", 3),
+                                                         ("trace", 4)]
 
 
 def test_report_to_none_writes_the_trace_and_no_tensorboard(tmp_path: Path) -> None:

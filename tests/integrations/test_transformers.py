@@ -62,9 +62,12 @@ def test_dpo_run_logs_traces_at_the_scheduled_steps(tmp_path: Path) -> None:
 
     hf_dirs = [d for d in (tmp_path / "out" / "runs").iterdir()]
     assert [Path(callback.log_dir)] == hf_dirs  # same run directory as HF's TensorBoardCallback
-    records = _trace_records(callback.trace_path)
+    everything = _trace_records(callback.trace_path)
+    records = [r for r in everything if r["type"] == "trace"]
     assert [r["step"] for r in records] == [0, 2, 4]
-    assert {r["type"] for r in records} == {"trace"}
+    # the logs at the steps between (TRL logs every step here) were observations of their own (read_every_log)
+    assert [(r["type"], r["step"], r["signals"]) for r in everything if r["type"] != "trace"] == [
+        ("signals", 1, {}), ("signals", 3, {}), ("signals", 5, {})]
     assert len(records[0]["layers"]) == 6
     tags = scalars(callback.log_dir)
     for tag in ("spinal/contraction/L1", "spinal/transport/L5", "spinal/entropy/L6",
@@ -92,7 +95,7 @@ def test_peft_policy_is_monitored_through_the_wrapper(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, callback, max_steps=2, peft=True)
     trainer.train()
     assert type(trainer.model).__name__.startswith("Peft")
-    assert [r["step"] for r in _trace_records(callback.trace_path)] == [0, 2]
+    assert [r["step"] for r in _trace_records(callback.trace_path) if r["type"] == "trace"] == [0, 2]
 
 
 def test_explicit_probe_pairs_are_tokenized_with_the_processing_class(tmp_path: Path) -> None:
@@ -180,8 +183,8 @@ def test_state_round_trips_through_trainer_state_json(tmp_path: Path) -> None:
     # the detector's baseline carried over: the 3 observations before the checkpoint plus step 6
     signals = resumed_cb.monitor.guard.detector.state_dict()["signals"]
     assert [s for s, _ in signals["band/late/transport"]["history"]] == [0, 2, 4, 6]
-    steps = [r["step"] for r in _trace_records(resumed_cb.trace_path)]
-    assert steps == [6]
+    steps = [(r["type"], r["step"]) for r in _trace_records(resumed_cb.trace_path)]
+    assert steps == [("signals", 5), ("trace", 6)]  # step 5's log, read on its own (read_every_log), then the probe
 
 
 def test_bf16_policy_is_monitored(tmp_path: Path) -> None:
@@ -195,7 +198,7 @@ def test_bf16_policy_is_monitored(tmp_path: Path) -> None:
     )
     DPOTrainer(model=model, ref_model=ref, args=config, train_dataset=Dataset.from_list(pairs()),
                processing_class=tok, callbacks=[callback]).train()
-    records = _trace_records(callback.trace_path)
+    records = [r for r in _trace_records(callback.trace_path) if r["type"] == "trace"]
     assert [r["step"] for r in records] == [0, 2]
     for row in records[-1]["layers"]:
         assert row["contraction"] is not None and row["entropy"] is not None  # spectra in float64, lens in float32
@@ -204,16 +207,23 @@ def test_bf16_policy_is_monitored(tmp_path: Path) -> None:
 def test_a_reading_at_a_logging_step_sees_that_steps_metrics(tmp_path: Path) -> None:
     # HF calls on_step_end before it logs the step: the callback holds such a reading for the log, so that the
     # detector reads the metrics of the step it reads (a data fault shows at its own step, not one later)
-    callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=4))
-    trainer = _trainer(tmp_path, callback, max_steps=6, logging_steps=3)
-    trainer.train()
-    losses = {entry["step"]: entry["loss"] for entry in trainer.state.log_history if "loss" in entry}
-    assert sorted(losses) == [3, 6]
-    fed = {r["step"]: r.get("metrics", {}) for r in _trace_records(callback.trace_path) if r["type"] == "trace"}
-    assert sorted(fed) == [0, 2, 4, 6]
-    assert "loss" not in fed[2]
-    assert fed[4]["loss"] == pytest.approx(losses[3])  # logged after step 3's reading-free step: at the next reading
-    assert fed[6]["loss"] == pytest.approx(losses[6])  # logged at a reading step: with that reading, not after it
+    for every_log in (True, False):
+        callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=4, read_every_log=every_log))
+        trainer = _trainer(tmp_path / str(every_log), callback, max_steps=6, logging_steps=3)
+        trainer.train()
+        losses = {entry["step"]: entry["loss"] for entry in trainer.state.log_history if "loss" in entry}
+        assert sorted(losses) == [3, 6]
+        fed = {(r["type"], r["step"]): r.get("metrics", {}) for r in _trace_records(callback.trace_path)
+               if r["type"] in ("trace", "signals")}
+        assert "loss" not in fed["trace", 2]
+        assert fed["trace", 6]["loss"] == pytest.approx(losses[6])  # logged at a reading step: with that reading
+        if every_log:  # logged at a step off the schedule: read on its own, at that step
+            assert sorted(fed, key=lambda key: key[1]) == [("trace", 0), ("trace", 2), ("signals", 3), ("trace", 4),
+                                                           ("trace", 6)]
+            assert fed["signals", 3]["loss"] == pytest.approx(losses[3]) and "loss" not in fed["trace", 4]
+        else:  # as up to study 14: at the next reading
+            assert sorted(fed, key=lambda key: key[1]) == [("trace", 0), ("trace", 2), ("trace", 4), ("trace", 6)]
+            assert fed["trace", 4]["loss"] == pytest.approx(losses[3])
 
 
 def test_read_every_log_feeds_every_logged_value_at_its_step(tmp_path: Path) -> None:

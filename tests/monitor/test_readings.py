@@ -193,7 +193,8 @@ def _logged_every_step(tmp_path: Path, steps: int,
 
 
 def test_read_every_log_feeds_each_log_at_its_own_step_once(tmp_path: Path) -> None:
-    monitor, records, fed, outcomes = _logged_every_step(tmp_path, 6, read_every_log=True)
+    assert SpinalConfig().read_every_log  # the default since study 15
+    monitor, records, fed, outcomes = _logged_every_step(tmp_path, 6)
     assert [step for step, _ in fed] == [0, 1, 2, 3, 4, 5, 6]
     assert all(signals.get("logps/chosen") == -1.0 - step for step, signals in fed if step)  # its own log, once
     assert all(set(signals) == {"logps/chosen", "loss"} for step, signals in fed if step % 2)  # metrics alone
@@ -208,7 +209,7 @@ def test_read_every_log_feeds_each_log_at_its_own_step_once(tmp_path: Path) -> N
 
 
 def test_without_read_every_log_a_log_waits_for_the_next_reading(tmp_path: Path) -> None:
-    _, records, fed, outcomes = _logged_every_step(tmp_path, 6)
+    _, records, fed, outcomes = _logged_every_step(tmp_path, 6, read_every_log=False)  # as up to study 14
     assert [step for step, _ in fed] == [0, 2, 4, 6] and outcomes == [None] * 7
     assert [signals["logps/chosen"] for step, signals in fed if step] == [-3.0, -5.0, -7.0]  # the latest log wins
     assert not [r for r in records if r["type"] == "signals" and not r["signals"]]
