@@ -123,8 +123,9 @@ def load(run_dir: str | Path) -> Run:
 
 def observations(run: Run, stride: int = 1) -> list[tuple[int, dict[str, float], dict[str, list[float]]]]:
     """What the monitor feeds its detector at each probe step: band summaries, probe-forward signals, per-layer
-    vectors, and the TRL metrics logged *before* the step (HF calls ``on_step_end`` before it logs the step) — or,
-    for a run recorded since study 14 (``run.metrics_at_step``), logged at the step too.
+    vectors, and the TRL metrics logged since the previous one and *before* the step (HF calls ``on_step_end``
+    before it logs the step) — or, for a run recorded since study 14 (``run.metrics_at_step``), at the step too; the
+    latest value of each, each logged value once, as the monitor feeds them (a reading with no new log has none).
 
     ``stride`` keeps every ``stride``-th probe (a probe interval ``stride`` times the recorded one). With
     ``run.every_log`` (study 15), each logged value is fed once, at its own step: a log between two readings is an
@@ -134,14 +135,15 @@ def observations(run: Run, stride: int = 1) -> list[tuple[int, dict[str, float],
     logs = sorted(run.logs, key=lambda r: r["step"])
     if run.every_log:
         return _every_log(run.traces[::stride], logs)
-    out, latest, i = [], {}, 0
+    out, i = [], 0
     for record in run.traces[::stride]:
         step = int(record["step"])
+        fresh: dict[str, float] = {}
         while i < len(logs) and (logs[i]["step"] <= step if run.metrics_at_step else logs[i]["step"] < step):
-            latest.update(_logged(logs[i]))
+            fresh.update(_logged(logs[i]))
             i += 1
         signals, vectors = _reading(record)
-        signals.update(latest)
+        signals.update(fresh)
         out.append((step, signals, vectors))
     return out
 

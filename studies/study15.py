@@ -50,6 +50,7 @@ def live_check(out_dir: Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: ``out_dir`` holds no such run.
+        ValueError: a run there was trained without ``read_every_log``.
     """
     runs = load_set(out_dir, ("T15-faults",))
     if not runs:

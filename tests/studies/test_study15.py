@@ -137,3 +137,19 @@ def test_the_live_check_compares_the_callbacks_own_alerts_with_the_every_log_rep
     assert "Same first alert in 1 of 1 runs." in study15.live_table(results)
     assert study15.live_settings_of(spec).read_every_log and not study15.settings_of(spec).read_every_log
     assert [s.seed for s in _script().specs_of("train-live")] == list(range(3100, 3108))
+
+
+def test_the_replay_feeds_a_sparse_log_once_as_the_monitor_does(tmp_path: Path) -> None:
+    """A trainer that logs every 5 steps while the callback reads every 2: each logged value reaches the detector
+    once — never again at the readings after it (a repeated value would look like a flat trend)."""
+    spec = RunSpec("healthy", 13, 2 * PROBES, model="M1", part="T15-healthy")
+    write_run(tmp_path, spec, PROBES, 10**9, False, update_signals, metrics_at_step=True)
+    run = load(tmp_path / spec.name)
+    run = replace(run, logs=[r for r in run.logs if r["step"] % 5 == 0])
+    fed = {step: s["logps/chosen"] for step, s, _ in observations(run) if "logps/chosen" in s}
+    logged = {int(r["step"]): r["logps/chosen"] for r in run.logs}
+    assert sorted(fed) == sorted(step + step % 2 for step in logged)  # an odd step's log waits for the next reading
+    assert all(fed[step + step % 2] == value for step, value in logged.items())
+    every = {step: s["logps/chosen"] for step, s, _ in observations(replace(run, every_log=True))
+             if "logps/chosen" in s}
+    assert every == logged  # read on its own, at its own step
