@@ -10,6 +10,7 @@ import pytest
 
 from studies import scenarios
 from studies.scenarios import MODELS, SCENARIOS, SCHEDULES, TEST_FAULTS, RunSpec, run_spec, shorten
+from tests.studies.drivers import study_script
 
 
 @pytest.mark.parametrize("scenario", ["lr_ramp", "label_flip"])
@@ -183,13 +184,7 @@ def test_study3_test_set_is_the_protocols():
 
 
 def test_study3_quick_smoke_is_one_short_run_per_scenario():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study3_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study3_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = study_script(3)
     quick = script.specs_of("train-test", quick=True)
     assert [r.scenario for r in quick] == ["healthy", *scenarios.STUDY3_FAULTS]
     assert all(r.max_steps == script.QUICK_STEPS for r in quick)
@@ -241,13 +236,7 @@ def test_study4_test_set_is_the_protocols():
 
 
 def test_study4_script_phases_and_quick_smoke():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study4_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study4_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = study_script(4)
     assert script.PHASES == ("train-calibration", "choose", "train-test", "train-rollback", "evaluate")
     assert script.specs_of("train-calibration") == scenarios.study4_calibration_set()
     assert script.specs_of("train-test") == scenarios.study4_test_set()
@@ -305,13 +294,7 @@ def test_study5_test_set_is_the_protocols():
 
 
 def test_study5_script_phases_quick_smoke_and_rollback_set():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study5_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study5_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = study_script(5)
     assert script.PHASES == ("choose", "train-test", "train-rollback", "evaluate")
     assert script.specs_of("train-test") == scenarios.study5_test_set()
     quick = script.specs_of("train-test", quick=True)
@@ -355,13 +338,7 @@ def test_study6_sets_are_the_protocols():
 
 
 def test_study6_script_phases_and_quick_smoke():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study6_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study6_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = study_script(6)
     assert script.PHASES == ("train-calibration", "choose", "train-test", "train-rollback", "evaluate")
     assert script.specs_of("train-calibration") == scenarios.study6_calibration_set()
     assert script.specs_of("train-test") == scenarios.study6_test_set()
@@ -401,13 +378,7 @@ def test_study7_sets_are_the_protocols():
 
 
 def test_study7_script_phases_and_quick_smoke():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study7_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study7_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = study_script(7)
     assert script.PHASES == ("train-test", "train-rollback", "evaluate")
     assert script.specs_of("train-test") == scenarios.study7_test_set()
     assert script.specs_of("train-rollback") == scenarios.study7_rollback_set()
@@ -451,13 +422,7 @@ def test_study8_and_9_sets_are_the_protocols(study, healthy_from, faults_from, p
 
 @pytest.mark.parametrize("study", [8, 9])
 def test_study8_and_9_script_phases_and_quick_smoke(study):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / f"study{study}_early_warning.py"
-    spec = importlib.util.spec_from_file_location(f"study{study}_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = study_script(study)
     assert script.PHASES == ("choose", "train-test", "train-rollback", "evaluate")
     assert script.specs_of("train-test") == getattr(scenarios, f"study{study}_test_set")()
     assert script.specs_of("train-rollback") == getattr(scenarios, f"study{study}_rollback_set")()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -13,6 +12,7 @@ pytest.importorskip("scipy")
 
 from studies import scenarios, study10
 from studies.scenarios import RunSpec
+from tests.studies.drivers import study_script
 from tests.studies.synthetic_runs import update_signals, write_run
 
 PROBES = 90
@@ -27,10 +27,7 @@ def test_t10_is_the_protocols_and_new() -> None:
                + scenarios.study4_test_set() + scenarios.study5_test_set() + scenarios.study6_test_set()
                + scenarios.study7_test_set() + scenarios.study8_test_set() + scenarios.study9_test_set())
     assert not {r.seed for r in earlier} & {r.seed for r in test}
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study10_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study10_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = study_script(10)
     assert script.PHASES == ("train-test", "evaluate") and script.specs_of("train-test") == test
     assert [(r.scenario, r.max_steps) for r in script.specs_of("train-test", quick=True)] == [("healthy", 30)]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import random
@@ -14,19 +13,12 @@ pytest.importorskip("scipy")
 
 from studies import scenarios, study11
 from studies.scenarios import RunSpec
+from tests.studies.drivers import study_script
 from tests.studies.synthetic_runs import write_run
 
 PROBES = 90
 FAULT = 120
 ONSET = 140
-
-
-def _script() -> object:
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study11_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study11_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 def test_t11_is_the_protocols_and_new() -> None:
@@ -52,7 +44,7 @@ def test_t11_is_the_protocols_and_new() -> None:
     rollback = scenarios.study11_rollback_set()
     assert [r.name for r in rollback] == ["lr_ramp-s2300-rb", "adam_beta2-s2310-rb", "grad_noise-s2320-rb",
                                           "weight_noise-s2330-rb"] + [f"healthy-s{s}-rb" for s in range(2200, 2204)]
-    script = _script()
+    script = study_script(11)
     assert script.PHASES == ("train-test", "train-rollback", "evaluate")
     assert script.specs_of("train-test") == test and script.specs_of("train-rollback") == rollback
     assert [(r.scenario, r.max_steps) for r in script.specs_of("train-test", quick=True)] == [

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
 from dataclasses import replace
@@ -17,19 +16,12 @@ from spinal_callback import SpinalConfig
 from spinal_callback.config.detector import DetectorConfig
 from studies import scenarios, study12
 from studies.scenarios import RunSpec
+from tests.studies.drivers import study_script
 from tests.studies.synthetic_runs import write_run
 
 PROBES = 90
 FAULT = 120
 ONSET = 140
-
-
-def _script() -> object:
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study12_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study12_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 def test_t12_is_the_protocols_and_new() -> None:
@@ -49,7 +41,7 @@ def test_t12_is_the_protocols_and_new() -> None:
     rollback = scenarios.study12_rollback_set()
     firsts = [f"{family}-s{2500 + 10 * i}-rb" for i, family in enumerate(scenarios.STUDY12_FAULTS)]
     assert [r.name for r in rollback] == firsts + [f"healthy-s{s}-rb" for s in range(2400, 2404)]
-    script = _script()
+    script = study_script(12)
     assert script.specs_of("train-test") == test and script.specs_of("train-rollback") == rollback
     assert [(r.scenario, r.max_steps) for r in script.specs_of("train-test", quick=True)] == [
         ("healthy", 30), *((family, 30) for family in scenarios.STUDY12_FAULTS)]

@@ -3,7 +3,6 @@ end on small synthetic run folders (no training)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
 from dataclasses import replace
@@ -19,19 +18,12 @@ from spinal_callback.early_warning import EarlyWarningDetector
 from studies import scenarios, study12, study13
 from studies.scenarios import RunSpec
 from studies.study2 import load_set
+from tests.studies.drivers import study_script
 from tests.studies.synthetic_runs import write_run
 
 PROBES = 90
 FAULT = 120
 ONSET = 150
-
-
-def _script() -> object:
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study13_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study13_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 def test_t13_is_the_protocols_and_new() -> None:
@@ -45,7 +37,7 @@ def test_t13_is_the_protocols_and_new() -> None:
     assert all(130 <= r.fault_step <= 160 and r.part == "T13-faults" for r in faults)
     earlier = [*scenarios.study11_test_set(), *scenarios.study12_test_set(), *scenarios.study12_rollback_set()]
     assert not {r.seed for r in earlier} & {r.seed for r in test}
-    script = _script()
+    script = study_script(13)
     assert script.specs_of("train-test") == test
     assert [(r.scenario, r.max_steps) for r in script.specs_of("train-test", quick=True)] == [
         ("healthy", 30), *((family, 30) for family in scenarios.STUDY13_FAULTS)]

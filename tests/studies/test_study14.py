@@ -3,7 +3,6 @@ evaluation end to end on small synthetic run folders (no training)."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -18,19 +17,12 @@ from studies import scenarios, study13, study14
 from studies.replay import load, observations
 from studies.scenarios import RunSpec
 from studies.study2 import load_set
+from tests.studies.drivers import study_script
 from tests.studies.synthetic_runs import update_signals, write_run
 
 PROBES = 90
 FAULT = 120  # a reading step: the flipped batch is logged at 120 and read with it since study 14
 ONSET = 150
-
-
-def _script() -> object:
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study14_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study14_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 def test_t14_is_the_protocols_and_new() -> None:
@@ -45,7 +37,7 @@ def test_t14_is_the_protocols_and_new() -> None:
     earlier = [*scenarios.study11_test_set(), *scenarios.study12_test_set(), *scenarios.study12_rollback_set(),
                *scenarios.study13_test_set()]
     assert not {r.seed for r in earlier} & {r.seed for r in test}
-    script = _script()
+    script = study_script(14)
     assert script.specs_of("train-test") == test
     assert [(r.scenario, r.max_steps) for r in script.specs_of("train-test", quick=True)] == [
         ("healthy", 30), *((family, 30) for family in scenarios.STUDY14_FAULTS)]

@@ -3,7 +3,6 @@ small synthetic run folders (no training)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from dataclasses import replace
@@ -18,19 +17,12 @@ from spinal_callback.config.detector import DetectorConfig
 from studies import scenarios, study14, study15
 from studies.replay import load, observations
 from studies.scenarios import RunSpec
+from tests.studies.drivers import study_script
 from tests.studies.synthetic_runs import update_signals, write_run
 
 PROBES = 90
 FAULT = 121  # an odd step: read every 2 steps, the flipped batch's log is never read with a reading of its own
 ONSET = 150
-
-
-def _script() -> object:
-    path = Path(__file__).resolve().parents[2] / "scripts" / "study15_early_warning.py"
-    spec = importlib.util.spec_from_file_location("study15_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 def test_t15_is_the_protocols_and_new() -> None:
@@ -45,7 +37,7 @@ def test_t15_is_the_protocols_and_new() -> None:
     earlier = [*scenarios.study11_test_set(), *scenarios.study12_test_set(), *scenarios.study12_rollback_set(),
                *scenarios.study13_test_set(), *scenarios.study14_test_set()]
     assert not {r.seed for r in earlier} & {r.seed for r in test}
-    script = _script()
+    script = study_script(15)
     assert script.specs_of("train-test") == test
     with pytest.raises(ValueError, match="trains nothing"):
         script.specs_of("evaluate")
@@ -115,7 +107,7 @@ def test_metrics_only_records_are_not_readings(tmp_path: Path) -> None:
 
 def test_the_driver_says_what_is_missing_instead_of_a_traceback(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    assert _script().main(["evaluate", "--out", str(tmp_path / "t15")]) == 1
+    assert study_script(15).main(["evaluate", "--out", str(tmp_path / "t15")]) == 1
     assert "0 finished T15-healthy and 0 T15-faults runs: train the test set first" in capsys.readouterr().err
     assert not (tmp_path / "t15" / "table.md").exists()
 
@@ -136,7 +128,7 @@ def test_the_live_check_compares_the_callbacks_own_alerts_with_the_every_log_rep
     assert results["fault_runs_same_first_alert"] == results["fault_runs"] == 1
     assert "Same first alert in 1 of 1 runs." in study15.live_table(results)
     assert study15.live_settings_of(spec).read_every_log and not study15.settings_of(spec).read_every_log
-    assert [s.seed for s in _script().specs_of("train-live")] == list(range(3100, 3108))
+    assert [s.seed for s in study_script(15).specs_of("train-live")] == list(range(3100, 3108))
 
 
 def test_the_replay_feeds_a_sparse_log_once_as_the_monitor_does(tmp_path: Path) -> None:
