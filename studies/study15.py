@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from studies.study2 import load_set
-from studies.study3 import detector_scores, live_versus_replay, onsets_of
+from studies.study3 import detector_scores, first_live_alert, live_versus_replay, onsets_of
 from studies.study4 import score_test_set
 from studies.study7 import C6_MATCHED
 from studies.study11 import by_model
@@ -58,9 +58,7 @@ def live_check(out_dir: Path) -> dict[str, Any]:
     if not all(run.every_log for run in runs):
         raise ValueError(f"{out_dir} holds runs trained without read_every_log: not the live check's")
     scores = detector_scores(EVERY_LOG, study14_detector(), runs, onsets_of(runs), 1)
-    per_run = {score.run: {"replay": score.first,
-                           "live": next((int(a["step"]) for a in sorted(run.live_alerts, key=lambda a: a["step"])
-                                         if int(a["step"]) >= run.fault_start), None)}
+    per_run = {score.run: {"replay": score.first, "live": first_live_alert(run)}
                for score, run in zip(scores, runs, strict=True)}
     return {**live_versus_replay(runs, scores), "per_run": per_run}
 

@@ -36,6 +36,7 @@ __all__ = [
     "choose",
     "detector_scores",
     "evaluate",
+    "first_live_alert",
     "live_versus_replay",
     "matched_thresholds",
     "onsets_of",
@@ -165,6 +166,11 @@ def choose(calibration_dir: Path, out_dir: Path) -> dict[str, Any]:
     return result
 
 
+def first_live_alert(run: Run) -> int | None:
+    """The step of the callback's own first alert at or after the fault step (``None``: none)."""
+    return min((int(a["step"]) for a in run.live_alerts if int(a["step"]) >= run.fault_start), default=None)
+
+
 def live_versus_replay(runs: Sequence[Run], replayed: Sequence[Score]) -> dict[str, Any]:
     """The shipped detector live (the callback's own alerts in the trace file: the library defaults, with the
     probe pairs' measured noise floors) against its replay: healthy runs with an alert, and fault runs whose
@@ -172,15 +178,13 @@ def live_versus_replay(runs: Sequence[Run], replayed: Sequence[Score]) -> dict[s
     by_run = {s.run: s for s in replayed}
     healthy_live = healthy_replay = same_first = fault_runs = 0
     for run in runs:
-        live = sorted(int(a["step"]) for a in run.live_alerts)
         replay = by_run[run.name]
         if not run.is_fault:
-            healthy_live += bool(live)
+            healthy_live += bool(run.live_alerts)
             healthy_replay += bool(replay.alarms)
             continue
         fault_runs += 1
-        first = next((a for a in live if a >= run.fault_start), None)
-        same_first += first == replay.first
+        same_first += first_live_alert(run) == replay.first
     return {"healthy_runs_live_alert": healthy_live, "healthy_runs_replay_alert": healthy_replay,
             "fault_runs": fault_runs, "fault_runs_same_first_alert": same_first}
 

@@ -213,7 +213,7 @@ class SpinalMonitor:
             return None
         self._metrics = {}
         self.outputs.reading(step, {}, metrics)
-        return self._guard(step, DetectorInputs(dict(metrics)), handles, sync)
+        return self._guard(step, DetectorInputs(metrics), handles, sync)
 
     def _guard(self, step: int, inputs: DetectorInputs, handles: TrainingHandles | None,
                sync: RankSync | None) -> GuardOutcome:
