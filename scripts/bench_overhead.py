@@ -180,6 +180,8 @@ def _demo_args(args: argparse.Namespace, interval: int | None, steps: int, outpu
     argv += ["--no-spinal"] if interval is None else ["--interval", str(interval)]
     if interval is not None and args.heatmap_interval is not None:
         argv += ["--heatmap-interval", str(args.heatmap_interval)]
+    if interval is not None and getattr(args, "signal_interval", None) is not None:
+        argv += ["--signal-interval", str(args.signal_interval)]
     return build_parser().parse_args(argv)
 
 
@@ -437,6 +439,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "arm out).")
     parser.add_argument("--heatmap-interval", type=int, default=None,
                         help="Steps between heatmap images in the arms with the callback (default: the library's).")
+    parser.add_argument("--signal-interval", type=int, default=None,
+                        help="Steps between readings in the arms with the callback (default: the library's, 2 for "
+                        "an even interval); every probe interval must be a multiple of it.")
     parser.add_argument("--reps", type=int, default=None, help="Repetitions per arm (default: 6; 2 quick).")
     parser.add_argument("--batch-size", type=int, default=build_parser().get_default("batch_size"),
                         help="Preference pairs per optimizer step (default: the demo's). The probe's cost is "
@@ -462,6 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--steps, --reps and --interval must be positive")
     if args.threads < 0:
         parser.error("--threads must be 0 or positive")
+    if args.signal_interval is not None and (args.signal_interval <= 0
+                                             or any(i % args.signal_interval for i in intervals)):
+        parser.error(f"--signal-interval must be positive and divide every probe interval ({intervals}), got "
+                     f"{args.signal_interval}; e.g. --compare-interval 0 to leave the second arm out")
 
     started = time.perf_counter()
     load_start = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []

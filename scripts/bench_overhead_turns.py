@@ -457,6 +457,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="Probe interval of the arm with the callback (default: the library's).")
     parser.add_argument("--heatmap-interval", type=int, default=None,
                         help="Steps between heatmap images (default: the library's).")
+    parser.add_argument("--signal-interval", type=int, default=None,
+                        help="Steps between readings (default: the library's, 2 for an even --interval); "
+                        "--interval must be a multiple of it.")
     for option in ("--batch-size", "--threads", "--seed", "--cache-dir"):
         action = next(a for a in base._actions if option in a.option_strings)
         parser.add_argument(option, type=action.type, default=action.default, help=action.help)
@@ -474,7 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("need --block > 0, --steps ≥ 3 × --block and at least one pair of runs")
     from spinal_callback import SpinalConfig
 
-    config = SpinalConfig(interval=args.interval)
+    try:
+        config = SpinalConfig(interval=args.interval, signal_interval=args.signal_interval)
+    except ValueError as exc:
+        parser.error(str(exc))
     started = time.perf_counter()
     load_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="bench_turns_") as output_root:

@@ -151,3 +151,12 @@ def test_the_report_states_the_estimates_of_synthetic_pairs(bench: Any) -> None:
     report = bench.format_report(meta, arms)
     assert "A/A: without vs without (2)" in report and "steady state" in report and "a run of 120 steps" in report
     assert f"the rest {measured['accounting_steady_pct']:+.2f}%" in report
+
+
+def test_a_reading_interval_reaches_the_demo_run_and_is_checked(bench: Any) -> None:
+    args = bench.build_arg_parser().parse_args(["--signal-interval", "5"])
+    demo = bench.bench_overhead._demo_args(args, args.interval, 60, "out")
+    assert demo.signal_interval == 5 and demo.interval == args.interval
+    assert bench.bench_overhead._demo_args(args, None, 60, "out").signal_interval is None  # the arm without
+    with pytest.raises(SystemExit):  # 50 is no multiple of 8: refused before any run
+        bench.main(["--signal-interval", "8", "--interval", "50"])
