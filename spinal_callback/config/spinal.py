@@ -51,6 +51,8 @@ class SpinalConfig:
                   "forward — update/size, update/turn and the trainer's logged metrics — and runs the early-warning "
                   "detector; at the probe steps the probe's signals join them. The shipped detector's thresholds "
                   "were calibrated at 2 (docs/evidence.md); recalibrate with `spinal calibrate` for another value. "
+                  "The detector's warm-up counts readings: at 2 the update tests arm from step 50 (size) and 90 "
+                  "(turn), at 5 from 125 and 225. "
                   "Default (None): 2 when `interval` is even, else `interval` (readings only at the probes)."},
     )
     read_every_log: bool = field(

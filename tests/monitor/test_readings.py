@@ -226,3 +226,26 @@ def test_a_log_the_detector_does_not_watch_is_no_observation(tmp_path: Path) -> 
     assert monitor.on_log(1) is not None
     with pytest.raises(ValueError, match="`read_every_log` must be True or False"):
         SpinalConfig(read_every_log="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("signal_interval", "size_from", "turn_from"), [(2, 50, 90), (5, 125, 225)])
+def test_the_update_tests_arm_after_the_readings_the_warm_up_counts(tmp_path: Path, signal_interval: int,
+                                                                     size_from: int, turn_from: int) -> None:
+    # the steps docs/usage.md and the signal_interval help give (a reading at step 0, as the callbacks make): the
+    # warm-up (24 observations) counts readings, the size needs one reading before it, the turn TURN_WINDOW + 1
+    model, monitor, _, _ = _spied(tmp_path, signal_interval=signal_interval, update_coordinates=256)
+    detector, warmup = monitor.guard.detector, monitor.guard.detector.config.warmup
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    ids = torch.randint(0, 32, (2, 8))
+    armed: dict[str, int] = {}
+    for step in range(turn_from + 1):
+        if step:
+            model(input_ids=ids, labels=ids).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        monitor.on_step(step, model)
+        if step % signal_interval == 0:
+            counts = {name: state["count"] for name, state in detector.state_dict()["signals"].items()}
+            armed.update({name: step for name, count in counts.items() if count > warmup and name not in armed})
+    monitor.close()
+    assert armed == {"update/size": size_from, "update/turn": turn_from}
