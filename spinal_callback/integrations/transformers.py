@@ -3,7 +3,9 @@ callback events translated into session calls."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
+from fnmatch import fnmatchcase
 from typing import Any
 
 from torch import nn
@@ -23,11 +25,34 @@ from spinal_callback.monitor.session import MonitorSession, dataset_of, portable
 from spinal_callback.recovery.guard import TrainingHandles
 from spinal_callback.recovery.sync import TorchDistributedSync
 
-__all__ = ["SpinalTrainerCallback", "tensorboard_callback_dir"]
+__all__ = ["SpinalTrainerCallback", "sparse_logging_advice", "tensorboard_callback_dir"]
 
+log = logging.getLogger("spinal_callback")
 
 #: What transformers' Trainer and TRL's DPOTrainer log, as the detector may watch it.
 TRAINER_METRICS = (*DPO_METRICS, "epoch", "entropy", "num_tokens", "mean_token_accuracy")
+
+
+def sparse_logging_advice(logging_steps: Any, config: SpinalConfig, first_step: bool = False) -> str | None:
+    """What a trainer that logs every ``logging_steps`` > 1 steps costs the early warning, or ``None``: the detector
+    counts the trainer's metrics in logs (its warm-up too), and every lead in ``docs/evidence.md`` was measured with
+    a log at every step. ``first_step``: the trainer also logs step 1 (``logging_first_step``). ``None`` as well when
+    the detector watches none of the trainer's metrics."""
+    if isinstance(logging_steps, float) and logging_steps.is_integer():
+        logging_steps = int(logging_steps)  # TrainingArguments types it a float (a fraction of the run when < 1)
+    if not isinstance(logging_steps, int) or isinstance(logging_steps, bool) or logging_steps <= 1:
+        return None
+    detector = config.detector
+    patterns = [*detector.signals, *detector.update_signals, *detector.turn_signals]  # what the tests watch
+    watched = [name for name in TRAINER_METRICS if any(fnmatchcase(name, pattern) for pattern in patterns)]
+    if not watched:
+        return None
+    # a test arms at the signal's (warmup + 1)-th observation; with a log at step 1 the rest come every logging_steps
+    arms = detector.warmup * logging_steps if first_step else (detector.warmup + 1) * logging_steps
+    return (f"spinal: the trainer logs every {logging_steps} steps (logging_steps={logging_steps}): the early-warning "
+            f"tests on its metrics ({', '.join(watched)}) count logs, so they arm at step {arms} and each value they "
+            f"see is a {logging_steps}-step mean. Every lead in docs/evidence.md was measured with logging_steps=1; "
+            "set it for that early warning. update/size and update/turn do not depend on logging.")
 
 
 class SpinalTrainerCallback(TrainerCallback, ExportableState):
@@ -117,6 +142,11 @@ class SpinalTrainerCallback(TrainerCallback, ExportableState):
             records=records, tokenizer=getattr(tokenizer, "tokenizer", tokenizer),  # processors wrap a tokenizer
             reference=self.reference, metric_names=TRAINER_METRICS,
         )
+        if rank_zero:
+            every = getattr(state, "logging_steps", None) or getattr(args, "logging_steps", None)
+            advice = sparse_logging_advice(every, self.config, bool(getattr(args, "logging_first_step", False)))
+            if advice is not None:
+                log.warning(advice)
         self._step(state.global_step, control, kwargs)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

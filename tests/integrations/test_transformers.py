@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from trl import DPOConfig, DPOTrainer
 
 from spinal_callback import SpinalConfig, SpinalTrainerCallback, UnsupportedArchitectureError
 from spinal_callback.config.detector import DEFAULT_SIGNALS
+from spinal_callback.integrations.transformers import sparse_logging_advice
 
 from .helpers import all_finite, images, pairs, scalars, tiny_llama, tokenizer
 
@@ -204,13 +206,18 @@ def test_bf16_policy_is_monitored(tmp_path: Path) -> None:
         assert row["contraction"] is not None and row["entropy"] is not None  # spectra in float64, lens in float32
 
 
-def test_a_reading_at_a_logging_step_sees_that_steps_metrics(tmp_path: Path) -> None:
+def test_a_reading_at_a_logging_step_sees_that_steps_metrics(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
     # HF calls on_step_end before it logs the step: the callback holds such a reading for the log, so that the
     # detector reads the metrics of the step it reads (a data fault shows at its own step, not one later)
     for every_log in (True, False):
         callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=4, read_every_log=every_log))
         trainer = _trainer(tmp_path / str(every_log), callback, max_steps=6, logging_steps=3)
-        trainer.train()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="spinal_callback"):
+            trainer.train()
+        advice = [r.getMessage() for r in caplog.records if "logging_steps=3" in r.getMessage()]
+        assert len(advice) == 1 and "arm at step 75" in advice[0]  # once, at the start: the metrics count logs
         losses = {entry["step"]: entry["loss"] for entry in trainer.state.log_history if "loss" in entry}
         assert sorted(losses) == [3, 6]
         fed = {(r["type"], r["step"]): r.get("metrics", {}) for r in _trace_records(callback.trace_path)
@@ -226,12 +233,15 @@ def test_a_reading_at_a_logging_step_sees_that_steps_metrics(tmp_path: Path) -> 
             assert fed["trace", 4]["loss"] == pytest.approx(losses[3])
 
 
-def test_read_every_log_feeds_every_logged_value_at_its_step(tmp_path: Path) -> None:
+def test_read_every_log_feeds_every_logged_value_at_its_step(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
     # TRL logs every step, the callback reads every 2: with read_every_log the logs in between are observations of
     # their own (metrics only), so the detector sees every logged value, each at the step it was logged
     callback = SpinalTrainerCallback(SpinalConfig(interval=2, num_probe_pairs=4, read_every_log=True))
     trainer = _trainer(tmp_path, callback, max_steps=5)
-    trainer.train()
+    with caplog.at_level(logging.WARNING, logger="spinal_callback"):
+        trainer.train()
+    assert not [r for r in caplog.records if "logging_steps" in r.getMessage()]  # a log every step: nothing to say
     logged = {entry["step"]: entry["logps/chosen"] for entry in trainer.state.log_history if "logps/chosen" in entry}
     assert sorted(logged) == [1, 2, 3, 4, 5]
     records = [r for r in _trace_records(callback.trace_path) if r["type"] in ("trace", "signals")]
@@ -241,3 +251,18 @@ def test_read_every_log_feeds_every_logged_value_at_its_step(tmp_path: Path) -> 
     assert [r["step"] for r in records if r["type"] == "signals" and not r["signals"]] == [1, 3, 5]
     history = callback.monitor.guard.detector.state_dict()["signals"]["logps/chosen"]["history"]
     assert [step for step, _ in history] == [1, 2, 3, 4, 5]
+
+
+def test_sparse_logging_advice_names_what_logging_every_n_steps_costs() -> None:
+    advice = sparse_logging_advice(10, SpinalConfig())
+    assert advice is not None and "logging_steps=10" in advice and "arm at step 250" in advice
+    assert "rewards/chosen, rewards/accuracies, rewards/margins, logps/chosen" in advice and "logging_steps=1" in advice
+    glob = sparse_logging_advice(5, SpinalConfig(detector={"signals": {"logps/*": "both"}, "warmup": 9}))
+    assert glob is not None and "(logps/chosen, logps/rejected)" in glob and "arm at step 50" in glob
+    assert "arm at step 120" in (sparse_logging_advice(5, SpinalConfig(), first_step=True) or "")  # the demo's logs
+    assert sparse_logging_advice(1, SpinalConfig()) is None  # every step: what the studies measured
+    assert sparse_logging_advice(10.0, SpinalConfig()) == advice  # TrainingArguments' float type
+    assert sparse_logging_advice(0.1, SpinalConfig()) is None  # a fraction of the run: not a step count
+    assert sparse_logging_advice(None, SpinalConfig()) is None
+    no_metrics = SpinalConfig(detector={"signals": {"band/late/transport": "both"}})
+    assert sparse_logging_advice(10, no_metrics) is None  # the detector watches none of the trainer's metrics
