@@ -50,9 +50,10 @@ def sparse_logging_advice(logging_steps: Any, config: SpinalConfig, first_step: 
     # a test arms at the signal's (warmup + 1)-th observation; with a log at step 1 the rest come every logging_steps
     arms = detector.warmup * logging_steps if first_step else (detector.warmup + 1) * logging_steps
     return (f"spinal: the trainer logs every {logging_steps} steps (logging_steps={logging_steps}): the early-warning "
-            f"tests on its metrics ({', '.join(watched)}) count logs, so they arm at step {arms} and each value they "
-            f"see is a {logging_steps}-step mean. Every lead in docs/evidence.md was measured with logging_steps=1; "
-            "set it for that early warning. update/size and update/turn do not depend on logging.")
+            f"tests on its metrics ({', '.join(watched)}) count logs, so they arm only after {detector.warmup + 1} "
+            f"logs (step {arms} from the start of training), and each of TRL's values is a {logging_steps}-step mean. "
+            "Every lead in docs/evidence.md was measured with logging_steps=1; set it for that early warning. "
+            "update/size and update/turn do not depend on logging.")
 
 
 class SpinalTrainerCallback(TrainerCallback, ExportableState):

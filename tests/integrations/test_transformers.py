@@ -217,7 +217,8 @@ def test_a_reading_at_a_logging_step_sees_that_steps_metrics(tmp_path: Path,
         with caplog.at_level(logging.WARNING, logger="spinal_callback"):
             trainer.train()
         advice = [r.getMessage() for r in caplog.records if "logging_steps=3" in r.getMessage()]
-        assert len(advice) == 1 and "arm at step 75" in advice[0]  # once, at the start: the metrics count logs
+        # once, at the start: the detector counts TRL's metrics in logs
+        assert len(advice) == 1 and "after 25 logs (step 75 from the start" in advice[0]
         losses = {entry["step"]: entry["loss"] for entry in trainer.state.log_history if "loss" in entry}
         assert sorted(losses) == [3, 6]
         fed = {(r["type"], r["step"]): r.get("metrics", {}) for r in _trace_records(callback.trace_path)
@@ -255,11 +256,13 @@ def test_read_every_log_feeds_every_logged_value_at_its_step(tmp_path: Path,
 
 def test_sparse_logging_advice_names_what_logging_every_n_steps_costs() -> None:
     advice = sparse_logging_advice(10, SpinalConfig())
-    assert advice is not None and "logging_steps=10" in advice and "arm at step 250" in advice
+    assert advice is not None and "logging_steps=10" in advice and "after 25 logs (step 250 from the start" in advice
     assert "rewards/chosen, rewards/accuracies, rewards/margins, logps/chosen" in advice and "logging_steps=1" in advice
     glob = sparse_logging_advice(5, SpinalConfig(detector={"signals": {"logps/*": "both"}, "warmup": 9}))
-    assert glob is not None and "(logps/chosen, logps/rejected)" in glob and "arm at step 50" in glob
-    assert "arm at step 120" in (sparse_logging_advice(5, SpinalConfig(), first_step=True) or "")  # the demo's logs
+    assert glob is not None and "(logps/chosen, logps/rejected)" in glob
+    assert "after 10 logs (step 50 from the start" in glob
+    demo = sparse_logging_advice(5, SpinalConfig(), first_step=True)  # the demo logs step 1, then every 5
+    assert demo is not None and "(step 120 from the start" in demo
     assert sparse_logging_advice(1, SpinalConfig()) is None  # every step: what the studies measured
     assert sparse_logging_advice(10.0, SpinalConfig()) == advice  # TrainingArguments' float type
     assert sparse_logging_advice(0.1, SpinalConfig()) is None  # a fraction of the run: not a step count
