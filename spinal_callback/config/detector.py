@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from spinal_callback.config.detector_checks import check_detector_fields
 from spinal_callback.config.signals import (
     CHECKS,
     DEFAULT_CHECKS,
@@ -30,10 +31,8 @@ from spinal_callback.config.signals import (
     DIRECTIONS,
     DPO_METRICS,
     PROBE_PAIR_SIGNALS,
-    check_names,
-    check_signal_map,
 )
-from spinal_callback.config.validation import check_float, check_int, fields_of, read_json_object
+from spinal_callback.config.validation import fields_of, read_json_object
 
 __all__ = [
     "CHECKS", "DEFAULT_CHECKS", "DEFAULT_FINITE_SIGNALS", "DEFAULT_SIGNALS", "DEFAULT_SPEED_SIGNALS",
@@ -245,57 +244,7 @@ class DetectorConfig:
     )
 
     def __post_init__(self) -> None:
-        self.signals = check_signal_map(self.signals)
-        self.vectors = check_names("vectors", self.vectors)
-        check_int("window", self.window, 5)
-        check_int("lag", self.lag, 0)
-        check_int("turn_lag", self.turn_lag, 0)
-        check_int("warmup", self.warmup, 3)
-        checks = (self.checks,) if isinstance(self.checks, str) else self.checks
-        if not isinstance(checks, Sequence) or not checks or any(c not in CHECKS for c in checks):
-            raise ValueError(f"`checks` must be a non-empty list of {', '.join(CHECKS)}, got {self.checks!r}")
-        self.checks = tuple(dict.fromkeys(checks))
-        self.z_threshold = check_float("z_threshold", self.z_threshold, 0.0, open_low=True)
-        self.cusum_k = check_float("cusum_k", self.cusum_k, 0.0)
-        self.cusum_h = check_float("cusum_h", self.cusum_h, 0.0, open_low=True)
-        check_int("variance_window", self.variance_window, 3)
-        if self.variance_window > self.window + self.lag:
-            raise ValueError(f"`variance_window` must be <= window + lag ({self.window + self.lag}), "
-                             f"got {self.variance_window!r}")
-        check_int("variance_reference", self.variance_reference, 0)
-        if 0 < self.variance_reference < 4:
-            raise ValueError(f"`variance_reference` must be 0 (the pooled noise scale) or an integer >= 4, got "
-                             f"{self.variance_reference!r}")
-        if self.variance_reference:
-            if self.window + self.lag - self.variance_window < 4:
-                raise ValueError(f"`variance_reference` needs window + lag − variance_window >= 4 increments before "
-                                 f"the variance window at the first score, got {self.window} + {self.lag} − "
-                                 f"{self.variance_window}: lower variance_window or set variance_reference=0")
-        self.variance_signals = check_names("variance_signals", self.variance_signals)
-        self.variance_threshold = check_float("variance_threshold", self.variance_threshold, 1.0, open_low=True)
-        self.t2_threshold = check_float("t2_threshold", self.t2_threshold, 0.0, open_low=True)
-        self.speed_signals = check_names("speed_signals", self.speed_signals)
-        self.speed_threshold = check_float("speed_threshold", self.speed_threshold, 0.0, open_low=True)
-        check_int("speed_consecutive", self.speed_consecutive, 1)
-        self.update_signals = check_names("update_signals", self.update_signals)
-        self.update_threshold = check_float("update_threshold", self.update_threshold, 0.0, open_low=True)
-        self.turn_signals = check_names("turn_signals", self.turn_signals)
-        self.turn_threshold = check_float("turn_threshold", self.turn_threshold, 0.0, open_low=True)
-        both = sorted(set(self.update_signals) & set(self.turn_signals))
-        if both:
-            raise ValueError(f"{', '.join(map(repr, both))} cannot be both in `update_signals` and in `turn_signals`: "
-                             "each is watched by one test; keep a step size in the first and a turn in the second")
-        self.finite_signals = check_names("finite_signals", self.finite_signals)
-        check_int("min_consecutive", self.min_consecutive, 1)
-        self.decisive_factor = check_float("decisive_factor", self.decisive_factor, 0.0)
-        if 0.0 < self.decisive_factor < 1.0:
-            raise ValueError(f"`decisive_factor` must be 0 (off) or at least 1, got {self.decisive_factor!r}")
-        self.release_fraction = check_float("release_fraction", self.release_fraction, 0.0, 1.0, open_low=True,
-                                       open_high=True)
-        check_int("release_after", self.release_after, 1)
-        self.min_scale = check_float("min_scale", self.min_scale, 0.0, open_low=True)
-        if self.non_finite not in ("alert", "skip"):
-            raise ValueError(f"`non_finite` must be one of alert, skip, got {self.non_finite!r}")
+        check_detector_fields(self)
 
     @property
     def history_length(self) -> int:
