@@ -467,10 +467,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--steps, --reps and --interval must be positive")
     if args.threads < 0:
         parser.error("--threads must be 0 or positive")
-    if args.signal_interval is not None and (args.signal_interval <= 0
-                                             or any(i % args.signal_interval for i in intervals)):
-        parser.error(f"--signal-interval must be positive and divide every probe interval ({intervals}), got "
-                     f"{args.signal_interval}; e.g. --compare-interval 0 to leave the second arm out")
+    from spinal_callback import SpinalConfig
+
+    for interval in intervals:  # the library's own check of the two intervals, before any run
+        try:
+            SpinalConfig(interval=interval, signal_interval=args.signal_interval)
+        except ValueError as exc:
+            second = interval != args.interval
+            parser.error(f"{exc}{' (--compare-interval 0 leaves the second arm out)' if second else ''}")
 
     started = time.perf_counter()
     load_start = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
@@ -524,8 +528,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": " ".join(["python", "scripts/bench_overhead.py", *(argv if argv is not None else sys.argv[1:])]),
     }
     summary = summarize(runs, intervals)
-    from spinal_callback import SpinalConfig
-
     summary["update_size"] = time_update_size(inputs.model, SpinalConfig().update_coordinates)
     print()
     print(format_table(summary, meta))

@@ -160,3 +160,5 @@ def test_a_reading_interval_reaches_the_demo_run_and_is_checked(bench: Any) -> N
     assert bench.bench_overhead._demo_args(args, None, 60, "out").signal_interval is None  # the arm without
     with pytest.raises(SystemExit):  # 50 is no multiple of 8: refused before any run
         bench.main(["--signal-interval", "8", "--interval", "50"])
+    with pytest.raises(SystemExit):  # the second arm's probe interval, 2, is no multiple of 5: refused alike
+        bench.bench_overhead.main(["--signal-interval", "5"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from fnmatch import fnmatchcase
 from typing import Any
 
 from torch import nn
@@ -14,6 +13,7 @@ from transformers.trainer_callback import ExportableState
 
 from spinal_callback.config import SpinalConfig
 from spinal_callback.config.signals import DPO_METRICS
+from spinal_callback.early_warning.names import NameResolver
 from spinal_callback.integrations._common import LOGGED_TAGS
 from spinal_callback.integrations._transformers_support import (
     ScalarForwarder,
@@ -43,8 +43,8 @@ def sparse_logging_advice(logging_steps: Any, config: SpinalConfig, first_step: 
     if not isinstance(logging_steps, int) or isinstance(logging_steps, bool) or logging_steps <= 1:
         return None
     detector = config.detector
-    patterns = [*detector.signals, *detector.update_signals, *detector.turn_signals]  # what the tests watch
-    watched = [name for name in TRAINER_METRICS if any(fnmatchcase(name, pattern) for pattern in patterns)]
+    tested = [NameResolver(names) for names in (detector.signals, detector.update_signals, detector.turn_signals)]
+    watched = [name for name in TRAINER_METRICS if any(resolve(name) is not None for resolve in tested)]
     if not watched:
         return None
     # a test arms at the signal's (warmup + 1)-th observation; with a log at step 1 the rest come every logging_steps
